@@ -1,0 +1,642 @@
+"""Export of plugin records: the standard OTEL_* configuration, the sinks, and the queue.
+
+The queue in front of the exporter is ours, not the SDK's ``BatchLogRecordProcessor``: it is
+bounded by count *and* bytes, counts every record it cannot keep, and keeps a failed batch
+(retrying with backoff) instead of dropping it after the exporter's ~10 s of retries, so a
+collector outage costs waiting, not records. Each record leaves the queue exactly once, as
+exported or as dropped with a reason, and the host acknowledges it to its runner only then.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+
+from ._config import ConfigError, HostConfig, parse_bool
+from ._names import DEFAULT_OTLP_GRPC_ENDPOINT
+from ._otlp import Entry, ResourceInfo, SdkRecordBuilder, encode_json_line, encode_request
+
+_log = logging.getLogger("otel_plugin_logs.export")
+
+# Drop reasons of the host's export stage.
+DROP_EXPORT_QUEUE_FULL: Final = "export_queue_full"
+DROP_EXPORT_REJECTED: Final = "export_rejected"
+DROP_EXPORT_FAILED: Final = "export_failed"
+DROP_SHUTDOWN: Final = "shutdown_unexported"
+
+_GRPC_RETRYABLE: Final = frozenset(
+    {
+        "CANCELLED",
+        "DEADLINE_EXCEEDED",
+        "RESOURCE_EXHAUSTED",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNAVAILABLE",
+        "DATA_LOSS",
+    }
+)
+_HTTP_RETRYABLE: Final = frozenset({408, 429, 502, 503, 504})
+
+
+# --- configuration of the standard variables ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    """The exporter the host will use, resolved from arguments and OTEL_* variables."""
+
+    exporter: str  # otlp | file | console | none
+    protocol: str = "grpc"  # grpc | http/protobuf
+    endpoint: str = ""
+    endpoint_source: str = ""
+    file_path: str = ""
+    sdk_disabled: bool = False
+    notes: tuple[str, ...] = field(default=())
+
+
+_NUMBER_VARS: Final = (
+    "OTEL_EXPORTER_OTLP_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT",
+)
+_BOOL_VARS: Final = ("OTEL_EXPORTER_OTLP_INSECURE", "OTEL_EXPORTER_OTLP_LOGS_INSECURE", "OTEL_SDK_DISABLED")
+_INT_VARS: Final = (
+    "OTEL_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+    "OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+)
+_FILE_VARS: Final = (
+    "OTEL_EXPORTER_OTLP_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+    "OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY",
+    "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE",
+)
+
+
+def _env(environ: Mapping[str, str], name: str) -> str:
+    return environ.get(name, "").strip()
+
+
+def validate_standard_env(environ: Mapping[str, str]) -> None:
+    """Fail at start-up, naming the variable, where the SDK would warn and guess later."""
+    for name in _NUMBER_VARS:
+        raw = _env(environ, name)
+        if raw:
+            try:
+                if not float(raw) > 0:
+                    raise ValueError
+            except ValueError:
+                raise ConfigError(f"{name}={raw!r} is invalid: expected a number of seconds > 0") from None
+    for name in _BOOL_VARS:
+        raw = _env(environ, name)
+        if raw:
+            try:
+                parse_bool(raw)
+            except ValueError:
+                raise ConfigError(f"{name}={raw!r} is invalid: expected true or false") from None
+    for name in _INT_VARS:
+        raw = _env(environ, name)
+        if raw and not (raw.isdigit() and int(raw) > 0):
+            raise ConfigError(f"{name}={raw!r} is invalid: expected an integer > 0")
+    for name in ("OTEL_EXPORTER_OTLP_COMPRESSION", "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION"):
+        raw = _env(environ, name).lower()
+        if raw and raw not in ("gzip", "none", "deflate"):
+            raise ConfigError(f"{name}={raw!r} is invalid: expected gzip, deflate or none")
+    for name in ("OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL"):
+        raw = _env(environ, name)
+        if raw and raw not in ("grpc", "http/protobuf"):
+            hint = " (http/json is not supported by the Python exporter)" if raw == "http/json" else ""
+            raise ConfigError(f"{name}={raw!r} is invalid: expected grpc or http/protobuf{hint}")
+    for name in ("OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_LOGS_HEADERS"):
+        raw = _env(environ, name)
+        for pair in filter(None, (p.strip() for p in raw.split(","))):
+            if "=" not in pair or not pair.split("=", 1)[0].strip():
+                raise ConfigError(f"{name} has an invalid entry {pair!r}: expected key=value pairs")
+    for name in _FILE_VARS:
+        raw = _env(environ, name)
+        if raw and not os.path.isfile(raw):
+            raise ConfigError(f"{name}={raw!r} is invalid: no such file")
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"):
+        raw = _env(environ, name)
+        if raw and "://" not in raw:
+            raise ConfigError(
+                f"{name}={raw!r} is invalid: expected a URL such as {DEFAULT_OTLP_GRPC_ENDPOINT}"
+            )
+
+
+def resolve_export(
+    config: HostConfig,
+    environ: Mapping[str, str] | None = None,
+    *,
+    endpoint: str | None = None,
+    protocol: str | None = None,
+) -> ExportSettings:
+    """Pick the exporter: arguments, then OTEL_* variables, then the embedded file sink."""
+    env = os.environ if environ is None else environ
+    validate_standard_env(env)
+    if _env(env, "OTEL_SDK_DISABLED") and parse_bool(_env(env, "OTEL_SDK_DISABLED")):
+        return ExportSettings(
+            "none", sdk_disabled=True, notes=("OTEL_SDK_DISABLED=true: nothing is exported",)
+        )
+    chosen_protocol = (
+        protocol
+        or _env(env, "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL")
+        or _env(env, "OTEL_EXPORTER_OTLP_PROTOCOL")
+        or "grpc"
+    )
+    if chosen_protocol not in ("grpc", "http/protobuf"):
+        raise ConfigError(f"protocol {chosen_protocol!r} is invalid: expected grpc or http/protobuf")
+    if endpoint:
+        url, source = endpoint, "argument"
+    elif _env(env, "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"):
+        url, source = _env(env, "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"), "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"
+    elif _env(env, "OTEL_EXPORTER_OTLP_ENDPOINT"):
+        base = _env(env, "OTEL_EXPORTER_OTLP_ENDPOINT")
+        url = base if chosen_protocol == "grpc" else base.rstrip("/") + "/v1/logs"
+        source = "OTEL_EXPORTER_OTLP_ENDPOINT"
+    else:
+        url = DEFAULT_OTLP_GRPC_ENDPOINT if chosen_protocol == "grpc" else "http://localhost:4318/v1/logs"
+        source = "default"
+    exporter = config.exporter or ("otlp" if source != "default" else "file")
+    if exporter == "file":
+        path = os.path.join(config.file_dir, "plugin-logs.otlp.jsonl")
+        return ExportSettings("file", file_path=path)
+    if exporter in ("console", "none"):
+        return ExportSettings(exporter)
+    return ExportSettings("otlp", protocol=chosen_protocol, endpoint=url, endpoint_source=source)
+
+
+def attribute_limits(environ: Mapping[str, str] | None = None) -> tuple[int, int | None]:
+    """(max attributes per record, max value length) from the OTel attribute-limit variables."""
+    env = os.environ if environ is None else environ
+    count = (
+        _env(env, "OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT") or _env(env, "OTEL_ATTRIBUTE_COUNT_LIMIT") or "128"
+    )
+    length = _env(env, "OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT") or _env(
+        env, "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT"
+    )
+    return int(count), (int(length) if length else None)
+
+
+# --- sinks --------------------------------------------------------------------------------
+
+
+Item = tuple[ResourceInfo, Entry, Any, int]  # resource, record, settlement ticket, size in bytes
+
+
+@dataclass
+class Outcome:
+    """The result of one export attempt."""
+
+    ok: bool
+    retryable: bool = False
+    error: str = ""
+    rejected: int = 0  # records a collector refused in a partial success
+
+
+class Sink(Protocol):
+    """Where a batch of records goes. ``export`` must not raise."""
+
+    description: str
+
+    def export(self, items: Sequence[Item], timeout_seconds: float) -> Outcome: ...
+
+    def shutdown(self) -> None: ...
+
+
+def _pairs(items: Sequence[Item]) -> list[tuple[ResourceInfo, Entry]]:
+    return [(item[0], item[1]) for item in items]
+
+
+class _CaptureResult:
+    """Stands in for the SDK exporter's metrics hook to learn why an export failed.
+
+    The SDK exporters return only SUCCESS/FAILURE; their metrics hook is handed the error
+    and the status code, which is what tells a retryable outage from a permanent refusal.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.error: Exception | None = None
+        self.error_attrs: Mapping[str, Any] | None = None
+
+    def export_operation(self, num_items: int) -> Any:
+        owner = self
+
+        class _Context:
+            def __enter__(self) -> Any:
+                self._cm = owner.inner.export_operation(num_items)
+                self._result = self._cm.__enter__()
+                return self._result
+
+            def __exit__(self, *exc: object) -> Any:
+                owner.error = getattr(self._result, "error", None)
+                owner.error_attrs = getattr(self._result, "error_attrs", None)
+                return self._cm.__exit__(*exc)
+
+        return _Context()
+
+
+def _identity_serializer(request: Any) -> bytes:
+    return request if isinstance(request, bytes) else bytes(request.SerializeToString())
+
+
+class OtlpGrpcSink:
+    """The SDK's gRPC ``OTLPLogExporter``, fed pre-encoded request bytes."""
+
+    def __init__(self, endpoint: str | None = None, timeout_seconds: float | None = None) -> None:
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+        from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+            ExportLogsServiceResponse,
+        )
+
+        responses: list[Any] = []
+
+        class _RawStub:
+            def __init__(self, channel: Any) -> None:
+                call = channel.unary_unary(
+                    "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+                    request_serializer=_identity_serializer,
+                    response_deserializer=ExportLogsServiceResponse.FromString,
+                )
+
+                def export(*args: Any, **kwargs: Any) -> Any:
+                    response = call(*args, **kwargs)
+                    responses.append(response)
+                    return response
+
+                self.Export = export
+
+        class _Exporter(OTLPLogExporter):
+            def _initialize_channel_and_stub(self) -> None:
+                self._stub = _RawStub
+                super()._initialize_channel_and_stub()  # type: ignore[no-untyped-call]
+
+            def _translate_data(self, data: Any) -> Any:
+                return data  # already an encoded ExportLogsServiceRequest
+
+            def _count_data(self, data: Any) -> int:
+                return 1
+
+        self._responses = responses
+        self._exporter = _Exporter(endpoint=endpoint, timeout=timeout_seconds)
+        self._capture = _CaptureResult(self._exporter._metrics)
+        self._exporter._metrics = self._capture
+        self._configured_timeout = float(self._exporter._timeout)
+        self.description = (
+            f"OTLP/gRPC {endpoint or os.environ.get('OTEL_EXPORTER_OTLP_ENDPOINT', '')}".strip()
+        )
+
+    def export(self, items: Sequence[Item], timeout_seconds: float) -> Outcome:
+        try:
+            data = encode_request(_pairs(items))
+        except Exception as error:
+            return Outcome(False, error=f"encoding failed: {error}")
+        self._exporter._timeout = max(0.05, min(self._configured_timeout, timeout_seconds))
+        self._capture.error = None
+        self._capture.error_attrs = None
+        self._responses.clear()
+        try:
+            result = self._exporter._export(data)  # type: ignore[arg-type]  # bytes pass through _translate_data
+        except Exception as error:
+            return Outcome(False, retryable=True, error=f"{type(error).__name__}: {error}")
+        if result.name == "SUCCESS":
+            rejected = 0
+            for response in self._responses:
+                if response is not None and response.HasField("partial_success"):
+                    rejected += int(response.partial_success.rejected_log_records)
+            return Outcome(True, rejected=rejected)
+        attrs: Mapping[str, Any] = self._capture.error_attrs or {}
+        code = str(attrs.get("rpc.response.status_code", ""))
+        failure = self._capture.error
+        details = getattr(failure, "details", None)
+        detail = details() if callable(details) else (str(failure) if failure else "no detail")
+        return Outcome(
+            False, retryable=(code in _GRPC_RETRYABLE or not code), error=f"{code or 'error'}: {detail}"
+        )
+
+    def shutdown(self) -> None:
+        self._exporter.shutdown(timeout_millis=1000)
+
+
+class OtlpHttpSink:
+    """The SDK's http/protobuf ``OTLPLogExporter``, fed pre-encoded request bytes."""
+
+    def __init__(self, endpoint: str | None = None, timeout_seconds: float | None = None) -> None:
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+
+        self._exporter = OTLPLogExporter(endpoint=endpoint, timeout=timeout_seconds)
+        self._client = self._exporter._client
+        self._configured_timeout = float(self._client._timeout)
+        self.description = f"OTLP/HTTP {self._exporter._endpoint}"
+
+    def export(self, items: Sequence[Item], timeout_seconds: float) -> Outcome:
+        try:
+            data = encode_request(_pairs(items))
+        except Exception as error:
+            return Outcome(False, error=f"encoding failed: {error}")
+        self._client._timeout = max(0.05, min(self._configured_timeout, timeout_seconds))
+        try:
+            result = self._client.export(data)
+        except Exception as error:
+            return Outcome(False, retryable=True, error=f"{type(error).__name__}: {error}")
+        if result.success:
+            return Outcome(True)
+        status = result.status_code
+        retryable = status is None or status in _HTTP_RETRYABLE
+        return Outcome(False, retryable=retryable, error=f"HTTP {status}: {result.reason or result.error}")
+
+    def shutdown(self) -> None:
+        self._exporter.shutdown()  # type: ignore[no-untyped-call]
+
+
+class SdkExporterSink:
+    """Any SDK ``LogRecordExporter`` (console, in-memory, a user's own), via SDK records."""
+
+    def __init__(self, exporter: Any, description: str = "") -> None:
+        self._exporter = exporter
+        self._builder = SdkRecordBuilder()
+        self.description = description or type(exporter).__name__
+
+    def export(self, items: Sequence[Item], timeout_seconds: float) -> Outcome:
+        try:
+            records = self._builder.build(_pairs(items))
+            result = self._exporter.export(records)
+        except Exception as error:
+            return Outcome(False, retryable=True, error=f"{type(error).__name__}: {error}")
+        ok = getattr(result, "name", "SUCCESS") == "SUCCESS"
+        return Outcome(ok, retryable=not ok, error="" if ok else "the exporter returned FAILURE")
+
+    def shutdown(self) -> None:
+        try:
+            self._exporter.shutdown()
+        except Exception as error:
+            _log.debug("exporter shutdown failed: %s", error)
+
+
+class FileSink:
+    """The embedded default: OTLP/JSON lines, one request per line, size-rotated."""
+
+    def __init__(self, path: str, max_bytes: int, backup_count: int) -> None:
+        self.path = path
+        self._max_bytes = max_bytes
+        self._backup_count = backup_count
+        directory = os.path.dirname(path) or "."
+        os.makedirs(directory, exist_ok=True)
+        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the sink's life
+        self.description = f"file {path}"
+
+    def export(self, items: Sequence[Item], timeout_seconds: float) -> Outcome:
+        try:
+            line = encode_json_line(_pairs(items)) + "\n"
+            if self._file.tell() + len(line) > self._max_bytes and self._file.tell() > 0:
+                self._rotate()
+            self._file.write(line)
+            self._file.flush()
+        except OSError as error:
+            return Outcome(False, retryable=True, error=f"{type(error).__name__}: {error}")
+        except Exception as error:
+            return Outcome(False, error=f"encoding failed: {error}")
+        return Outcome(True)
+
+    def _rotate(self) -> None:
+        self._file.close()
+        if self._backup_count > 0:
+            for index in range(self._backup_count - 1, 0, -1):
+                source = f"{self.path}.{index}"
+                if os.path.exists(source):
+                    os.replace(source, f"{self.path}.{index + 1}")
+            os.replace(self.path, f"{self.path}.1")
+        else:
+            os.remove(self.path)
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+
+    def shutdown(self) -> None:
+        with contextlib.suppress(OSError):
+            self._file.close()
+
+
+class NullSink:
+    """OTEL_LOGS_EXPORTER=none or OTEL_SDK_DISABLED: records are replayed but not exported."""
+
+    description = "none"
+
+    def export(self, items: Sequence[Item], timeout_seconds: float) -> Outcome:
+        return Outcome(True)
+
+    def shutdown(self) -> None:
+        return None
+
+
+def build_sink(settings: ExportSettings, config: HostConfig) -> Sink:
+    timeout_seconds = config.export_timeout_millis / 1000.0
+    if settings.exporter == "otlp":
+        endpoint = settings.endpoint if settings.endpoint_source == "argument" else None
+        if settings.protocol == "grpc":
+            return OtlpGrpcSink(endpoint, timeout_seconds if _explicit_timeout() is None else None)
+        return OtlpHttpSink(endpoint, timeout_seconds if _explicit_timeout() is None else None)
+    if settings.exporter == "file":
+        return FileSink(settings.file_path, config.file_max_bytes, config.file_backup_count)
+    if settings.exporter == "console":
+        from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter
+
+        return SdkExporterSink(ConsoleLogRecordExporter(), "console (stdout)")
+    return NullSink()
+
+
+def _explicit_timeout() -> str | None:
+    return os.environ.get("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT") or os.environ.get("OTEL_EXPORTER_OTLP_TIMEOUT")
+
+
+# --- the queue and its worker ---------------------------------------------------------------
+
+
+Settle = Callable[[Sequence[Item], str | None], None]  # items, drop reason (None: exported)
+
+
+class ExportPipeline:
+    """A bounded queue (records and bytes) drained by one worker thread into a ``Sink``.
+
+    ``settle(items, reason)`` is called exactly once per record: reason None when exported,
+    else the drop reason. The worker wakes at the batch threshold or after the schedule delay.
+    """
+
+    def __init__(self, sink: Sink, config: HostConfig, settle: Settle) -> None:
+        self.sink = sink
+        self._settle = settle
+        self._max_records = config.export_max_queue_records
+        self._max_bytes = config.export_max_queue_bytes
+        self._batch_records = config.export_max_batch_records
+        self._batch_bytes = config.export_max_batch_bytes
+        self._delay_seconds = config.export_schedule_delay_millis / 1000.0
+        self._timeout_seconds = config.export_timeout_millis / 1000.0
+        self._max_backoff_seconds = config.export_retry_max_backoff_millis / 1000.0
+        self._max_elapsed_seconds = config.export_retry_max_elapsed_millis / 1000.0
+        self._queue: deque[Item] = deque()
+        self._bytes = 0  # queued plus in flight
+        self._in_flight = 0
+        self._cond = threading.Condition()
+        self._flush_requested = 0
+        self._flushed = 0
+        self._stop_deadline: float | None = None
+        self.last_error = ""
+        self.failing_since: float | None = None
+        self.exported = 0
+        self.attempts_failed = 0
+        self._thread = threading.Thread(target=self._run, name="otel-plugin-logs-export", daemon=True)
+        self._thread.start()
+
+    def offer(self, items: list[Item]) -> list[Item]:
+        """Enqueue; returns the items that did not fit (the caller counts them as dropped)."""
+        with self._cond:
+            if self._stop_deadline is not None:
+                return items
+            room = self._max_records - len(self._queue) - self._in_flight
+            accepted = 0
+            for item in items:
+                if room <= 0 or self._bytes + item[3] > self._max_bytes:
+                    break
+                self._queue.append(item)
+                self._bytes += item[3]
+                room -= 1
+                accepted += 1
+            if len(self._queue) >= self._batch_records:
+                self._cond.notify()
+        return items[accepted:]
+
+    def depth(self) -> tuple[int, int]:
+        """(records, bytes) waiting or in flight."""
+        with self._cond:
+            return len(self._queue) + self._in_flight, self._bytes
+
+    def force_flush(self, timeout_seconds: float) -> bool:
+        """Export everything queued now; True if done within the timeout."""
+        deadline = time.monotonic() + timeout_seconds
+        with self._cond:
+            self._flush_requested += 1
+            ticket = self._flush_requested
+            self._cond.notify_all()
+            while self._flushed < ticket:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._thread.is_alive():
+                    return False
+                self._cond.wait(min(remaining, 0.1))
+        return True
+
+    def shutdown(self, deadline: float) -> int:
+        """Export what is queued until ``deadline`` (monotonic), then count the rest. Returns that count."""
+        with self._cond:
+            if self._stop_deadline is None:
+                self._stop_deadline = deadline
+            self._cond.notify_all()
+        self._thread.join(max(0.0, deadline - time.monotonic()) + 0.2)
+        with self._cond:
+            left = list(self._queue)
+            self._queue.clear()
+            self._bytes -= sum(item[3] for item in left)
+        if left:
+            self._settle(left, DROP_SHUTDOWN)
+        self.sink.shutdown()
+        return len(left)
+
+    def _take(self) -> list[Item]:
+        batch: list[Item] = []
+        size = 0
+        queue = self._queue
+        while queue and len(batch) < self._batch_records:
+            item = queue[0]
+            if batch and size + item[3] > self._batch_bytes:
+                break
+            batch.append(queue.popleft())
+            size += item[3]
+        self._in_flight = len(batch)
+        return batch
+
+    def _run(self) -> None:
+        batch: list[Item] = []
+        first_failure = 0.0
+        backoff = 0.0
+        while True:
+            with self._cond:
+                if not batch:
+                    flush_target = self._flush_requested
+                    wait_until = time.monotonic() + self._delay_seconds
+                    while (
+                        len(self._queue) < self._batch_records
+                        and self._stop_deadline is None
+                        and self._flushed >= self._flush_requested
+                    ):
+                        remaining = wait_until - time.monotonic()
+                        if remaining <= 0:
+                            break
+                        self._cond.wait(remaining)
+                    flush_target = self._flush_requested
+                    batch = self._take()
+                    if not batch:
+                        self._flushed = flush_target
+                        self._cond.notify_all()
+                        if self._stop_deadline is not None:
+                            return
+                        continue
+                stop = self._stop_deadline
+            if stop is not None and time.monotonic() >= stop:
+                self._drop(batch, DROP_SHUTDOWN)
+                batch = []
+                continue
+            timeout = self._timeout_seconds if stop is None else max(0.05, stop - time.monotonic())
+            try:
+                outcome = self.sink.export(batch, timeout)
+            except Exception as error:  # a sink must not raise; if one does, retry
+                outcome = Outcome(False, retryable=True, error=f"{type(error).__name__}: {error}")
+            if outcome.ok:
+                self.failing_since = None
+                backoff = 0.0
+                self.exported += len(batch) - outcome.rejected
+                if outcome.rejected:
+                    self._drop(batch[: outcome.rejected], DROP_EXPORT_REJECTED)
+                    self._done(batch[outcome.rejected :], None)
+                else:
+                    self._done(batch, None)
+                batch = []
+                continue
+            self.attempts_failed += 1
+            self.last_error = outcome.error
+            now = time.monotonic()
+            if self.failing_since is None:
+                self.failing_since = now
+                first_failure = now
+            if not outcome.retryable:
+                self._drop(batch, DROP_EXPORT_REJECTED)
+                batch = []
+                continue
+            if self._max_elapsed_seconds and now - first_failure >= self._max_elapsed_seconds:
+                self._drop(batch, DROP_EXPORT_FAILED)
+                batch = []
+                first_failure = now
+                continue
+            backoff = min(self._max_backoff_seconds, max(0.1, backoff * 2))
+            sleep = backoff * random.uniform(0.8, 1.2)
+            with self._cond:
+                if self._stop_deadline is not None:
+                    sleep = min(sleep, max(0.0, self._stop_deadline - time.monotonic()))
+                self._cond.wait(sleep)
+
+    def _done(self, batch: list[Item], reason: str | None) -> None:
+        size = sum(item[3] for item in batch)
+        with self._cond:
+            self._bytes -= size
+            self._in_flight = max(0, self._in_flight - len(batch))
+        self._settle(batch, reason)
+
+    def _drop(self, batch: list[Item], reason: str) -> None:
+        self._done(batch, reason)

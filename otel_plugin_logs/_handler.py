@@ -1,0 +1,737 @@
+"""``RunnerLogHandler``: the stdlib handler that lives in each plugin process.
+
+On the caller's thread ``emit`` does only what must happen there: render the message (so
+later mutation of the arguments cannot change it), read the current span, take a sequence
+number and append to a bounded buffer. Everything else (attribute coercion, exception
+formatting, encoding, I/O) happens on one background *thread*: a plugin that blocks its
+asyncio loop must not stop its logs.
+
+Buffer policy: records wait in four deques, one per severity class. When the buffer is over
+its count or byte bound, the oldest record of the lowest non-empty class goes first, and
+every drop is counted by reason and reported to the host with the next batch. Batches that
+were sent stay (encoded, compact) until the host acknowledges them, so after a reconnect
+they are sent again; the host discards what it already has by sequence number.
+
+Runner side only: imports neither the host nor the OTel SDK.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import logging
+import os
+import secrets
+import sys
+import threading
+import time
+import traceback
+import weakref
+from collections import Counter, deque
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+import msgpack
+
+from ._config import ConfigError, RunnerConfig, resolve
+from ._protocol import (
+    ACK,
+    BATCH,
+    BODY_ORIGINAL_BYTES,
+    BYE,
+    CODE_FILE_PATH,
+    CODE_FUNCTION_NAME,
+    CODE_LINE_NUMBER,
+    FLUSH,
+    HELLO,
+    PROTOCOL_VERSION,
+    THREAD_ID,
+    THREAD_NAME,
+    coerce_value,
+    encode_message,
+    severity_number,
+    truncate_utf8,
+)
+from ._transport import Transport, TransportError, TransportRejected, UnixSocketTransport
+
+# Loggers whose records never enter the pipeline: the bridge's own (a failure to send must
+# not produce a record to send).
+OWN_LOGGER_PREFIX: Final = "otel_plugin_logs"
+
+# Drop reasons reported to the host.
+DROP_QUEUE_FULL: Final = "queue_full"
+DROP_SHUTDOWN: Final = "shutdown_unsent"
+DROP_REJECTED: Final = "rejected_by_host"
+DROP_ENCODE: Final = "encode_error"
+
+# Attributes of a stdlib LogRecord that are not "extras" passed by the caller.
+_RECORD_FIELDS: Final = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+# Keys of a structlog event dict that duplicate what the record already carries.
+_STRUCTLOG_SKIP: Final = frozenset(
+    {"event", "level", "logger", "logger_name", "timestamp", "exc_info", "exception"}
+)
+_RECORD_OVERHEAD_BYTES: Final = 320
+_STDERR_MARKER: Final = "[otel-plugin-logs gave up]"
+_MAX_STDERR_LINES_PER_SECOND: Final = 200
+
+_AckHook = Callable[[int], None]
+
+
+def _levelclass(levelno: int) -> int:
+    """0: below INFO, 1: INFO, 2: WARNING, 3: ERROR and above."""
+    if levelno < logging.INFO:
+        return 0
+    if levelno < logging.WARNING:
+        return 1
+    if levelno < logging.ERROR:
+        return 2
+    return 3
+
+
+_LEVEL_CLASS: Final = [_levelclass(n) for n in range(64)]
+
+
+class _SpanReader:
+    """Reads the current span's context on the emitting thread, if opentelemetry-api is loaded.
+
+    Importing the API just to find there is no span would cost every plugin start-up, so the
+    import happens only once some other code imported ``opentelemetry.trace``.
+    """
+
+    def __init__(self) -> None:
+        self._get_current_span: Callable[[], Any] | None = None
+
+    def __call__(self) -> tuple[int, int, int] | None:
+        getter = self._get_current_span
+        if getter is None:
+            if "opentelemetry.trace" not in sys.modules:
+                return None
+            from opentelemetry.trace import get_current_span
+
+            self._get_current_span = getter = get_current_span
+        context = getter().get_span_context()
+        if not context.is_valid:
+            return None
+        return (context.trace_id, context.span_id, int(context.trace_flags))
+
+
+_read_span = _SpanReader()
+
+
+class RunnerLogHandler(logging.Handler):
+    """Forward every record of a plugin process to the host bridge.
+
+    ``emit`` never blocks on I/O and never raises. ``flush()``/``force_flush(timeout_millis)``
+    wait until what was logged has been sent; ``shutdown(timeout_millis)`` (also ``close``, at
+    interpreter exit) sends what is left within one deadline and gives up the rest to stderr,
+    counted. Settings come from arguments, then ``OTEL_PLUGIN_LOGS_*`` variables, then defaults.
+    """
+
+    def __init__(
+        self,
+        transport: Transport | None = None,
+        *,
+        level: int | str | None = None,
+        config: RunnerConfig | None = None,
+        plugin_version: str | None = None,
+        **settings: Any,
+    ) -> None:
+        if config is None:
+            if level is not None:
+                settings["level"] = logging._checkLevel(level)  # type: ignore[attr-defined]
+            config, _ = resolve(RunnerConfig, settings)
+        super().__init__(config.level)
+        if transport is None:
+            if not config.socket_path or not config.token:
+                raise ConfigError(
+                    "RunnerLogHandler needs the host's socket and token: run the plugin through "
+                    "`otel-plugin-logs run` or HostLogBridge.spawn_plugin, or pass a transport"
+                )
+            transport = UnixSocketTransport(config.socket_path, max_frame_bytes=config.max_frame_bytes)
+        self._config = config
+        self._transport = transport
+        self._plugin_version = plugin_version
+        self._include = config.include_loggers
+        self._exclude = (OWN_LOGGER_PREFIX, *config.exclude_loggers)
+        self._max_records = config.max_queue_records
+        self._max_bytes = config.max_queue_bytes
+        self._batch_records = config.max_batch_records
+        self._batch_bytes = min(1024 * 1024, config.max_frame_bytes // 4)
+        self._lock = threading.Lock()
+        self._done = threading.Condition(threading.Lock())
+        self._wake = threading.Event()
+        self._reset_state()
+        self._closed = False
+        self._stopping = False
+        self._shutdown_deadline = 0.0
+        self._thread: threading.Thread | None = None
+        self._sender_ident: int | None = -1
+        self._stderr_window = (0.0, 0)
+        self.on_ack: _AckHook | None = None  # test hook: called with each acknowledged seq
+        weak = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _call(weak, "_after_fork_in_child"))
+        atexit.register(_call, weak, "_at_exit")
+
+    # --- state -------------------------------------------------------------------------
+
+    def _reset_state(self) -> None:
+        self._queues: tuple[deque[tuple[Any, ...]], ...] = (deque(), deque(), deque(), deque())
+        self._queued = 0
+        self._queued_bytes = 0
+        self._seq = itertools.count(1)
+        self._last_seq = 0
+        self._sent_seq = 0
+        self._acked_seq = 0
+        self._unacked: deque[tuple[int, bytes]] = deque()
+        self._unacked_bytes = 0
+        self._dropped: Counter[str] = Counter()
+        self._stream = secrets.randbits(63)
+        self._connected = False
+        self._rejected: str | None = None
+        self._backoff_seconds = 0.0
+        self._next_attempt = 0.0
+        self._bye_sent = False
+        self._flush_asked = 0
+        self._flush_answered = 0
+        self.last_error: str | None = None
+
+    # --- the hot path --------------------------------------------------------------------
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        # Handler.handle takes self.lock around emit; emit has its own short lock, and
+        # logging.shutdown holds self.lock while calling flush(), which waits for the sender
+        # thread: sharing that lock would deadlock.
+        if self.filters and not self.filter(record):
+            return False
+        self.emit(record)
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            name = record.name
+            if name.startswith(self._exclude) or (self._include and not name.startswith(self._include)):
+                return
+            if record.thread == self._sender_ident:
+                return  # something the sender called logged: never loop back
+            msg = record.msg
+            if msg.__class__ is dict:
+                message: Any = dict(msg)  # structlog event dict, copied against later mutation
+                size = _RECORD_OVERHEAD_BYTES + 64 * len(message)
+            else:
+                message = record.getMessage()
+                size = _RECORD_OVERHEAD_BYTES + len(message)
+            span = _read_span()
+            levelno = record.levelno
+            cls = _LEVEL_CLASS[levelno] if 0 <= levelno < 64 else 3
+            if self._closed:
+                self._give_up_one(record, message)
+                return
+            with self._lock:
+                seq = next(self._seq)
+                self._last_seq = seq
+                self._queues[cls].append((seq, record, message, span, size))
+                self._queued += 1
+                self._queued_bytes += size
+                if (
+                    self._queued > self._max_records
+                    or self._queued_bytes + self._unacked_bytes > self._max_bytes
+                ):
+                    self._shed_locked()
+                wake = self._queued == self._batch_records
+            if wake or self._thread is None:
+                self._ensure_thread()
+                self._wake.set()
+        except Exception:
+            self.handleError(record)
+
+    def _shed_locked(self) -> None:
+        """Drop the oldest records of the lowest severity until within bounds (lock held)."""
+        given_up = []
+        while self._queued and (
+            self._queued > self._max_records or self._queued_bytes + self._unacked_bytes > self._max_bytes
+        ):
+            for queue in self._queues:
+                if queue:
+                    item = queue.popleft()
+                    break
+            self._queued -= 1
+            self._queued_bytes -= item[4]
+            self._dropped[DROP_QUEUE_FULL] += 1
+            if not self._connected:
+                given_up.append(item)
+        for item in given_up:
+            self._give_up_one(item[1], item[2])
+
+    # --- background sender ---------------------------------------------------------------
+
+    def _ensure_thread(self) -> None:
+        with self._done:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            thread = threading.Thread(target=self._run, name="otel-plugin-logs-sender", daemon=True)
+            self._thread = thread
+            thread.start()
+            self._sender_ident = thread.ident
+
+    def _run(self) -> None:
+        while True:
+            waiting_for_acks = self._unacked and self._connected
+            self._wake.wait(0.02 if (self._stopping or waiting_for_acks) else self._delay())
+            self._wake.clear()
+            try:
+                self._cycle()
+            except Exception as error:  # the sender must survive anything
+                self.last_error = f"sender: {type(error).__name__}: {error}"
+            with self._done:
+                self._done.notify_all()
+            if self._stopping and (self._finished() or time.monotonic() >= self._shutdown_deadline):
+                self._finish()
+                return
+
+    def _delay(self) -> float:
+        return self._config.schedule_delay_millis / 1000.0
+
+    def _finished(self) -> bool:
+        return self._queued == 0 and (not self._connected or self._bye_sent)
+
+    def _cycle(self) -> None:
+        if self._rejected is not None:
+            self._give_up_queued(DROP_REJECTED)
+            return
+        if not self._connected and not self._connect():
+            return
+        try:
+            self._send_queued()
+            self._read_acks(0.0)
+            if self._flush_asked > self._flush_answered and not self._stopping:
+                if self._queued:
+                    self._send_queued()
+                else:
+                    # Nothing left to send: an empty batch carries the answer.
+                    self._transport.send(encode_message_with_records(self._batch_header(), []))
+            if self._stopping and self._queued == 0 and not self._bye_sent:
+                self._transport.send(encode_message(self._bye_message()))
+                self._bye_sent = True
+        except TransportError as error:
+            self._on_disconnect(str(error))
+
+    def _connect(self) -> bool:
+        now = time.monotonic()
+        if now < self._next_attempt:
+            return False
+        hello = {
+            "t": HELLO,
+            "v": PROTOCOL_VERSION,
+            "token": self._config.token,
+            "pid": os.getpid(),
+            "stream": self._stream,
+            "plugin_version": self._plugin_version,
+            "python": sys.version.split()[0],
+        }
+        try:
+            welcome = self._transport.connect(hello, 5.0)
+        except TransportRejected as error:
+            self._rejected = error.reason
+            self.last_error = str(error)
+            _write_stderr(f"{_STDERR_MARKER} {error}; records of this process go to stderr from now on")
+            return False
+        except (TransportError, OSError) as error:
+            self.last_error = str(error)
+            cap = self._config.reconnect_max_backoff_millis / 1000.0
+            self._backoff_seconds = min(cap, max(0.05, self._backoff_seconds * 2))
+            # Jitter, so that runners of a restarted host do not reconnect in lockstep.
+            self._next_attempt = now + self._backoff_seconds * (0.8 + 0.4 * (secrets.randbelow(1000) / 1000))
+            return False
+        self._connected = True
+        self._backoff_seconds = 0.0
+        self._release_acked(int(welcome.get("acked", 0)))
+        try:
+            # Resend whatever the host has not settled; it discards duplicates by sequence.
+            for _, frame in list(self._unacked):
+                self._transport.send(frame)
+        except TransportError as error:
+            self._on_disconnect(str(error))
+            return False
+        return True
+
+    def _on_disconnect(self, reason: str) -> None:
+        self.last_error = reason
+        self._connected = False
+        self._bye_sent = False
+        self._transport.close()
+        self._next_attempt = time.monotonic() + 0.05
+
+    def _take_batch(self) -> list[tuple[Any, ...]]:
+        """The oldest records by sequence, up to one batch, removed from the buffer."""
+        with self._lock:
+            if self._queued <= self._batch_records:
+                items: list[tuple[Any, ...]] = []
+                for queue in self._queues:
+                    items.extend(queue)
+                    queue.clear()
+                items.sort(key=_seq_of)
+            else:
+                items = []
+                queues = [q for q in self._queues if q]
+                while len(items) < self._batch_records and queues:
+                    best = min(queues, key=_head_seq)
+                    items.append(best.popleft())
+                    if not best:
+                        queues.remove(best)
+            self._queued -= len(items)
+            self._queued_bytes -= sum(item[4] for item in items)
+        return items
+
+    def _send_queued(self) -> None:
+        while self._queued:
+            if self._unacked_bytes > self._max_bytes * 3 // 4 and not self._stopping:
+                return  # the host is behind; let records wait (and shed by priority) here
+            items = self._take_batch()
+            if not items:
+                return
+            packed: list[bytes] = []
+            size = 0
+            last = 0
+            for item in items:
+                try:
+                    body = msgpack.packb(self._to_wire(item), use_bin_type=True)
+                except Exception as error:
+                    self._count_drop(DROP_ENCODE)
+                    self.last_error = f"encode: {type(error).__name__}: {error}"
+                    continue
+                if packed and size + len(body) > self._batch_bytes:
+                    self._send_batch(packed, last)
+                    packed, size = [], 0
+                packed.append(body)
+                size += len(body)
+                last = item[0]
+            if packed:
+                self._send_batch(packed, last)
+
+    def _send_batch(self, packed: list[bytes], last_seq: int) -> None:
+        frame = encode_message_with_records(self._batch_header(), packed)
+        with self._lock:
+            self._unacked.append((last_seq, frame))
+            self._unacked_bytes += len(frame)
+        self._sent_seq = last_seq
+        self._transport.send(frame)
+
+    def _batch_header(self) -> dict[str, Any]:
+        with self._lock:
+            dropped = dict(self._dropped)
+            accepted = self._last_seq
+        header = {"t": BATCH, "stream": self._stream, "dropped": dropped, "accepted": accepted}
+        if self._flush_asked:
+            header["flushed"] = self._flush_asked
+            self._flush_answered = self._flush_asked
+        return header
+
+    def _bye_message(self) -> dict[str, Any]:
+        header = self._batch_header()
+        header["t"] = BYE
+        return header
+
+    def _read_acks(self, timeout_seconds: float) -> None:
+        for message in self._transport.receive(timeout_seconds):
+            kind = message.get("t")
+            if kind == ACK and isinstance(message.get("seq"), int):
+                self._release_acked(message["seq"])
+            elif kind == FLUSH and isinstance(message.get("id"), int):
+                self._flush_asked = max(self._flush_asked, message["id"])
+
+    def _release_acked(self, seq: int) -> None:
+        with self._lock:
+            self._acked_seq = max(self._acked_seq, seq)
+            while self._unacked and self._unacked[0][0] <= seq:
+                _, frame = self._unacked.popleft()
+                self._unacked_bytes -= len(frame)
+        hook = self.on_ack
+        if hook is not None:
+            hook(seq)
+
+    # --- capture -> wire -----------------------------------------------------------------
+
+    def _to_wire(self, item: tuple[Any, ...]) -> list[Any]:
+        seq, record, message, span, _ = item
+        config = self._config
+        max_len = config.max_attribute_length
+        attributes: dict[str, Any] = {
+            CODE_FILE_PATH: record.pathname,
+            CODE_FUNCTION_NAME: record.funcName,
+            CODE_LINE_NUMBER: record.lineno,
+            THREAD_ID: record.thread,
+            THREAD_NAME: record.threadName,
+        }
+        exception = None
+        budget = config.max_attributes
+        if message.__class__ is dict:
+            body = _stringify(message.get("event", ""), max_len)
+            for key, value in message.items():
+                if key in _STRUCTLOG_SKIP or (key.__class__ is str and key.startswith("_")):
+                    continue
+                if budget <= 0:
+                    break
+                attributes[str(key)] = coerce_value(value, max_len)
+                budget -= 1
+            if isinstance(message.get("exception"), str):
+                exception = ["", "", truncate_tail(message["exception"], config.max_stacktrace_bytes)]
+        else:
+            body = message
+        for key, value in record.__dict__.items():
+            if key in _RECORD_FIELDS or key.startswith("_"):
+                continue
+            if budget <= 0:
+                break
+            attributes[key] = coerce_value(value, max_len)
+            budget -= 1
+        body, original = truncate_utf8(body, config.max_body_bytes)
+        if original:
+            attributes[BODY_ORIGINAL_BYTES] = original
+        if record.exc_info and record.exc_info[1] is not None:
+            exception = _exception_fields(record.exc_info[1], config.max_stacktrace_bytes, max_len)
+        elif record.exc_text and exception is None:
+            exception = ["", "", truncate_tail(record.exc_text, config.max_stacktrace_bytes)]
+        if record.stack_info:
+            attributes["code.stacktrace"] = truncate_tail(record.stack_info, config.max_stacktrace_bytes)
+        trace_id = span_id = None
+        flags = 0
+        if span is not None:
+            trace_id = span[0].to_bytes(16, "big")
+            span_id = span[1].to_bytes(8, "big")
+            flags = span[2]
+        created_ns = int(record.created * 1e9)
+        return [
+            seq,
+            created_ns,
+            time.time_ns(),
+            severity_number(record.levelno),
+            str(record.levelname),
+            body,
+            record.name,
+            attributes,
+            trace_id,
+            span_id,
+            flags,
+            exception,
+            record.levelno,
+        ]
+
+    # --- flush / shutdown ----------------------------------------------------------------
+
+    def force_flush(self, timeout_millis: int = 10_000) -> bool:
+        """Wait until every record logged so far was sent. True if it was within the timeout."""
+        deadline = time.monotonic() + timeout_millis / 1000.0
+        target = self._last_seq
+        if target == 0 or self._rejected is not None:
+            return self._rejected is None
+        self._ensure_thread()
+        with self._done:
+            while self._sent_seq < target and self._queued:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._wake.set()
+                self._done.wait(min(remaining, 0.05))
+        return True
+
+    def flush(self) -> None:
+        self.force_flush(self._config.shutdown_timeout_millis)
+
+    def wait_acked(self, timeout_millis: int = 10_000) -> bool:
+        """Wait until the host has settled (exported or counted) every record sent so far."""
+        deadline = time.monotonic() + timeout_millis / 1000.0
+        if not self.force_flush(timeout_millis):
+            return False
+        while self._unacked:
+            if time.monotonic() >= deadline:
+                return False
+            self._wake.set()
+            time.sleep(0.005)
+        return True
+
+    def shutdown(self, timeout_millis: int | None = None) -> bool:
+        """Send what is left within one deadline, then close. Idempotent.
+
+        Returns True when everything logged reached the host. Records that could not be sent
+        by the deadline are written to stderr with a marker and counted.
+        """
+        with self._done:
+            if self._closed:
+                return self._queued == 0
+            self._closed = True
+        timeout = self._config.shutdown_timeout_millis if timeout_millis is None else timeout_millis
+        self._shutdown_deadline = time.monotonic() + timeout / 1000.0
+        self._stopping = True
+        thread = self._thread
+        if thread is None and (self._queued or self._unacked):
+            self._ensure_thread()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            self._wake.set()
+            thread.join(max(0.0, self._shutdown_deadline - time.monotonic()) + 0.5)
+        if self._queued:
+            self._finish()
+        return self._queued == 0 and self._rejected is None
+
+    def close(self) -> None:
+        self.shutdown()
+        super().close()
+
+    def _finish(self) -> None:
+        self._give_up_queued(DROP_SHUTDOWN)
+        if self._connected and not self._bye_sent:
+            try:
+                self._transport.send(encode_message(self._bye_message()))
+                self._bye_sent = True
+            except TransportError:
+                pass
+        self._transport.close()
+        self._connected = False
+
+    def _give_up_queued(self, reason: str) -> None:
+        with self._lock:
+            items: list[tuple[Any, ...]] = []
+            for queue in self._queues:
+                items.extend(queue)
+                queue.clear()
+            self._queued = 0
+            self._queued_bytes = 0
+            self._dropped[reason] += len(items)
+        items.sort(key=_seq_of)
+        for item in items:
+            self._give_up_one(item[1], item[2])
+
+    def _give_up_one(self, record: logging.LogRecord, message: Any) -> None:
+        """Write a record that cannot reach the host to stderr, one line, rate limited."""
+        start, count = self._stderr_window
+        now = time.monotonic()
+        if now - start >= 1.0:
+            if count > _MAX_STDERR_LINES_PER_SECOND:
+                _write_stderr(f"{_STDERR_MARKER} ... and {count - _MAX_STDERR_LINES_PER_SECOND} more records")
+            start, count = now, 0
+        count += 1
+        self._stderr_window = (start, count)
+        if count > _MAX_STDERR_LINES_PER_SECOND:
+            return
+        text = message.get("event", message) if isinstance(message, dict) else message
+        line = f"{_STDERR_MARKER} {record.levelname} {record.name}: {text}"
+        _write_stderr(line.encode("unicode_escape").decode("ascii") if not line.isprintable() else line)
+
+    def _count_drop(self, reason: str) -> None:
+        with self._lock:
+            self._dropped[reason] += 1
+
+    # --- process lifecycle ----------------------------------------------------------------
+
+    def _after_fork_in_child(self) -> None:
+        # The child is a new runner: empty buffer, its own stream and connection. Batches the
+        # parent sent are the parent's to settle.
+        self._lock = threading.Lock()
+        self._done = threading.Condition(threading.Lock())
+        self._wake = threading.Event()
+        close_after_fork = getattr(self._transport, "close_after_fork", None)
+        if close_after_fork is not None:
+            close_after_fork()
+        self._reset_state()
+        self._thread = None
+        self._sender_ident = -1
+
+    def _at_exit(self) -> None:
+        if not self._closed:
+            self.shutdown()
+
+    # --- introspection -------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of this handler: accepted, sent, acknowledged, queued, dropped by reason."""
+        with self._lock:
+            return {
+                "accepted": self._last_seq,
+                "sent_seq": self._sent_seq,
+                "acked_seq": self._acked_seq,
+                "queued": self._queued,
+                "queued_bytes": self._queued_bytes,
+                "unacked_bytes": self._unacked_bytes,
+                "dropped": dict(self._dropped),
+                "connected": self._connected,
+                "rejected": self._rejected,
+                "last_error": self.last_error,
+            }
+
+
+def _call(weak: weakref.ref[RunnerLogHandler], method: str) -> None:
+    handler = weak()
+    if handler is not None:
+        getattr(handler, method)()
+
+
+def _seq_of(item: tuple[Any, ...]) -> int:
+    return int(item[0])
+
+
+def _head_seq(queue: deque[tuple[Any, ...]]) -> int:
+    return int(queue[0][0])
+
+
+def _stringify(value: Any, max_length: int) -> str:
+    return value if isinstance(value, str) else str(coerce_value(value, max_length))
+
+
+def truncate_tail(text: str, max_bytes: int) -> str:
+    """Keep the end of a stack trace (the innermost frames and the error line)."""
+    encoded = text.encode("utf-8", "replace")
+    if len(encoded) <= max_bytes:
+        return text
+    return "…[truncated]\n" + encoded[-max_bytes:].decode("utf-8", "ignore")
+
+
+def _exception_fields(error: BaseException, max_stacktrace_bytes: int, max_len: int) -> list[str]:
+    kind = type(error)
+    module = kind.__module__ or "builtins"
+    qualified = f"{module}.{kind.__qualname__}"
+    try:
+        message = str(error)
+    except Exception:
+        message = f"<unprintable {kind.__qualname__}>"
+    try:
+        stack = "".join(traceback.format_exception(error))  # chained causes included
+    except Exception as format_error:
+        stack = f"<stack trace unavailable: {type(format_error).__name__}>"
+    return [qualified, message[:max_len], truncate_tail(stack, max_stacktrace_bytes)]
+
+
+def encode_message_with_records(header: Mapping[str, Any], packed_records: list[bytes]) -> bytes:
+    """A batch frame from its header fields and records packed one by one.
+
+    Packing records separately lets the sender cut batches at a byte size without encoding
+    anything twice; the result is byte-for-byte a msgpack map with a ``records`` array.
+    """
+    count = len(packed_records)
+    if count < 16:
+        array_header = bytes((0x90 | count,))
+    elif count < 0x10000:
+        array_header = b"\xdc" + count.to_bytes(2, "big")
+    else:
+        array_header = b"\xdd" + count.to_bytes(4, "big")
+    fields = len(header) + 1
+    if fields >= 16:
+        raise ValueError("batch header has too many fields")
+    parts = [bytes((0x80 | fields,))]
+    for key, value in header.items():
+        parts.append(msgpack.packb(key))
+        parts.append(msgpack.packb(value, use_bin_type=True))
+    parts.append(msgpack.packb("records"))
+    parts.append(array_header)
+    parts.extend(packed_records)
+    body = b"".join(parts)
+    return len(body).to_bytes(4, "big") + body
+
+
+def _write_stderr(line: str) -> None:
+    stream = sys.__stderr__ or sys.stderr
+    try:
+        if stream is not None:
+            stream.write(line + "\n")
+            stream.flush()
+    except (OSError, ValueError):
+        pass  # stderr closed or a broken pipe to a dead host: nowhere left to report

@@ -1,0 +1,1292 @@
+"""``HostLogBridge``: receives, validates, replays and exports the records of plugin runners.
+
+Threads: one asyncio loop (the Unix-socket server and the periodic acks/reports), one export
+worker, and one stderr reader per spawned runner. State shared between them lives under
+``self._lock`` and is touched only for short, I/O-free updates; host log handlers (replay)
+and the exporter run outside it.
+
+Identity: a plugin's records are bound to the runner that the host spawned with a fresh
+token. The token is checked in constant time, the peer's uid and pid come from the kernel
+(SO_PEERCRED), and nothing in a payload can change which plugin a record belongs to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import socket
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Mapping, Sequence
+from typing import IO, Any, Final
+
+from pydantic import ValidationError
+
+from ._config import (
+    ENV_AUTO_INSTALL,
+    ENV_PLUGIN_NAME,
+    ENV_SOCKET,
+    ENV_TOKEN,
+    HostConfig,
+    Resolved,
+    resolve,
+)
+from ._export import (
+    DROP_EXPORT_QUEUE_FULL,
+    ExportPipeline,
+    ExportSettings,
+    Item,
+    NullSink,
+    Sink,
+    attribute_limits,
+    build_sink,
+    resolve_export,
+)
+from ._names import (
+    BRIDGE_COUNT_ATTRIBUTE,
+    BRIDGE_EVENT_ATTRIBUTE,
+    BRIDGE_REASON_ATTRIBUTE,
+    BRIDGE_SCOPE_NAME,
+    DEFAULT_HOST_SERVICE_NAME,
+    RESOURCE_PLUGIN_NAME,
+    RESOURCE_PLUGIN_VERSION,
+)
+from ._otlp import Entry, ResourceInfo
+from ._protocol import (
+    ACK,
+    BATCH,
+    BYE,
+    FLUSH,
+    HELLO,
+    PROTOCOL_VERSION,
+    REJECT,
+    WELCOME,
+    FrameDecoder,
+    ProtocolError,
+    decode_message,
+    encode_message,
+    severity_number,
+    truncate_utf8,
+)
+from ._replay import ReplayedRecordFilter, Replayer, escape_controls
+from ._stats import BridgeStats, PluginCounters, PluginStats
+from ._validate import (
+    BatchHeader,
+    Hello,
+    Limits,
+    build_entry,
+    clean_text,
+    first_error,
+    sanitize_counters,
+    validate_records,
+)
+
+_log = logging.getLogger("otel_plugin_logs.bridge")
+
+_PLUGIN_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_HANDSHAKE_TIMEOUT_SECONDS: Final = 5.0
+_ACK_INTERVAL_SECONDS: Final = 0.05
+_MAX_STDERR_LINE_BYTES: Final = 64 * 1024
+_PEERCRED: Final = struct.Struct("3i")
+_REGISTRY: Final = "registry.json"
+_BOOTSTRAP_DIR: Final = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_bootstrap")
+
+# Host-side drop reasons.
+DROP_RATE_LIMITED: Final = "rate_limited"
+DROP_INVALID: Final = "invalid_record"
+DROP_GAP: Final = "gap"
+
+
+class _Registration:
+    """A runner identity the host issued: a token, for one plugin, for one spawned process."""
+
+    __slots__ = ("digest", "pid", "plugin", "resource", "token", "version")
+
+    def __init__(
+        self, plugin: str, version: str | None, token: str | None, digest: str, pid: int | None
+    ) -> None:
+        self.resource: ResourceInfo | None = None  # of the spawned process: its stderr and its stream
+        self.plugin = plugin
+        self.version = version
+        self.token = token  # kept only until the runner is spawned; the registry stores the digest
+        self.digest = digest
+        self.pid = pid
+
+
+class _Ticket:
+    """Records of one runner batch still waiting for the exporter; the batch is acked at zero."""
+
+    __slots__ = ("last_seq", "pending", "stream")
+
+    def __init__(self, stream: _Stream, last_seq: int, pending: int) -> None:
+        self.stream = stream
+        self.last_seq = last_seq
+        self.pending = pending
+
+
+class _TokenBucket:
+    __slots__ = ("burst", "last", "rate", "tokens")
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.last = time.monotonic()
+
+    def take(self, wanted: int, now: float) -> int:
+        if self.rate <= 0:
+            return wanted
+        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        allowed = min(wanted, int(self.tokens))
+        self.tokens -= allowed
+        return allowed
+
+
+class _Plugin:
+    __slots__ = (
+        "counters",
+        "last_resource",
+        "limiter",
+        "name",
+        "pending",
+        "replayer",
+        "reported",
+        "streams",
+        "version",
+    )
+
+    def __init__(self, name: str, version: str | None, config: HostConfig) -> None:
+        self.name = name
+        self.version = version
+        self.counters = PluginCounters()
+        self.replayer = Replayer(config.replay_logger_prefix, name)
+        self.limiter = _TokenBucket(config.rate_limit_records_per_second, config.rate_limit_burst_records)
+        self.streams: dict[tuple[str, int], _Stream] = {}
+        self.pending = 0  # records of this plugin in the export queue
+        self.reported: Counter[str] = Counter()  # drop totals already reported in a warning
+        self.last_resource: ResourceInfo | None = None
+
+
+class _Stream:
+    """The records of one runner process (one handler; a forked child is a new stream)."""
+
+    __slots__ = (
+        "accepted",
+        "acked",
+        "base",
+        "closed",
+        "conn",
+        "flushed",
+        "gap",
+        "high",
+        "key",
+        "otel",
+        "plugin",
+        "received",
+        "resource",
+        "runner_dropped",
+        "settled",
+        "tickets",
+    )
+
+    def __init__(
+        self, plugin: _Plugin, key: tuple[str, int], resource: ResourceInfo, pid: int, base: int
+    ) -> None:
+        self.plugin = plugin
+        self.key = key
+        self.resource = resource
+        self.otel: dict[str, Any] = {
+            "plugin": plugin.name,
+            "plugin_version": plugin.version,
+            "runner_pid": pid,
+            "resource": resource.attributes,
+        }
+        self.base = base  # settled by an earlier host instance (after a host restart)
+        self.high = base
+        self.settled = base
+        self.acked = base
+        self.accepted = base
+        self.received = 0
+        self.runner_dropped: dict[str, int] = {}
+        self.gap = 0
+        self.tickets: deque[_Ticket] = deque()
+        self.conn: _Connection | None = None
+        self.closed = False
+        self.flushed = 0
+
+
+class PluginProcess:
+    """A runner subprocess spawned by the bridge."""
+
+    def __init__(self, name: str, popen: subprocess.Popen[bytes]) -> None:
+        self.name = name
+        self.popen = popen
+        self.pid = popen.pid
+        self.exited = threading.Event()
+        self.returncode: int | None = None
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Wait until the process exited and its stderr was replayed; returns its exit code."""
+        self.exited.wait(timeout)
+        return self.returncode
+
+    def terminate(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.popen.terminate()
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.popen.kill()
+
+    def send_signal(self, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.popen.send_signal(signum)
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self, bridge: HostLogBridge) -> None:
+        self.bridge = bridge
+        self.transport: asyncio.Transport | None = None
+        self.decoder = FrameDecoder(bridge.config.max_frame_bytes)
+        self.peer_pid: int | None = None
+        self.peer_uid: int | None = None
+        self.stream: _Stream | None = None
+        self.plugin_name = "?"
+        self.closed = False
+        self.said_bye = False
+        self._timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        with contextlib.suppress(OSError, AttributeError):
+            pid, uid, _ = _PEERCRED.unpack(
+                sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+            )
+            self.peer_pid, self.peer_uid = pid, uid
+        self._timer = asyncio.get_running_loop().call_later(
+            _HANDSHAKE_TIMEOUT_SECONDS, self._handshake_timeout
+        )
+
+    def _handshake_timeout(self) -> None:
+        if self.stream is None and not self.closed:
+            self.bridge._reject(self, "handshake_timeout", "no hello within 5 s")
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            for message in self.decoder.feed(data):
+                if self.closed:
+                    return
+                self.bridge._on_message(self, message)
+        except ProtocolError as error:
+            self.bridge._bad_input(self, error.reason, error.detail)
+        except Exception as error:  # a bug of ours must not take the host down with it
+            self.bridge._bad_input(self, "internal_error", f"{type(error).__name__}: {error}")
+            _log.debug("internal error on a runner connection", exc_info=True)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        self.bridge._on_connection_lost(self)
+
+    def send(self, message: Mapping[str, Any]) -> None:
+        if not self.closed and self.transport is not None:
+            self.transport.write(encode_message(message))
+
+    def close(self) -> None:
+        if not self.closed and self.transport is not None:
+            self.closed = True
+            self.transport.close()
+
+
+class HostLogBridge:
+    """Receives plugin logs, replays them into the host's logging and exports them via OTLP.
+
+    Use as a context manager, or ``start()`` then ``shutdown(timeout_millis)``. Settings come
+    from keyword arguments (``HostConfig`` field names), then ``OTEL_PLUGIN_LOGS_*`` and the
+    standard ``OTEL_*`` variables, then defaults. ``sink`` replaces the configured exporter
+    (for tests, or a custom destination).
+    """
+
+    def __init__(
+        self,
+        *,
+        service_name: str | None = None,
+        otlp_endpoint: str | None = None,
+        otlp_protocol: str | None = None,
+        sink: Sink | None = None,
+        dedupe_otel_handlers: bool = True,
+        environ: Mapping[str, str] | None = None,
+        **settings: Any,
+    ) -> None:
+        env = os.environ if environ is None else environ
+        self.config, self.config_sources = resolve(HostConfig, settings, env)
+        self.export_settings: ExportSettings = resolve_export(
+            self.config, env, endpoint=otlp_endpoint, protocol=otlp_protocol
+        )
+        self._environ = env
+        self._service_name = service_name
+        self._sink_override = sink
+        self._dedupe = dedupe_otel_handlers
+        count_limit, length_limit = attribute_limits(env)
+        self._limits = Limits(
+            self.config.max_body_bytes,
+            min(self.config.max_attribute_length, length_limit or self.config.max_attribute_length),
+            count_limit,
+        )
+        self._lock = threading.RLock()
+        self._plugins: dict[str, _Plugin] = {}
+        self._registrations: dict[str, _Registration] = {}
+        self._saved_streams: dict[str, int] = {}
+        self._connections: set[_Connection] = set()
+        self._rejected: Counter[str] = Counter()
+        self._warned: dict[tuple[str, str], float] = {}
+        self._processes: list[PluginProcess] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._pipeline: ExportPipeline | None = None
+        self._sink: Sink | None = None
+        self._runtime_dir = ""
+        self._owns_runtime_dir = False
+        self._registry_dirty = False
+        self._flush_id = 0
+        self._started = False
+        self._stopped = False
+        self._base_resource: dict[str, Any] = {}
+        self._host_service = DEFAULT_HOST_SERVICE_NAME
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def socket_path(self) -> str:
+        return os.path.join(self._runtime_dir, "bridge.sock")
+
+    @property
+    def runtime_dir(self) -> str:
+        return self._runtime_dir
+
+    @property
+    def sink_description(self) -> str:
+        return self._sink.description if self._sink is not None else ""
+
+    @property
+    def config_resolution(self) -> Resolved:
+        return self.config_sources
+
+    def start(self) -> HostLogBridge:
+        """Start the server, the export worker and the loop thread. Idempotent."""
+        if self._started:
+            return self
+        self._started = True
+        self._base_resource, self._host_service = self._host_resource()
+        self._prepare_runtime_dir()
+        self._sink = self._sink_override or build_sink(self.export_settings, self.config)
+        if not isinstance(self._sink, NullSink):
+            self._pipeline = ExportPipeline(self._sink, self.config, self._settle)
+        if self._dedupe:
+            _guard_otel_handlers()
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        ready = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            loop.call_soon(ready.set)
+            loop.run_forever()
+
+        self._loop_thread = threading.Thread(target=run, name="otel-plugin-logs-host", daemon=True)
+        self._loop_thread.start()
+        ready.wait()
+        future = asyncio.run_coroutine_threadsafe(self._start_server(), loop)
+        future.result(timeout=10)
+        return self
+
+    def __enter__(self) -> HostLogBridge:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    async def _start_server(self) -> None:
+        path = self.socket_path
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        self._server = await asyncio.get_running_loop().create_unix_server(
+            lambda: _Connection(self), path=path
+        )
+        os.chmod(path, 0o600)
+        loop = asyncio.get_running_loop()
+        loop.call_later(_ACK_INTERVAL_SECONDS, self._tick_acks)
+        loop.call_later(self.config.report_interval_millis / 1000.0, self._tick_reports)
+
+    def _prepare_runtime_dir(self) -> None:
+        configured = self.config.runtime_dir
+        if configured:
+            os.makedirs(configured, mode=0o700, exist_ok=True)
+            info = os.stat(configured)
+            if info.st_uid != os.getuid():
+                raise PermissionError(
+                    f"runtime dir {configured} is owned by uid {info.st_uid}, not by this user"
+                )
+            os.chmod(configured, 0o700)
+            self._runtime_dir = configured
+            self._load_registry()
+        else:
+            self._runtime_dir = tempfile.mkdtemp(prefix="otel-plugin-logs-")
+            self._owns_runtime_dir = True
+        if len(self.socket_path.encode()) > 100:
+            raise ValueError(
+                f"socket path {self.socket_path} is too long for a Unix socket: "
+                "set OTEL_PLUGIN_LOGS_RUNTIME_DIR to a shorter directory"
+            )
+
+    def _host_resource(self) -> tuple[dict[str, Any], str]:
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.version import __version__ as sdk_version
+
+        sdk = Resource(
+            {
+                "telemetry.sdk.language": "python",
+                "telemetry.sdk.name": "opentelemetry",
+                "telemetry.sdk.version": sdk_version,
+            }
+        )
+        attributes = dict(sdk.merge(_resource_from(self._environ)).attributes)
+        host_service = (
+            self._service_name
+            or self._environ.get("OTEL_SERVICE_NAME", "").strip()
+            or str(attributes.get("service.name", ""))
+        )
+        if not host_service or host_service.startswith("unknown_service"):
+            host_service = DEFAULT_HOST_SERVICE_NAME
+        return attributes, host_service
+
+    def _plugin_resource(self, plugin: _Plugin, pid: int) -> ResourceInfo:
+        attributes = dict(self._base_resource)
+        attributes.setdefault("service.namespace", self._host_service)
+        attributes["service.name"] = plugin.name
+        attributes[RESOURCE_PLUGIN_NAME] = plugin.name
+        if plugin.version:
+            attributes[RESOURCE_PLUGIN_VERSION] = plugin.version
+        attributes["process.pid"] = pid
+        attributes["service.instance.id"] = str(uuid.uuid4())
+        return ResourceInfo(attributes)
+
+    def shutdown(self, timeout_millis: int | None = None) -> bool:
+        """Flush runners, then the exporter, within one deadline; count what is left.
+
+        Idempotent. Returns True when nothing had to be dropped at shutdown.
+        """
+        if self._stopped or not self._started:
+            self._stopped = True
+            return True
+        self._stopped = True
+        timeout = self.config.shutdown_timeout_millis if timeout_millis is None else timeout_millis
+        deadline = time.monotonic() + timeout / 1000.0
+        self._flush_runners(time.monotonic() + (deadline - time.monotonic()) / 2)
+        loop = self._loop
+        assert loop is not None
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(self._close_server(), loop).result(
+                timeout=max(0.1, deadline - time.monotonic())
+            )
+        left = 0
+        if self._pipeline is not None:
+            left = self._pipeline.shutdown(deadline)
+        elif self._sink is not None:
+            self._sink.shutdown()
+        self._finalize_streams()
+        self._report(final=True)
+        self._save_registry()
+        loop.call_soon_threadsafe(loop.stop)
+        if self._loop_thread is not None:
+            self._loop_thread.join(2.0)
+        with contextlib.suppress(Exception):
+            loop.close()
+        for process in self._processes:
+            with contextlib.suppress(Exception):
+                if process.popen.stderr is not None:
+                    process.exited.wait(0.2)
+        if self._owns_runtime_dir:
+            shutil.rmtree(self._runtime_dir, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.socket_path)
+        return left == 0
+
+    async def _close_server(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self._connections):
+            conn.close()
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 1.0)
+
+    def force_flush(self, timeout_millis: int = 10_000) -> bool:
+        """Ask live runners to send what they hold, then export everything received."""
+        deadline = time.monotonic() + timeout_millis / 1000.0
+        runners_ok = self._flush_runners(time.monotonic() + timeout_millis / 2000.0)
+        exported_ok = True
+        if self._pipeline is not None:
+            exported_ok = self._pipeline.force_flush(max(0.0, deadline - time.monotonic()))
+        return runners_ok and exported_ok
+
+    def _flush_runners(self, deadline: float) -> bool:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return True
+        with self._lock:
+            self._flush_id += 1
+            flush_id = self._flush_id
+            live = [c for c in self._connections if c.stream is not None and not c.closed]
+        for conn in live:
+            loop.call_soon_threadsafe(conn.send, {"t": FLUSH, "id": flush_id})
+        while time.monotonic() < deadline:
+            with self._lock:
+                waiting = [
+                    c for c in live if not c.closed and c.stream is not None and c.stream.flushed < flush_id
+                ]
+            if not waiting:
+                return True
+            time.sleep(0.01)
+        return False
+
+    # --- plugins and runners ---------------------------------------------------------------
+
+    def register_runner(
+        self, plugin: str, *, version: str | None = None, pid: int | None = None
+    ) -> dict[str, str]:
+        """Issue a token for one runner of ``plugin``; returns the environment it needs.
+
+        For a host that starts runners itself: pass the returned variables to the process.
+        The runner's records are bound to ``plugin``, whatever they claim.
+        """
+        if not _PLUGIN_NAME.match(plugin):
+            raise ValueError(f"invalid plugin name {plugin!r}: use letters, digits, '_' and '-' (at most 64)")
+        if not self._started:
+            raise RuntimeError("start the bridge before registering runners")
+        token = secrets.token_urlsafe(32)
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        with self._lock:
+            self._registrations[digest] = _Registration(plugin, version, token, digest, pid)
+            self._plugin(plugin, version)
+            self._registry_dirty = True
+        return {ENV_SOCKET: self.socket_path, ENV_TOKEN: token, ENV_PLUGIN_NAME: plugin}
+
+    def spawn_plugin(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        version: str | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        stdin: int | IO[Any] | None = subprocess.DEVNULL,
+        stdout: int | IO[Any] | None = None,
+        auto_install: bool = True,
+    ) -> PluginProcess:
+        """Start a runner subprocess whose logs come to this bridge.
+
+        Python runners get the handler installed automatically (a ``sitecustomize`` on their
+        ``PYTHONPATH``); any runner's stderr is replayed on ``<prefix>.<name>.stderr``.
+        """
+        runner_env = self.register_runner(name, version=version)
+        token = runner_env[ENV_TOKEN]
+        child_env = dict(os.environ if env is None else env)
+        child_env.update(runner_env)
+        if auto_install:
+            child_env[ENV_AUTO_INSTALL] = "1"
+            existing = child_env.get("PYTHONPATH", "")
+            child_env["PYTHONPATH"] = _BOOTSTRAP_DIR + (os.pathsep + existing if existing else "")
+            child_env["OTEL_PLUGIN_LOGS_FALLBACK_PATH"] = _fallback_path()
+        # The plugin's own OTel SDK (its spans) names the same service as its logs.
+        child_env.setdefault("OTEL_SERVICE_NAME", name)
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        with self._lock:  # the child cannot be authenticated before its pid is recorded
+            popen = subprocess.Popen(
+                list(argv), env=child_env, cwd=cwd, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE
+            )
+            registration = self._registrations[digest]
+            registration.pid = popen.pid
+            registration.token = None
+            plugin_state = self._plugin(name, version)
+            registration.resource = self._plugin_resource(plugin_state, popen.pid)
+            plugin_state.last_resource = registration.resource
+            self._registry_dirty = True
+        process = PluginProcess(name, popen)
+        self._processes.append(process)
+        threading.Thread(
+            target=self._pump_stderr, args=(process,), name=f"otel-plugin-logs-stderr-{name}", daemon=True
+        ).start()
+        return process
+
+    def _plugin(self, name: str, version: str | None = None) -> _Plugin:
+        plugin = self._plugins.get(name)
+        if plugin is None:
+            plugin = self._plugins[name] = _Plugin(name, version, self.config)
+        elif version and not plugin.version:
+            plugin.version = version
+        return plugin
+
+    # --- connections -------------------------------------------------------------------------
+
+    def _on_message(self, conn: _Connection, message: dict[str, Any]) -> None:
+        kind = message["t"]
+        if conn.stream is None:
+            if kind != HELLO:
+                raise ProtocolError("unexpected_frame", f"expected hello, got {kind[:32]!r}")
+            self._on_hello(conn, message)
+            return
+        if kind in (BATCH, BYE):
+            try:
+                header = BatchHeader.model_validate(message)
+            except ValidationError as error:
+                raise ProtocolError("malformed_batch", first_error(error)) from None
+            self._ingest(conn.stream, header)
+            if kind == BYE:
+                conn.said_bye = True
+            return
+        raise ProtocolError("unexpected_frame", f"unexpected {kind[:32]!r} after the handshake")
+
+    def _on_hello(self, conn: _Connection, message: dict[str, Any]) -> None:
+        if conn._timer is not None:
+            conn._timer.cancel()
+        if message.get("v") != PROTOCOL_VERSION:
+            self._reject(
+                conn,
+                "protocol_version",
+                f"runner speaks {message.get('v')!r}, host speaks {PROTOCOL_VERSION}",
+            )
+            return
+        try:
+            hello = Hello.model_validate(message)
+        except ValidationError as error:
+            self._reject(conn, "malformed_hello", first_error(error))
+            return
+        if conn.peer_uid is not None and conn.peer_uid != os.getuid():
+            self._reject(conn, "peer_uid", f"peer uid {conn.peer_uid} is not the host's uid {os.getuid()}")
+            return
+        digest = hashlib.sha256(hello.token.encode()).hexdigest()
+        with self._lock:
+            registration = self._registrations.get(digest)
+            known = registration is not None and hmac.compare_digest(registration.digest, digest)
+            if not known or registration is None:
+                self._reject(conn, "bad_token", "unknown session token")
+                return
+            conn.plugin_name = registration.plugin
+            peer = conn.peer_pid if conn.peer_pid is not None else hello.pid
+            if registration.pid is not None and not _same_or_descendant(peer, registration.pid):
+                self._reject(
+                    conn,
+                    "token_pid_mismatch",
+                    f"token of runner pid {registration.pid} presented by pid {peer}",
+                )
+                return
+            plugin = self._plugin(registration.plugin, hello.plugin_version or registration.version)
+            key = (digest, hello.stream)
+            stream = plugin.streams.get(key)
+            if stream is None:
+                base = self._saved_streams.get(f"{digest}:{hello.stream}", 0)
+                resource = registration.resource
+                if resource is None or resource.attributes.get("process.pid") != peer:
+                    resource = self._plugin_resource(plugin, peer)
+                stream = _Stream(plugin, key, resource, peer, base)
+                plugin.streams[key] = stream
+                plugin.last_resource = stream.resource
+            elif stream.conn is not None and not stream.conn.closed:
+                stream.conn.close()  # the runner reconnected before we saw the old one drop
+            stream.conn = conn
+            stream.closed = False
+            conn.stream = stream
+            plugin.counters.connections += 1
+            self._connections.add(conn)
+            settled = stream.settled
+        conn.send(
+            {
+                "t": WELCOME,
+                "v": PROTOCOL_VERSION,
+                "acked": settled,
+                "max_frame_bytes": self.config.max_frame_bytes,
+            }
+        )
+
+    def _reject(self, conn: _Connection, reason: str, detail: str) -> None:
+        with self._lock:
+            self._rejected[reason] += 1
+            plugin = self._plugins.get(conn.plugin_name)
+            if plugin is not None:
+                plugin.counters.bad_input[reason] += 1
+        self._warn_once(
+            conn.plugin_name,
+            reason,
+            "rejected a runner connection of plugin %s (pid %s): %s: %s",
+            conn.plugin_name,
+            conn.peer_pid,
+            reason,
+            detail,
+        )
+        conn.send({"t": REJECT, "v": PROTOCOL_VERSION, "reason": f"{reason}: {detail}"})
+        conn.close()
+
+    def _bad_input(self, conn: _Connection, reason: str, detail: str) -> None:
+        with self._lock:
+            if conn.stream is None:
+                self._rejected[reason] += 1
+            plugin = self._plugins.get(conn.plugin_name)
+            if plugin is not None:
+                plugin.counters.bad_input[reason] += 1
+        self._warn_once(
+            conn.plugin_name,
+            reason,
+            "closed the connection of plugin %s (pid %s): %s: %s",
+            conn.plugin_name,
+            conn.peer_pid,
+            reason,
+            escape_controls(detail[:300]),
+        )
+        conn.close()
+
+    def _on_connection_lost(self, conn: _Connection) -> None:
+        with self._lock:
+            self._connections.discard(conn)
+            stream = conn.stream
+            if stream is None or stream.conn is not conn:
+                return
+            stream.conn = None
+            stream.closed = True
+            if conn.said_bye:
+                self._check_gap(stream, final=True)
+        if not conn.said_bye:
+            _log.debug(
+                "runner of plugin %s (pid %s) disconnected without a bye", conn.plugin_name, conn.peer_pid
+            )
+
+    # --- ingest --------------------------------------------------------------------------------
+
+    def handle_batch(self, plugin: str, payload: bytes | Mapping[str, Any], *, pid: int | None = None) -> int:
+        """Take a batch that arrived over the host's own RPC; returns the settled sequence number.
+
+        ``payload`` is a batch frame body (msgpack bytes, as a runner's ``Transport`` sends it)
+        or its decoded map. ``plugin`` is who the host knows sent it; it is not read from the
+        payload. Raises ``ProtocolError`` for a malformed payload (nothing else is affected).
+        """
+        if not self._started:
+            raise RuntimeError("start the bridge before handing it batches")
+        message = (
+            decode_message(payload, self.config.max_frame_bytes)
+            if isinstance(payload, bytes)
+            else dict(payload)
+        )
+        try:
+            header = BatchHeader.model_validate(message)
+        except ValidationError as error:
+            raise ProtocolError("malformed_batch", first_error(error)) from None
+        if header.t not in (BATCH, BYE):
+            raise ProtocolError("unexpected_frame", f"expected a batch, got {header.t[:32]!r}")
+        with self._lock:
+            state = self._plugin(plugin)
+            key = ("rpc", header.stream)
+            stream = state.streams.get(key)
+            if stream is None:
+                stream = _Stream(state, key, self._plugin_resource(state, pid or 0), pid or 0, 0)
+                state.streams[key] = stream
+                state.last_resource = stream.resource
+        self._ingest(stream, header)
+        with self._lock:
+            self._advance(stream)
+            if header.t == BYE:
+                stream.closed = True
+                self._check_gap(stream, final=True)
+            return stream.settled
+
+    def _ingest(self, stream: _Stream, header: BatchHeader) -> None:
+        records, invalid = validate_records(header.records) if header.records else ([], [])
+        now_ns = time.time_ns()
+        plugin = stream.plugin
+        counters = plugin.counters
+        with self._lock:
+            fresh = []
+            duplicates = 0
+            high = stream.high
+            for record in records:
+                if record[0] <= high:
+                    duplicates += 1
+                else:
+                    high = record[0]
+                    fresh.append(record)
+            stream.high = high
+            stream.received += len(fresh) + len(invalid)
+            counters.received += len(fresh) + len(invalid)
+            counters.duplicates += duplicates
+            if invalid:
+                counters.host_dropped[DROP_INVALID] += len(invalid)
+            allowed = plugin.limiter.take(len(fresh), time.monotonic())
+            if allowed < len(fresh):
+                counters.host_dropped[DROP_RATE_LIMITED] += len(fresh) - allowed
+                del fresh[allowed:]
+            if header.dropped:
+                stream.runner_dropped = sanitize_counters(header.dropped)
+            stream.accepted = max(stream.accepted, header.accepted, high)
+            if header.flushed:
+                stream.flushed = max(stream.flushed, header.flushed)
+            self._check_gap(stream, final=header.t == BYE)
+        if invalid:
+            self._warn_once(
+                plugin.name,
+                DROP_INVALID,
+                "plugin %s sent %d invalid record(s): %s",
+                plugin.name,
+                len(invalid),
+                invalid[0],
+            )
+        if not fresh:
+            return
+        entries = []
+        replay = self.config.replay
+        replayed = 0
+        otel = stream.otel
+        replayer = plugin.replayer
+        for record in fresh:
+            entry, levelno, stacktrace = build_entry(record, self._limits, now_ns)
+            entries.append(entry)
+            if replay:
+                try:
+                    if replayer.replay(entry, levelno, stacktrace, otel):
+                        replayed += 1
+                except Exception:
+                    # A host handler failed; logging's own handleError already reported it
+                    # for handler errors, so this is a bug in a filter or in ours.
+                    _log.debug("replay failed", exc_info=True)
+        self._enqueue(stream, entries, replayed)
+
+    def _enqueue(self, stream: _Stream, entries: list[Entry], replayed: int) -> None:
+        plugin = stream.plugin
+        ticket = _Ticket(stream, entries[-1].seq, len(entries))
+        resource = stream.resource
+        pipeline = self._pipeline
+        with self._lock:
+            plugin.counters.replayed += replayed
+            stream.tickets.append(ticket)
+            plugin.pending += len(entries)
+        if pipeline is None:
+            with self._lock:
+                plugin.counters.discarded += len(entries)
+                plugin.pending -= len(entries)
+                ticket.pending = 0
+                self._advance(stream)
+            return
+        items: list[Item] = [(resource, entry, ticket, entry.size_estimate()) for entry in entries]
+        refused = pipeline.offer(items)
+        if refused:
+            self._settle(refused, DROP_EXPORT_QUEUE_FULL)
+
+    def _settle(self, items: Sequence[Item], reason: str | None) -> None:
+        """Called once per record as it leaves the export queue (exported, or dropped)."""
+        with self._lock:
+            for _, _, ticket, _ in items:
+                if ticket is None:
+                    continue  # a bridge notice or a stderr line, outside the per-record accounting
+                ticket.pending -= 1
+                plugin = ticket.stream.plugin
+                plugin.pending -= 1
+                if reason is None:
+                    plugin.counters.exported += 1
+                else:
+                    plugin.counters.host_dropped[reason] += 1
+            streams = {item[2].stream for item in items if item[2] is not None}
+            for stream in streams:
+                self._advance(stream)
+
+    def _advance(self, stream: _Stream) -> None:
+        tickets = stream.tickets
+        while tickets and tickets[0].pending <= 0:
+            stream.settled = max(stream.settled, tickets.popleft().last_seq)
+
+    def _check_gap(self, stream: _Stream, *, final: bool) -> None:
+        """Count sequence numbers that neither arrived nor were reported dropped (lock held)."""
+        top = stream.accepted if final else stream.high
+        missing = top - stream.base - stream.received - sum(stream.runner_dropped.values())
+        if missing > stream.gap:
+            stream.plugin.counters.host_dropped[DROP_GAP] += missing - stream.gap
+            stream.gap = missing
+
+    def _finalize_streams(self) -> None:
+        with self._lock:
+            for plugin in self._plugins.values():
+                for stream in plugin.streams.values():
+                    if stream.closed or stream.conn is None:
+                        self._check_gap(stream, final=True)
+
+    # --- periodic work (loop thread) --------------------------------------------------------
+
+    def _tick_acks(self) -> None:
+        loop = self._loop
+        try:
+            acks = []
+            with self._lock:
+                for plugin in self._plugins.values():
+                    for stream in plugin.streams.values():
+                        if stream.settled > stream.acked and stream.conn is not None:
+                            acks.append((stream.conn, stream.settled))
+                            stream.acked = stream.settled
+                            self._registry_dirty = True
+            if self._registry_dirty and not self._owns_runtime_dir:
+                self._save_registry()
+            for conn, seq in acks:
+                conn.send({"t": ACK, "seq": seq})
+        finally:
+            if loop is not None and not self._stopped:
+                loop.call_later(_ACK_INTERVAL_SECONDS, self._tick_acks)
+
+    def _tick_reports(self) -> None:
+        loop = self._loop
+        try:
+            self._report(final=False)
+        finally:
+            if loop is not None and not self._stopped:
+                loop.call_later(self.config.report_interval_millis / 1000.0, self._tick_reports)
+
+    def _report(self, *, final: bool) -> None:
+        """One WARNING per plugin per interval for new drops; the same as an exported notice."""
+        notices: list[tuple[_Plugin, str, str, int, str]] = []
+        with self._lock:
+            for plugin in self._plugins.values():
+                totals = self._dropped_totals(plugin)
+                for reason, total in sorted(totals.items()):
+                    delta = total - plugin.reported[reason]
+                    if delta <= 0:
+                        continue
+                    plugin.reported[reason] = total
+                    if reason == DROP_RATE_LIMITED:
+                        text = (
+                            f"suppressed {delta} records of plugin {plugin.name} "
+                            f"(rate limit {self.config.rate_limit_records_per_second:g} records/s)"
+                        )
+                        notices.append((plugin, "suppressed", reason, delta, text))
+                    else:
+                        event = "gap" if reason == DROP_GAP else "dropped"
+                        notices.append(
+                            (
+                                plugin,
+                                event,
+                                reason,
+                                delta,
+                                f"dropped {delta} records of plugin {plugin.name}: {reason}",
+                            )
+                        )
+        for plugin, event, reason, count, text in notices:
+            _log.warning("%s", text)
+            self._export_notice(plugin, event, reason, count, text)
+        pipeline = self._pipeline
+        if pipeline is not None and pipeline.failing_since is not None and not final:
+            waiting, _ = pipeline.depth()
+            _log.warning(
+                "export to %s failing for %.0f s (%s); %d records waiting",
+                self.sink_description,
+                time.monotonic() - pipeline.failing_since,
+                pipeline.last_error,
+                waiting,
+            )
+
+    def _export_notice(self, plugin: _Plugin, event: str, reason: str, count: int, text: str) -> None:
+        pipeline = self._pipeline
+        resource = plugin.last_resource
+        if pipeline is None or resource is None or (self._stopped and event != "runner_exit"):
+            return
+        now = time.time_ns()
+        entry = Entry(
+            0,
+            now,
+            now,
+            13,
+            "WARNING",
+            text,
+            BRIDGE_SCOPE_NAME,
+            {BRIDGE_EVENT_ATTRIBUTE: event, BRIDGE_REASON_ATTRIBUTE: reason, BRIDGE_COUNT_ATTRIBUTE: count},
+            None,
+            None,
+            0,
+        )
+        pipeline.offer([(resource, entry, None, entry.size_estimate())])
+        with self._lock:
+            plugin.counters.notices += 1
+
+    def _dropped_totals(self, plugin: _Plugin) -> Counter[str]:
+        totals: Counter[str] = Counter(plugin.counters.host_dropped)
+        for stream in plugin.streams.values():
+            totals.update(stream.runner_dropped)
+        return totals
+
+    def _warn_once(self, plugin: str, reason: str, message: str, *args: Any) -> None:
+        """The bridge's own warnings, at most one per plugin and reason per report interval."""
+        now = time.monotonic()
+        with self._lock:
+            last = self._warned.get((plugin, reason))
+            if last is not None and now - last < self.config.report_interval_millis / 1000.0:
+                return
+            self._warned[(plugin, reason)] = now
+        _log.warning(message, *args)
+
+    # --- stderr and exits ---------------------------------------------------------------------
+
+    def _pump_stderr(self, process: PluginProcess) -> None:
+        stream = process.popen.stderr
+        assert stream is not None
+        level = self.config.stderr_level
+        with self._lock:
+            plugin = self._plugin(process.name)
+        logger = logging.getLogger(f"{plugin.replayer.base_name}.stderr")
+        try:
+            for raw in iter(lambda: stream.readline(_MAX_STDERR_LINE_BYTES), b""):
+                line = raw.rstrip(b"\r\n").decode("utf-8", "replace")
+                self._on_stderr_line(plugin, process, logger, level, line)
+        except (OSError, ValueError):
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                stream.close()
+        returncode = process.popen.wait()
+        process.returncode = returncode
+        with self._lock:
+            plugin.counters.exits.append(returncode)
+        if returncode == 0:
+            _log.info("plugin %s (pid %d) exited with code 0", process.name, process.pid)
+        else:
+            described = f"signal {-returncode}" if returncode < 0 else f"code {returncode}"
+            text = f"plugin {process.name} (pid {process.pid}) exited with {described}"
+            _log.warning("%s", text)
+            self._export_notice(plugin, "runner_exit", described, 1, text)
+        process.exited.set()
+
+    def _on_stderr_line(
+        self, plugin: _Plugin, process: PluginProcess, logger: logging.Logger, level: int, line: str
+    ) -> None:
+        with self._lock:
+            plugin.counters.stderr_lines += 1
+            if plugin.limiter.take(1, time.monotonic()) < 1:
+                plugin.counters.stderr_suppressed += 1  # not sequenced: outside the record invariant
+                return
+            resource = plugin.last_resource
+        text, _ = truncate_utf8(clean_text(line, len(line)), self.config.max_body_bytes)
+        now = time.time_ns()
+        entry = Entry(
+            0,
+            now,
+            now,
+            severity_number(level),
+            logging.getLevelName(level),
+            text,
+            "stderr",
+            {"log.iostream": "stderr"},
+            None,
+            None,
+            0,
+        )
+        if self.config.replay and logger.isEnabledFor(level):
+            otel = {
+                "plugin": plugin.name,
+                "plugin_version": plugin.version,
+                "runner_pid": process.pid,
+                "resource": resource.attributes if resource is not None else {},
+            }
+            logger.handle(plugin.replayer.make_record(logger.name, entry, level, None, otel))
+        pipeline = self._pipeline
+        if pipeline is not None and resource is not None and not self._stopped:
+            pipeline.offer([(resource, entry, None, entry.size_estimate())])
+
+    # --- registry (host restart) ----------------------------------------------------------------
+
+    def _load_registry(self) -> None:
+        path = os.path.join(self._runtime_dir, _REGISTRY)
+        try:
+            with open(path, encoding="utf-8") as handle:
+                data = json.load(handle)
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as error:
+            _log.warning("ignoring the unreadable runner registry %s: %s", path, error)
+            return
+        runners = data.get("runners", {}) if isinstance(data, dict) else {}
+        for digest, info in runners.items():
+            if (
+                isinstance(info, dict)
+                and isinstance(info.get("plugin"), str)
+                and _PLUGIN_NAME.match(info["plugin"])
+            ):
+                pid = info.get("pid")
+                self._registrations[digest] = _Registration(
+                    info["plugin"], info.get("version"), None, digest, pid if isinstance(pid, int) else None
+                )
+        streams = data.get("streams", {}) if isinstance(data, dict) else {}
+        self._saved_streams = {k: int(v) for k, v in streams.items() if isinstance(v, int)}
+        if self._registrations:
+            _log.info("took back %d runner registration(s) from %s", len(self._registrations), path)
+
+    def _save_registry(self) -> None:
+        if self._owns_runtime_dir or not self._runtime_dir:
+            return
+        with self._lock:
+            if not self._registry_dirty:
+                return
+            self._registry_dirty = False
+            data: dict[str, Any] = {
+                "version": 1,
+                "runners": {
+                    digest: {"plugin": r.plugin, "version": r.version, "pid": r.pid}
+                    for digest, r in self._registrations.items()
+                },
+                "streams": dict(self._saved_streams),
+            }
+            for plugin in self._plugins.values():
+                for (digest, stream_id), stream in plugin.streams.items():
+                    if digest != "rpc":
+                        data["streams"][f"{digest}:{stream_id}"] = stream.acked
+        path = os.path.join(self._runtime_dir, _REGISTRY)
+        temporary = path + ".tmp"
+        try:
+            with open(
+                os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8"
+            ) as out:
+                json.dump(data, out)
+            os.replace(temporary, path)
+        except OSError as error:
+            _log.warning("could not save the runner registry %s: %s", path, error)
+
+    # --- introspection ----------------------------------------------------------------------------
+
+    def stats(self) -> BridgeStats:
+        """A consistent snapshot of every counter."""
+        pipeline = self._pipeline
+        depth = pipeline.depth() if pipeline is not None else (0, 0)
+        with self._lock:
+            plugins = {}
+            for name, plugin in self._plugins.items():
+                counters = plugin.counters
+                dropped = dict(self._dropped_totals(plugin))
+                emitted = 0
+                in_runner = 0
+                for stream in plugin.streams.values():
+                    emitted += stream.accepted - stream.base
+                    if not stream.closed:
+                        in_runner += max(
+                            0,
+                            stream.accepted
+                            - stream.base
+                            - stream.received
+                            - sum(stream.runner_dropped.values())
+                            - stream.gap,
+                        )
+                plugins[name] = PluginStats(
+                    name=name,
+                    emitted=emitted,
+                    received=counters.received,
+                    duplicates=counters.duplicates,
+                    replayed=counters.replayed,
+                    exported=counters.exported,
+                    discarded=counters.discarded,
+                    dropped={k: v for k, v in dropped.items() if v},
+                    pending=plugin.pending + in_runner,
+                    stderr_lines=counters.stderr_lines,
+                    connections=counters.connections,
+                    bad_input=dict(counters.bad_input),
+                    exits=tuple(counters.exits),
+                )
+            return BridgeStats(
+                plugins=plugins,
+                exporter=self.sink_description,
+                queue_records=depth[0],
+                queue_bytes=depth[1],
+                export_failing=pipeline is not None and pipeline.failing_since is not None,
+                last_export_error=pipeline.last_error if pipeline is not None else "",
+                rejected_connections=dict(self._rejected),
+            )
+
+    def wait_for_plugin(self, name: str, timeout_seconds: float) -> bool:
+        """Wait until every connection of ``name`` is closed and what it sent is settled or pending."""
+        deadline = time.monotonic() + timeout_seconds
+        while time.monotonic() < deadline:
+            with self._lock:
+                plugin = self._plugins.get(name)
+                busy = plugin is not None and any(
+                    s.conn is not None and not s.closed for s in plugin.streams.values()
+                )
+            if not busy:
+                return True
+            time.sleep(0.01)
+        return False
+
+
+def _guard_otel_handlers() -> None:
+    """Keep an OTel LoggingHandler on the root logger from exporting plugin records again."""
+    for handler in logging.getLogger().handlers:
+        kind = type(handler)
+        is_otel = kind.__name__ == "LoggingHandler" and kind.__module__.startswith("opentelemetry")
+        if is_otel and not any(isinstance(f, ReplayedRecordFilter) for f in handler.filters):
+            handler.addFilter(ReplayedRecordFilter())
+
+
+def _same_or_descendant(pid: int, ancestor: int) -> bool:
+    """True if ``pid`` is ``ancestor`` or one of its descendants (per /proc)."""
+    current = pid
+    for _ in range(64):
+        if current == ancestor:
+            return True
+        if current <= 1:
+            return False
+        try:
+            with open(f"/proc/{current}/stat", "rb") as handle:
+                stat = handle.read()
+        except OSError:
+            return not os.path.isdir("/proc/self")  # no procfs: the token alone must do
+        try:
+            current = int(stat[stat.rindex(b")") + 2 :].split()[1])
+        except (ValueError, IndexError):
+            return False
+    return False
+
+
+def _fallback_path() -> str:
+    """Directories that hold this package and msgpack, for a runner interpreter lacking them."""
+    import msgpack
+
+    paths = [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
+    msgpack_dir = os.path.dirname(os.path.dirname(os.path.abspath(msgpack.__file__)))
+    if msgpack_dir not in paths:
+        paths.append(msgpack_dir)
+    return os.pathsep.join(paths)
+
+
+def _resource_from(environ: Mapping[str, str]) -> Any:
+    from opentelemetry.sdk.resources import Resource
+
+    attributes: dict[str, Any] = {}
+    for pair in environ.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
+        if "=" in pair:
+            key, value = pair.split("=", 1)
+            if key.strip():
+                attributes[key.strip()] = value.strip()
+    service = environ.get("OTEL_SERVICE_NAME", "").strip()
+    if service:
+        attributes["service.name"] = service
+    return Resource(attributes)
+
+
+__all__ = ["HostLogBridge", "PluginProcess"]

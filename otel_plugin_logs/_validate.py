@@ -1,0 +1,266 @@
+"""Validation of what runners send. Everything here is input from an untrusted process.
+
+pydantic checks the shape and types strictly (no str→int coercion, bounded strings); then
+``build_entry`` clamps what is well-typed but unreasonable: timestamps, attribute counts and
+sizes, nesting, non-UTF-8 text, ids of the wrong length. The host never raises on a record:
+it either repairs it (and says so in an attribute) or rejects it with a reason.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Annotated, Any, Final
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBytes,
+    StrictInt,
+    StrictStr,
+    TypeAdapter,
+    ValidationError,
+)
+
+from ._otlp import Entry
+from ._protocol import (
+    BODY_ORIGINAL_BYTES,
+    EXCEPTION_MESSAGE,
+    EXCEPTION_STACKTRACE,
+    EXCEPTION_TYPE,
+    INT64_MAX,
+    INT64_MIN,
+    UINT64_MAX,
+    coerce_value,
+    severity_number,
+    truncate_utf8,
+)
+
+ORIGINAL_TIME_ATTRIBUTE: Final = "otel_plugin_logs.original_time_unix_nano"
+_FUTURE_TOLERANCE_NANOS: Final = 3600 * 10**9
+_MAX_KEY_LENGTH: Final = 256
+_MAX_SCOPE_LENGTH: Final = 256
+_MAX_SEVERITY_TEXT: Final = 32
+
+_Seq = Annotated[StrictInt, Field(ge=1, le=INT64_MAX)]
+_Time = Annotated[StrictInt, Field(ge=INT64_MIN, le=UINT64_MAX)]
+_Severity = Annotated[StrictInt, Field(ge=0, le=24)]
+_Short = Annotated[StrictStr, Field(max_length=256)]
+_Name = Annotated[StrictStr, Field(max_length=4096)]
+_Flags = Annotated[StrictInt, Field(ge=0, le=0xFFFFFFFF)]
+_Level = Annotated[StrictInt, Field(ge=INT64_MIN, le=INT64_MAX)]
+_Id = StrictBytes | None
+_Exception = tuple[StrictStr, StrictStr, StrictStr] | None
+
+WireRecord = tuple[
+    _Seq,
+    _Time,
+    _Time,
+    _Severity,
+    _Short,
+    StrictStr,
+    _Name,
+    dict[StrictStr, Any],
+    _Id,
+    _Id,
+    _Flags,
+    _Exception,
+    _Level,
+]
+RECORD: Final = TypeAdapter(WireRecord)
+RECORDS: Final = TypeAdapter(list[WireRecord])
+
+
+class Hello(BaseModel):
+    """The first frame of a connection."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    t: StrictStr
+    v: StrictInt
+    token: Annotated[StrictStr, Field(min_length=1, max_length=512)]
+    pid: Annotated[StrictInt, Field(ge=0, le=2**31)]
+    stream: Annotated[StrictInt, Field(ge=0, le=INT64_MAX)]
+    plugin_version: Annotated[StrictStr, Field(max_length=128)] | None = None
+    python: Annotated[StrictStr, Field(max_length=64)] | None = None
+
+
+class BatchHeader(BaseModel):
+    """A batch or bye frame, without its records."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    t: StrictStr
+    stream: Annotated[StrictInt, Field(ge=0, le=INT64_MAX)] = 0
+    dropped: Annotated[
+        dict[Annotated[StrictStr, Field(max_length=64)], Annotated[StrictInt, Field(ge=0)]],
+        Field(max_length=32),
+    ] = Field(default_factory=dict)
+    accepted: Annotated[StrictInt, Field(ge=0, le=INT64_MAX)] = 0
+    flushed: Annotated[StrictInt, Field(ge=0, le=INT64_MAX)] = 0
+    records: list[Any] = Field(default_factory=list)
+
+
+def first_error(error: ValidationError) -> str:
+    """A one-line reason from a pydantic error, naming the field."""
+    detail = error.errors(include_url=False, include_input=False)[0]
+    where = ".".join(str(part) for part in detail.get("loc", ())) or "frame"
+    return f"{where}: {detail.get('msg', 'invalid')}"
+
+
+def validate_records(raw: list[Any]) -> tuple[list[Any], list[str]]:
+    """Valid records, and one reason per invalid record. Fast when all are valid."""
+    try:
+        return RECORDS.validate_python(raw), []
+    except ValidationError:
+        pass
+    valid: list[Any] = []
+    reasons: list[str] = []
+    for item in raw:
+        try:
+            valid.append(RECORD.validate_python(item))
+        except ValidationError as error:
+            reasons.append(first_error(error))
+    return valid, reasons
+
+
+def clean_text(value: str, max_length: int) -> str:
+    """Text safe to carry on: lone surrogates (non-UTF-8 input) replaced, length capped."""
+    if len(value) > max_length:
+        value = value[:max_length]
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = value.encode("utf-8", "replace").decode("utf-8")
+    return value
+
+
+class Limits:
+    """The per-record caps the host enforces, from its config and the OTel attribute limits."""
+
+    __slots__ = ("max_attribute_count", "max_attribute_length", "max_body_bytes")
+
+    def __init__(self, max_body_bytes: int, max_attribute_length: int, max_attribute_count: int) -> None:
+        self.max_body_bytes = max_body_bytes
+        self.max_attribute_length = max_attribute_length
+        self.max_attribute_count = max_attribute_count
+
+
+def _clean_value(value: Any, max_length: int) -> Any:
+    coerced = coerce_value(value, max_length)
+    if coerced.__class__ is str:
+        return clean_text(coerced, max_length + 16)
+    if isinstance(coerced, dict | list):
+        return _clean_nested(coerced, max_length)
+    return coerced
+
+
+def _clean_nested(value: Any, max_length: int) -> Any:
+    if isinstance(value, dict):
+        return {clean_text(k, _MAX_KEY_LENGTH): _clean_nested(v, max_length) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean_nested(v, max_length) for v in value]
+    if value.__class__ is str:
+        return clean_text(value, max_length + 16)
+    return value
+
+
+def build_entry(record: Any, limits: Limits, now_ns: int | None = None) -> tuple[Entry, int, str | None]:
+    """A validated wire record → (export entry, stdlib level, exception stack trace or None)."""
+    (
+        seq,
+        time_ns,
+        observed_ns,
+        sev_number,
+        sev_text,
+        body,
+        logger,
+        raw_attributes,
+        trace_id,
+        span_id,
+        flags,
+        exception,
+        levelno,
+    ) = record
+    now = time.time_ns() if now_ns is None else now_ns
+    attributes: dict[str, Any] = {}
+    dropped = 0
+    max_len = limits.max_attribute_length
+    budget = limits.max_attribute_count
+    for key, value in raw_attributes.items():
+        if len(attributes) >= budget:
+            dropped += 1
+            continue
+        name = key if key and len(key) <= _MAX_KEY_LENGTH else (clean_text(key, _MAX_KEY_LENGTH) or "_")
+        try:
+            attributes[name] = _clean_value(value, max_len)
+        except RecursionError:
+            attributes[name] = "<too deeply nested>"
+    if not 0 < observed_ns <= now + _FUTURE_TOLERANCE_NANOS:
+        observed_ns = now
+    if not 0 < time_ns <= now + _FUTURE_TOLERANCE_NANOS:
+        if len(attributes) < budget:
+            attributes[ORIGINAL_TIME_ATTRIBUTE] = (
+                time_ns if INT64_MIN <= time_ns <= INT64_MAX else str(time_ns)
+            )
+        time_ns = observed_ns
+    body = clean_text(body, len(body))
+    body, original = truncate_utf8(body, limits.max_body_bytes)
+    if original and BODY_ORIGINAL_BYTES not in attributes:
+        attributes[BODY_ORIGINAL_BYTES] = original
+    stacktrace = None
+    if exception is not None:
+        kind, message, stack = exception
+        if kind:
+            attributes[EXCEPTION_TYPE] = clean_text(kind, _MAX_KEY_LENGTH)
+        if message:
+            attributes[EXCEPTION_MESSAGE] = clean_text(message, max_len)
+        if stack:
+            stacktrace = clean_text(stack, max(max_len, 64 * 1024))
+            attributes[EXCEPTION_STACKTRACE] = stacktrace
+    level = levelno if 0 <= levelno <= 1000 else (0 if levelno < 0 else 1000)
+    if sev_number == 0 and level > 0:
+        sev_number = severity_number(level)
+    text = sev_text if sev_text and len(sev_text) <= _MAX_SEVERITY_TEXT and sev_text.isprintable() else ""
+    if not text:
+        text = _level_text(level)
+    if trace_id is not None and (len(trace_id) != 16 or not any(trace_id)):
+        trace_id = None
+    if span_id is not None and (len(span_id) != 8 or not any(span_id)):
+        span_id = None
+    if trace_id is None or span_id is None:
+        trace_id = span_id = None
+        flags = 0
+    entry = Entry(
+        seq,
+        time_ns,
+        observed_ns,
+        sev_number,
+        text,
+        body,
+        clean_text(logger, _MAX_SCOPE_LENGTH),
+        attributes,
+        trace_id,
+        span_id,
+        flags & 0xFF,
+        dropped,
+    )
+    return entry, level, stacktrace
+
+
+def _level_text(levelno: int) -> str:
+    import logging
+
+    name = logging.getLevelName(levelno)
+    return name if isinstance(name, str) and not name.startswith("Level ") else f"LEVEL{levelno}"
+
+
+def sanitize_counters(raw: Mapping[str, int]) -> dict[str, int]:
+    """Runner-reported drop counters, with reason names reduced to a safe alphabet."""
+    out: dict[str, int] = {}
+    for reason, count in raw.items():
+        safe = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "_-.") else "_" for ch in reason)[:64]
+        key = safe if safe.startswith("runner_") else f"runner_{safe or 'unknown'}"
+        out[key] = out.get(key, 0) + int(count)
+    return out
