@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import random
+import sys
 import threading
 import time
 from collections import deque
@@ -450,7 +451,8 @@ def build_sink(settings: ExportSettings, config: HostConfig) -> Sink:
     if settings.exporter == "console":
         from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter
 
-        return SdkExporterSink(ConsoleLogRecordExporter(), "console (stdout)")
+        # The exporter's default stream is bound when the SDK is imported; pass today's stdout.
+        return SdkExporterSink(ConsoleLogRecordExporter(out=sys.stdout), "console (stdout)")
     return NullSink()
 
 

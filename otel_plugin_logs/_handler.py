@@ -552,12 +552,13 @@ class RunnerLogHandler(logging.Handler):
     def shutdown(self, timeout_millis: int | None = None) -> bool:
         """Send what is left within one deadline, then close. Idempotent.
 
-        Returns True when everything logged reached the host. Records that could not be sent
-        by the deadline are written to stderr with a marker and counted.
+        Returns True when everything logged reached the host (nothing was dropped, ever).
+        Records that could not be sent by the deadline are written to stderr with a marker and
+        counted.
         """
         with self._done:
             if self._closed:
-                return self._queued == 0
+                return self._complete()
             self._closed = True
         timeout = self._config.shutdown_timeout_millis if timeout_millis is None else timeout_millis
         self._shutdown_deadline = time.monotonic() + timeout / 1000.0
@@ -571,7 +572,11 @@ class RunnerLogHandler(logging.Handler):
             thread.join(max(0.0, self._shutdown_deadline - time.monotonic()) + 0.5)
         if self._queued:
             self._finish()
-        return self._queued == 0 and self._rejected is None
+        return self._complete()
+
+    def _complete(self) -> bool:
+        with self._lock:
+            return self._queued == 0 and self._rejected is None and not any(self._dropped.values())
 
     def close(self) -> None:
         self.shutdown()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
@@ -225,7 +226,12 @@ def _json_value(value: Any) -> dict[str, Any]:
     if kind is int:
         return {"intValue": str(value)}
     if kind is float:
-        return {"doubleValue": value}
+        # proto3 JSON spells non-finite doubles as strings; bare Infinity is not JSON.
+        return {
+            "doubleValue": value
+            if math.isfinite(value)
+            else repr(value).replace("inf", "Infinity").replace("nan", "NaN")
+        }
     if value is None:
         return {}
     if kind is bytes:

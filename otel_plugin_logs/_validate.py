@@ -158,7 +158,10 @@ def _clean_value(value: Any, max_length: int) -> Any:
 
 def _clean_nested(value: Any, max_length: int) -> Any:
     if isinstance(value, dict):
-        return {clean_text(k, _MAX_KEY_LENGTH): _clean_nested(v, max_length) for k, v in value.items()}
+        # Empty keys are invalid attribute keys (the SDK drops them); keep the value under "_".
+        return {
+            (clean_text(k, _MAX_KEY_LENGTH) or "_"): _clean_nested(v, max_length) for k, v in value.items()
+        }
     if isinstance(value, list):
         return [_clean_nested(v, max_length) for v in value]
     if value.__class__ is str:

@@ -1,0 +1,271 @@
+"""The export stage: configuration from OTEL_* variables, bounded queue, failures, loops and duplicates."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import pytest
+from helpers import PYTHON, CaptureHandler, MemorySink, wait_until, write_plugin
+
+from otel_plugin_logs import ConfigError, HostLogBridge, ReplayedRecordFilter
+from otel_plugin_logs._config import HostConfig, resolve
+from otel_plugin_logs._export import resolve_export
+
+BURST = """
+import logging, sys
+logging.basicConfig(level=logging.INFO)
+for i in range(int(sys.argv[1])):
+    logging.getLogger("burst").info("record %d", i)
+"""
+
+
+def _run(bridge: HostLogBridge, tmp_path: Path, name: str, count: int) -> None:
+    script = write_plugin(tmp_path, "burst", BURST)
+    process = bridge.spawn_plugin(name, [PYTHON, str(script), str(count)])
+    assert process.wait(120) == 0
+    assert bridge.wait_for_plugin(name, 20)
+
+
+def test_invalid_variable_fails_at_start_naming_it(host_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bad value is refused at start-up with a message naming the variable and what it accepts."""
+    monkeypatch.setenv("OTEL_PLUGIN_LOGS_EXPORT_MAX_QUEUE_RECORDS", "lots")
+    with pytest.raises(
+        ConfigError, match="OTEL_PLUGIN_LOGS_EXPORT_MAX_QUEUE_RECORDS='lots' is invalid: expected an integer"
+    ):
+        HostLogBridge()
+    monkeypatch.delenv("OTEL_PLUGIN_LOGS_EXPORT_MAX_QUEUE_RECORDS")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+    with pytest.raises(ConfigError, match="OTEL_EXPORTER_OTLP_PROTOCOL='http/json' is invalid"):
+        HostLogBridge()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "soon")
+    with pytest.raises(ConfigError, match="OTEL_EXPORTER_OTLP_TIMEOUT"):
+        HostLogBridge()
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_TIMEOUT")
+    monkeypatch.setenv("OTEL_LOGS_EXPORTER", "zipkin")
+    with pytest.raises(ConfigError, match="OTEL_LOGS_EXPORTER='zipkin'"):
+        HostLogBridge()
+
+
+def test_argument_beats_variable_beats_default(host_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each setting comes from the argument, else its variable, else the default; the source is recorded."""
+    monkeypatch.setenv("OTEL_PLUGIN_LOGS_EXPORT_MAX_QUEUE_RECORDS", "500")
+    monkeypatch.setenv("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "64")
+    config, resolved = resolve(HostConfig, {"report_interval_millis": 250})
+    assert config.export_max_queue_records == 500
+    assert resolved.sources["export_max_queue_records"] == (
+        "env",
+        "OTEL_PLUGIN_LOGS_EXPORT_MAX_QUEUE_RECORDS",
+    )
+    assert config.export_max_batch_records == 64  # the standard OTEL_BLRP_* twin when ours is unset
+    assert resolved.sources["export_max_batch_records"] == ("env", "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE")
+    assert config.report_interval_millis == 250
+    assert resolved.sources["report_interval_millis"] == ("argument", "")
+    assert resolved.sources["shutdown_timeout_millis"] == ("default", "")
+    config, _ = resolve(HostConfig, {"export_max_queue_records": 7})
+    assert config.export_max_queue_records == 7
+
+
+def test_exporter_selection_follows_the_standard_variables(host_env: Path) -> None:
+    """No endpoint: file sink; an endpoint: OTLP; OTEL_LOGS_EXPORTER and OTEL_SDK_DISABLED select explicitly."""
+    config, _ = resolve(HostConfig, environ={"OTEL_PLUGIN_LOGS_FILE_DIR": "/tmp/x"})
+    assert resolve_export(config, {}).exporter == "file"
+    settings = resolve_export(config, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317"})
+    assert (settings.exporter, settings.protocol, settings.endpoint) == (
+        "otlp",
+        "grpc",
+        "http://collector:4317",
+    )
+    settings = resolve_export(
+        config,
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        },
+    )
+    assert settings.endpoint == "http://collector:4318/v1/logs"
+    settings = resolve_export(
+        config,
+        {
+            "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": "http://logs:9999/custom",
+            "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL": "http/protobuf",
+        },
+    )
+    assert settings.endpoint == "http://logs:9999/custom"
+    assert (
+        resolve_export(
+            config, {"OTEL_SDK_DISABLED": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317"}
+        ).exporter
+        == "none"
+    )
+    for name in ("console", "none", "file"):
+        config, _ = resolve(HostConfig, environ={"OTEL_LOGS_EXPORTER": name})
+        assert resolve_export(config, {"OTEL_LOGS_EXPORTER": name}).exporter == name
+
+
+def test_resource_carries_host_resource_attributes(
+    tmp_path: Path, host_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME shape every plugin's resource; service.name is the plugin."""
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=staging,team=bots")
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "mybot")
+    sink = MemorySink()
+    with HostLogBridge(sink=sink) as bridge:
+        _run(bridge, tmp_path, "weather", 3)
+        assert bridge.force_flush(10_000)
+    resources = {r.key: r for r, e in sink.items if e.seq}
+    (resource,) = resources.values()
+    attributes = resource.attributes
+    assert attributes["service.name"] == "weather" and attributes["service.namespace"] == "mybot"
+    assert attributes["deployment.environment.name"] == "staging" and attributes["team"] == "bots"
+    assert attributes["telemetry.sdk.language"] == "python"
+
+
+def test_permanently_failing_exporter_counts_every_undelivered_record(
+    tmp_path: Path, host_env: Path, capture: CaptureHandler
+) -> None:
+    """An exporter that never succeeds: the host keeps serving, its queue stays bounded, drops equal what was lost."""
+    sink = MemorySink()
+    sink.fail = True
+    with HostLogBridge(
+        sink=sink,
+        export_max_queue_records=1000,
+        export_max_queue_bytes=1024 * 1024,
+        export_retry_max_backoff_millis=50,
+    ) as bridge:
+        _run(bridge, tmp_path, "doomed", 20_000)
+        depth = bridge.stats()
+        assert depth.queue_records <= 1000 and depth.queue_bytes <= 1024 * 1024
+        assert depth.export_failing and "told to fail" in depth.last_export_error
+        bridge.shutdown(1000)
+        stats = bridge.stats().plugins["doomed"]
+    assert len(capture.plugin_records("doomed")) == 20_000  # replay is not held back by export trouble
+    assert stats.emitted == 20_000 and stats.exported == 0
+    assert stats.dropped_total == 20_000
+    assert stats.dropped["export_queue_full"] >= 19_000
+    assert stats.dropped["export_queue_full"] + stats.dropped.get("shutdown_unexported", 0) == 20_000
+    assert stats.uncounted == 0 and sink.attempts > 1
+
+
+def test_refused_requests_are_counted_as_rejected_not_retried(tmp_path: Path, host_env: Path) -> None:
+    """A permanent refusal (say HTTP 400) drops that request at once, counted as export_rejected."""
+    sink = MemorySink()
+    sink.fail = True
+    sink.permanent = True
+    with HostLogBridge(sink=sink) as bridge:
+        _run(bridge, tmp_path, "refused", 300)
+        assert wait_until(lambda: bridge.stats().plugins["refused"].dropped.get("export_rejected") == 300, 10)
+        stats = bridge.stats().plugins["refused"]
+    assert stats.exported == 0 and stats.uncounted == 0
+
+
+def test_drops_are_reported_once_per_interval(
+    tmp_path: Path, host_env: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Drops produce one WARNING per plugin per interval, naming the plugin, the count and the reason."""
+    sink = MemorySink()
+    sink.fail = True
+    with HostLogBridge(sink=sink, export_max_queue_records=100, report_interval_millis=300) as bridge:
+        _run(bridge, tmp_path, "noisy", 2000)
+        time.sleep(0.8)
+        warnings = [
+            r.getMessage()
+            for r in caplog.records
+            if r.name == "otel_plugin_logs.bridge" and "dropped" in r.getMessage()
+        ]
+        bridge.shutdown(500)
+    assert (
+        warnings
+        and warnings[0].startswith("dropped ")
+        and "of plugin noisy: export_queue_full" in warnings[0]
+    )
+    total = sum(int(w.split()[1]) for w in warnings if "export_queue_full" in w)
+    assert total == 1900
+
+
+def test_host_otel_handler_on_root_does_not_export_plugin_records_twice(
+    tmp_path: Path, host_env: Path
+) -> None:
+    """An OTel LoggingHandler already on the root logger gets a filter that keeps replayed plugin records out."""
+    import warnings
+
+    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+
+    exporter = InMemoryLogRecordExporter()
+    provider = LoggerProvider()
+    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        host_handler = LoggingHandler(logger_provider=provider)
+    root = logging.getLogger()
+    root.addHandler(host_handler)
+    root.setLevel(logging.INFO)
+    with HostLogBridge(sink=MemorySink()) as bridge:
+        assert any(isinstance(f, ReplayedRecordFilter) for f in host_handler.filters)
+        logging.getLogger("host.app").info("the host's own record")
+        _run(bridge, tmp_path, "weather", 5)
+    bodies = [r.log_record.body for r in exporter.get_finished_logs()]
+    assert "the host's own record" in bodies
+    assert not any(str(b).startswith("record ") for b in bodies)
+
+
+def test_exporter_warnings_during_an_outage_never_enter_the_pipeline(tmp_path: Path, host_env: Path) -> None:
+    """With the collector down the SDK exporter logs warnings; they stay host logs and are never exported."""
+    from helpers import free_port
+
+    capture = CaptureHandler()
+    root = logging.getLogger()
+    root.addHandler(capture)
+    root.setLevel(logging.DEBUG)
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    with HostLogBridge(
+        otlp_endpoint=endpoint, export_retry_max_backoff_millis=100, export_timeout_millis=500
+    ) as bridge:
+        _run(bridge, tmp_path, "weather", 50)
+        time.sleep(1.5)
+        stats = bridge.stats()
+        bridge.shutdown(500)
+        final = bridge.stats().plugins["weather"]
+    sdk_messages = [r for r in capture.records if r.name.startswith("opentelemetry")]
+    assert stats.export_failing
+    assert all(getattr(r, "otel", None) is None for r in sdk_messages)
+    assert final.exported == 0 and final.dropped == {"shutdown_unexported": 50}
+    assert (
+        len(
+            [
+                r
+                for r in capture.records
+                if getattr(r, "otel", None) is not None and r.otel.plugin == "weather"
+            ]
+        )
+        == 50
+    )
+
+
+def test_console_exporter_prints_records_through_the_sdk(
+    tmp_path: Path, host_env: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """OTEL_LOGS_EXPORTER=console prints each record as the SDK's console exporter formats it."""
+    monkeypatch.setenv("OTEL_LOGS_EXPORTER", "console")
+    with HostLogBridge() as bridge:
+        _run(bridge, tmp_path, "weather", 2)
+        assert bridge.force_flush(10_000)
+    out = capfd.readouterr().out
+    assert out.count('"body": "record ') == 2 and '"service.name": "weather"' in out
+
+
+def test_sdk_disabled_replays_but_exports_nothing(
+    tmp_path: Path, host_env: Path, monkeypatch: pytest.MonkeyPatch, capture: CaptureHandler
+) -> None:
+    """OTEL_SDK_DISABLED=true: records still replay locally; none are exported, and they are counted as discarded."""
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    with HostLogBridge() as bridge:
+        _run(bridge, tmp_path, "weather", 10)
+        stats = bridge.stats().plugins["weather"]
+    assert len(capture.plugin_records("weather")) == 10
+    assert stats.exported == 0 and stats.discarded == 10 and stats.uncounted == 0
+    assert not os.path.exists(host_env)

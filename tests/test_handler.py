@@ -1,0 +1,238 @@
+"""RunnerLogHandler in-process, with the in-memory transport: emit, bounds, drop policy, lifecycle."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+import msgpack
+import pytest
+
+from otel_plugin_logs import ConfigError, InMemoryTransport, RunnerLogHandler
+from otel_plugin_logs._protocol import HEADER_BYTES, Rec
+
+
+class Collecting:
+    """The host side of an InMemoryTransport: keeps records, acks everything at once."""
+
+    def __init__(self) -> None:
+        self.records: list[list[Any]] = []
+        self.headers: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, body: bytes) -> int:
+        message = msgpack.unpackb(body, raw=False)
+        with self.lock:
+            self.records.extend(message.get("records", []))
+            self.headers.append({k: v for k, v in message.items() if k != "records"})
+            return self.records[-1][Rec.SEQ] if self.records else 0
+
+
+def _logger(handler: logging.Handler, name: str = "unit") -> logging.Logger:
+    logger = logging.getLogger(name)
+    logger.handlers[:] = [handler]
+    logger.setLevel(1)
+    logger.propagate = False
+    return logger
+
+
+def test_emit_forwards_records_with_their_fields() -> None:
+    """Records reach the transport rendered, with level, logger, code and thread attributes and extras."""
+    host = Collecting()
+    handler = RunnerLogHandler(InMemoryTransport(host))
+    log = _logger(handler)
+    log.warning("hello %s", "world", extra={"user": "ann", "n": 2})
+    assert handler.shutdown(5000)
+    (record,) = host.records
+    assert record[Rec.BODY] == "hello world" and record[Rec.SEVERITY_TEXT] == "WARNING"
+    assert record[Rec.SEVERITY_NUMBER] == 13 and record[Rec.LEVELNO] == 30 and record[Rec.LOGGER] == "unit"
+    assert record[Rec.ATTRIBUTES]["user"] == "ann" and record[Rec.ATTRIBUTES]["n"] == 2
+    assert record[Rec.ATTRIBUTES]["thread.name"] == threading.current_thread().name
+    assert record[Rec.TRACE_ID] is None
+
+
+def test_message_is_rendered_at_emit_time() -> None:
+    """Mutating an argument after the call does not change what was logged."""
+    host = Collecting()
+    handler = RunnerLogHandler(InMemoryTransport(host))
+    state = {"v": 1}
+    _logger(handler).info("state %s", state)
+    state["v"] = 2
+    handler.shutdown(5000)
+    assert host.records[0][Rec.BODY] == "state {'v': 1}"
+
+
+def test_emit_never_raises_even_when_formatting_fails() -> None:
+    """A broken format string goes to handleError, never to the caller."""
+    handler = RunnerLogHandler(InMemoryTransport(Collecting()))
+    errors: list[logging.LogRecord] = []
+    handler.handleError = errors.append  # type: ignore[method-assign]
+    _logger(handler).info("%d", "not a number")
+    assert len(errors) == 1
+    handler.shutdown(1000)
+
+
+def test_full_buffer_drops_lowest_severity_oldest_first_and_counts() -> None:
+    """Over the count bound, DEBUG goes before INFO before WARNING; errors survive; drops are counted."""
+    transport = InMemoryTransport(Collecting(), fail=True)
+    handler = RunnerLogHandler(transport, max_queue_records=10, reconnect_max_backoff_millis=10_000)
+    log = _logger(handler)
+    for i in range(5):
+        log.error("error %d", i)
+    for i in range(10):
+        log.debug("debug %d", i)
+    for i in range(5):
+        log.info("info %d", i)
+    stats = handler.stats()
+    assert stats["queued"] == 10 and stats["dropped"] == {"queue_full": 10}
+    host = Collecting()
+    transport._deliver = host  # the host comes back
+    transport.fail = False
+    handler._next_attempt = 0.0
+    assert handler.shutdown(5000) is False  # everything left was sent, but 10 records were dropped earlier
+    bodies = [r[Rec.BODY] for r in host.records]
+    assert bodies == [f"error {i}" for i in range(5)] + [f"info {i}" for i in range(5)]
+    assert host.headers[-1]["dropped"] == {"queue_full": 10}
+
+
+def test_byte_bound_applies_to_large_messages(capfd: pytest.CaptureFixture[str]) -> None:
+    """The buffer is bounded by bytes too: a few huge messages cannot pile up."""
+    transport = InMemoryTransport(Collecting(), fail=True)
+    handler = RunnerLogHandler(transport, max_queue_bytes=1024 * 1024, reconnect_max_backoff_millis=10_000)
+    log = _logger(handler)
+    for _ in range(20):
+        log.info("x" * 200_000)
+    stats = handler.stats()
+    assert stats["queued_bytes"] <= 1024 * 1024
+    assert stats["dropped"]["queue_full"] >= 15
+    handler.shutdown(0)
+    assert "[otel-plugin-logs gave up]" in capfd.readouterr().err
+
+
+def test_shutdown_is_idempotent_and_honours_its_deadline(capfd: pytest.CaptureFixture[str]) -> None:
+    """With the host unreachable, shutdown returns by its deadline, gives records up to stderr, and a second call is a no-op."""
+    handler = RunnerLogHandler(InMemoryTransport(Collecting(), fail=True))
+    _logger(handler).error("cannot be delivered")
+    started = time.monotonic()
+    assert handler.shutdown(300) is False
+    assert time.monotonic() - started < 5
+    assert handler.shutdown(300) is False
+    err = capfd.readouterr().err
+    assert err.count("[otel-plugin-logs gave up] ERROR unit: cannot be delivered") == 1
+    assert handler.stats()["dropped"] == {"shutdown_unsent": 1}
+
+
+def test_records_of_the_bridges_own_loggers_never_enter() -> None:
+    """otel_plugin_logs.* records are skipped so a send failure cannot produce records to send."""
+    host = Collecting()
+    handler = RunnerLogHandler(InMemoryTransport(host))
+    _logger(handler, "otel_plugin_logs.anything").error("internal")
+    _logger(handler, "app").error("kept")
+    handler.shutdown(5000)
+    assert [r[Rec.BODY] for r in host.records] == ["kept"]
+
+
+def test_level_and_logger_filters_are_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Level threshold and include/exclude prefixes come from arguments or OTEL_PLUGIN_LOGS_* variables."""
+    monkeypatch.setenv("OTEL_PLUGIN_LOGS_EXCLUDE_LOGGERS", "noisy")
+    host = Collecting()
+    handler = RunnerLogHandler(InMemoryTransport(host), level="WARNING")
+    _logger(handler, "noisy.lib").error("excluded")
+    _logger(handler, "app").info("below the level")
+    _logger(handler, "app").warning("kept")
+    handler.shutdown(5000)
+    assert [r[Rec.BODY] for r in host.records] == ["kept"]
+
+
+def test_handler_without_host_configuration_fails_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside a host, constructing the socket handler says what is missing."""
+    monkeypatch.delenv("OTEL_PLUGIN_LOGS_SOCKET", raising=False)
+    with pytest.raises(ConfigError, match="needs the host's socket and token"):
+        RunnerLogHandler()
+
+
+def test_span_context_is_captured_on_the_emitting_thread() -> None:
+    """Inside an active span the record carries its trace id, span id and flags."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    tracer = TracerProvider().get_tracer("t")
+    host = Collecting()
+    handler = RunnerLogHandler(InMemoryTransport(host))
+    with tracer.start_as_current_span("s") as span:
+        _logger(handler).info("inside")
+        context = span.get_span_context()
+    handler.shutdown(5000)
+    record = host.records[0]
+    assert record[Rec.TRACE_ID] == context.trace_id.to_bytes(16, "big")
+    assert record[Rec.SPAN_ID] == context.span_id.to_bytes(8, "big")
+    assert record[Rec.TRACE_FLAGS] & 1 == 1
+    _ = trace
+
+
+def test_structlog_event_dict_becomes_body_and_attributes() -> None:
+    """A structlog event dict in record.msg becomes body=event plus typed attributes."""
+    structlog = pytest.importorskip("structlog")
+    host = Collecting()
+    handler = RunnerLogHandler(InMemoryTransport(host))
+    _logger(handler, "structured")
+    structlog.configure(
+        processors=[structlog.stdlib.add_log_level, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    try:
+        structlog.get_logger("structured").info("user logged in", user="ann", attempts=3)
+    finally:
+        structlog.reset_defaults()
+    handler.shutdown(5000)
+    (record,) = host.records
+    assert record[Rec.BODY] == "user logged in"
+    assert record[Rec.ATTRIBUTES]["user"] == "ann" and record[Rec.ATTRIBUTES]["attempts"] == 3
+    assert "event" not in record[Rec.ATTRIBUTES]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_forked_child_starts_with_an_empty_buffer_and_its_own_stream() -> None:
+    """After fork the child has no records of the parent and a different stream id."""
+    transport = InMemoryTransport(Collecting(), fail=True)
+    handler = RunnerLogHandler(transport, reconnect_max_backoff_millis=10_000)
+    _logger(handler).info("parent record")
+    parent_stream = handler._stream
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        ok = (
+            handler.stats()["queued"] == 0
+            and handler._stream != parent_stream
+            and handler.stats()["accepted"] == 0
+        )
+        os.write(write, b"1" if ok else b"0")
+        os._exit(0)
+    os.close(write)
+    assert os.read(read, 1) == b"1"
+    os.waitpid(pid, 0)
+    assert handler.stats()["queued"] == 1
+    handler.shutdown(0)
+
+
+def test_frames_stay_under_the_maximum_frame_size() -> None:
+    """Many big records are split into several batches, each below the frame limit."""
+    sizes: list[int] = []
+    host = Collecting()
+
+    def deliver(body: bytes) -> int:
+        sizes.append(len(body) + HEADER_BYTES)
+        return host(body)
+
+    handler = RunnerLogHandler(InMemoryTransport(deliver), max_frame_bytes=256 * 1024)
+    log = _logger(handler)
+    for i in range(40):
+        log.info("%d %s", i, "y" * 30_000)
+    handler.shutdown(10_000)
+    assert len(host.records) == 40
+    assert max(sizes) <= 256 * 1024 and len(sizes) > 1
