@@ -636,7 +636,32 @@ class HostLogBridge:
         threading.Thread(
             target=self._pump_stderr, args=(process,), name=f"otel-plugin-logs-stderr-{name}", daemon=True
         ).start()
+        if auto_install and self._loop is not None:
+            self._loop.call_soon_threadsafe(
+                self._loop.call_later,
+                self.config.connect_timeout_millis / 1000.0,
+                self._check_connected,
+                process,
+                digest,
+            )
         return process
+
+    def _check_connected(self, process: PluginProcess, digest: str) -> None:
+        """Say so when a spawned runner never connected: its records would only reach stderr."""
+        if process.exited.is_set() or process.popen.poll() is not None:
+            return
+        with self._lock:
+            plugin = self._plugins.get(process.name)
+            connected = plugin is not None and any(key[0] == digest for key in plugin.streams)
+        if not connected:
+            _log.warning(
+                "plugin %s (pid %d) has not connected after %.0f s: only its stderr is captured. Is it a "
+                "Python process started with -I/-E or -S (no sitecustomize)? It can call "
+                "otel_plugin_logs.runner.install() itself.",
+                process.name,
+                process.pid,
+                self.config.connect_timeout_millis / 1000.0,
+            )
 
     def _plugin(self, name: str, version: str | None = None) -> _Plugin:
         plugin = self._plugins.get(name)

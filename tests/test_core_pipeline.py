@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from helpers import PYTHON, CaptureHandler, MemorySink, wait_until, write_plugin
 
-from otel_plugin_logs import HostLogBridge
+from otel_plugin_logs import HostLogBridge, ProtocolError
 from otel_plugin_logs._config import ENV_AUTO_INSTALL, ENV_SOCKET, ENV_TOKEN
 
 MIXED = """
@@ -313,3 +313,42 @@ def test_run_command_reports_a_signal_as_128_plus_signum(tmp_path: Path, host_en
         timeout=120,
     )
     assert result.returncode == 128 + signal.SIGTERM
+
+
+def test_runner_that_never_connects_is_reported(
+    tmp_path: Path, host_env: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A spawned runner that never connects (here: python -I ignores PYTHONPATH) gets one clear warning."""
+    script = write_plugin(tmp_path, "isolated", "import time\ntime.sleep(2)\n")
+    with HostLogBridge(sink=MemorySink(), connect_timeout_millis=300) as bridge:
+        process = bridge.spawn_plugin("isolated", [PYTHON, "-I", str(script)])
+        assert wait_until(lambda: any("has not connected" in r.getMessage() for r in caplog.records), 10)
+        process.kill()
+    (warning,) = [r for r in caplog.records if "has not connected" in r.getMessage()]
+    assert "plugin isolated" in warning.getMessage() and "install()" in warning.getMessage()
+
+
+def test_handle_batch_takes_batches_from_the_hosts_own_rpc(host_env: Path, capture: CaptureHandler) -> None:
+    """A runtime with its own IPC hands batches to handle_batch; identity is the argument, not the payload."""
+    import logging as stdlib_logging
+
+    from otel_plugin_logs import InMemoryTransport, RunnerLogHandler
+
+    sink = MemorySink()
+    with HostLogBridge(sink=sink) as bridge:
+        handler = RunnerLogHandler(InMemoryTransport(lambda body: bridge.handle_batch("rpcplugin", body)))
+        logger = stdlib_logging.getLogger("rpc.side")
+        logger.handlers[:] = [handler]
+        logger.propagate = False
+        logger.setLevel(stdlib_logging.INFO)
+        for i in range(10):
+            logger.info("over rpc %d", i, extra={"plugin": "someone-else"})
+        assert handler.shutdown(5000)
+        assert bridge.force_flush(5000)
+        stats = bridge.stats().plugins["rpcplugin"]
+    records = capture.plugin_records("rpcplugin")
+    assert [r.getMessage() for r in records] == [f"over rpc {i}" for i in range(10)]
+    assert all(r.name == "plugin.rpcplugin.rpc.side" for r in records)
+    assert stats.exported == 10 and stats.uncounted == 0
+    with HostLogBridge(sink=MemorySink()) as bridge, pytest.raises(ProtocolError, match="malformed"):
+        bridge.handle_batch("x", b"\xc1")
