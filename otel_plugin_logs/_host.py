@@ -589,6 +589,8 @@ class HostLogBridge:
             self._registrations[digest] = _Registration(plugin, version, token, digest, pid)
             self._plugin(plugin, version)
             self._registry_dirty = True
+        if pid is not None:
+            self._save_registry()
         return {ENV_SOCKET: self.socket_path, ENV_TOKEN: token, ENV_PLUGIN_NAME: plugin}
 
     def spawn_plugin(
@@ -631,6 +633,8 @@ class HostLogBridge:
             registration.resource = self._plugin_resource(plugin_state, popen.pid)
             plugin_state.last_resource = registration.resource
             self._registry_dirty = True
+        # Written before the runner can connect: a host killed a moment later still knows it.
+        self._save_registry()
         process = PluginProcess(name, popen)
         self._processes.append(process)
         threading.Thread(
