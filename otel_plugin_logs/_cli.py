@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import textwrap
@@ -123,6 +124,10 @@ def _run(args: Any, parser: argparse.ArgumentParser) -> int:
         return 127
 
     def forward(signum: int, _frame: object) -> None:
+        # Ctrl-C in a terminal already reached the child (same foreground process group);
+        # a second SIGINT would interrupt its clean-up. Signals sent to the host alone go on.
+        if signum == signal.SIGINT and _in_terminal_foreground():
+            return
         process.send_signal(signum)
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
@@ -140,6 +145,13 @@ def _run(args: Any, parser: argparse.ArgumentParser) -> int:
         _log.warning("some records of plugin %s could not be exported before the deadline", args.plugin)
     code = returncode if returncode is not None else 1
     return 128 - code if code < 0 else code
+
+
+def _in_terminal_foreground() -> bool:
+    try:
+        return os.tcgetpgrp(sys.stdin.fileno()) == os.getpgrp()
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _destination(bridge: Any) -> str:

@@ -637,8 +637,12 @@ class HostLogBridge:
         self._save_registry()
         process = PluginProcess(name, popen)
         self._processes.append(process)
-        threading.Thread(
+        pump = threading.Thread(
             target=self._pump_stderr, args=(process,), name=f"otel-plugin-logs-stderr-{name}", daemon=True
+        )
+        pump.start()
+        threading.Thread(
+            target=self._watch_exit, args=(process, pump), name=f"otel-plugin-logs-exit-{name}", daemon=True
         ).start()
         if auto_install and self._loop is not None:
             self._loop.call_soon_threadsafe(
@@ -1092,7 +1096,14 @@ class HostLogBridge:
         finally:
             with contextlib.suppress(OSError):
                 stream.close()
+
+    def _watch_exit(self, process: PluginProcess, pump: threading.Thread) -> None:
         returncode = process.popen.wait()
+        # A grandchild may hold stderr open after the runner exited: give the pump a moment
+        # to drain what the runner wrote, but report the exit regardless.
+        pump.join(2.0)
+        with self._lock:
+            plugin = self._plugin(process.name)
         process.returncode = returncode
         with self._lock:
             plugin.counters.exits.append(returncode)
