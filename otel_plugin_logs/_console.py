@@ -1,9 +1,11 @@
-"""The CLI's console: a stdlib formatter that shows replayed plugin records well.
+"""The CLI's console: a stdlib formatter and handler that show replayed plugin records well.
 
 This is the host's local replay as the CLI sets it up, with ordinary logging handlers; the
 library's replay itself stays handler-agnostic. Colour only on a terminal, never with
 ``NO_COLOR``; every field a plugin controls goes through ``escape_controls`` so a record is
-one line and cannot move the cursor or clear the screen.
+one line and cannot move the cursor or clear the screen. A chatty plugin can be sampled on the
+console only (``max_lines_per_second``): what it hides is counted and said, and the bridge still
+exports every record.
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
+from collections.abc import Mapping
 from typing import IO, Any, Final
 
 from ._replay import REPLAY_ATTRIBUTE, ReplayedRecord, escape_controls, escape_multiline
 
 _HIDDEN_PREFIXES: Final = ("code.", "thread.", "exception.", "otel_plugin_logs.", "log.")
+_OWN_PREFIX: Final = "otel_plugin_logs."
 _LEVEL_COLOURS: Final = {
     "DEBUG": "\x1b[2m",
     "INFO": "\x1b[32m",
@@ -35,26 +40,59 @@ _PLUGIN_COLOURS: Final = (
     "\x1b[93m",
 )
 _DIM: Final = "\x1b[2m"
+_BOLD: Final = "\x1b[1m"
 _RESET: Final = "\x1b[0m"
+_CLEAR_LINE: Final = "\r\x1b[K"
 _SHORT_LEVELS: Final = {"WARNING": "WARN", "CRITICAL": "CRIT"}
+_MAX_VALUE_CHARS: Final = 40
+_NOTE_INTERVAL_SECONDS: Final = 5.0
+
+
+def is_terminal(stream: IO[str]) -> bool:
+    """True when the stream is an interactive terminal that understands escape codes."""
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty and isatty()) and os.environ.get("TERM") != "dumb"
+    except ValueError:  # a closed stream
+        return False
 
 
 def use_colour(stream: IO[str]) -> bool:
     """Colour when the stream is a terminal and NO_COLOR is not set (https://no-color.org)."""
     if os.environ.get("NO_COLOR"):
         return False
-    isatty = getattr(stream, "isatty", None)
-    return bool(isatty and isatty()) and os.environ.get("TERM") != "dumb"
+    return is_terminal(stream)
+
+
+def _fit(text: str, width: int) -> str:
+    """Pad or cut to exactly ``width`` characters, marking a cut with an ellipsis."""
+    if len(text) > width:
+        return text[: max(0, width - 1)] + "…"
+    return f"{text:<{width}}"
 
 
 class PluginConsoleFormatter(logging.Formatter):
-    """time, level, plugin, logger, message, key attributes, trace id prefix — aligned."""
+    """time, level, plugin, logger, message, key attributes, trace id prefix — aligned.
 
-    def __init__(self, *, colour: bool = False, max_attributes: int = 6, plugin_width: int = 10) -> None:
+    ``max_stack_lines`` keeps the last lines of a stack trace (its innermost frames and the
+    exception itself); None shows all of it.
+    """
+
+    def __init__(
+        self,
+        *,
+        colour: bool = False,
+        max_attributes: int = 6,
+        plugin_width: int = 10,
+        logger_width: int = 18,
+        max_stack_lines: int | None = None,
+    ) -> None:
         super().__init__()
         self.colour = colour
         self.max_attributes = max_attributes
         self.plugin_width = plugin_width
+        self.logger_width = logger_width
+        self.max_stack_lines = max_stack_lines
         self._plugin_colours: dict[str, str] = {}
 
     def format(self, record: logging.LogRecord) -> str:
@@ -68,40 +106,54 @@ class PluginConsoleFormatter(logging.Formatter):
             message = escape_controls(info.body)
             extras = self._attributes(info.attributes)
             trace = f"trace={info.trace_id[:8]}" if info.trace_id else ""
+            stack = record.exc_text
         else:
             source = "host"
-            logger = escape_controls(record.name)
+            logger = escape_controls(record.name.removeprefix(_OWN_PREFIX))
             message = escape_controls(record.getMessage())
             extras = ""
             trace = ""
+            stack = self.formatException(record.exc_info) if record.exc_info else None
         parts = [
             self._paint(_DIM, clock),
             self._paint(_LEVEL_COLOURS.get(record.levelname, ""), f"{level:<5}"),
-            self._paint(self._plugin_colour(source), f"{source[: self.plugin_width]:<{self.plugin_width}}"),
-            self._paint(_DIM, logger[:40]),
+            self._paint(self._plugin_colour(source), _fit(source, self.plugin_width)),
+            self._paint(_DIM, _fit(logger, self.logger_width)),
             message,
         ]
         if extras:
             parts.append(self._paint(_DIM, extras))
         if trace:
             parts.append(self._paint(_DIM, trace))
-        line = " ".join(parts)
-        stack = record.exc_text if isinstance(info, ReplayedRecord) else None
-        if stack is None and record.exc_info:
-            stack = self.formatException(record.exc_info)
-        if stack:
-            gutter = self._paint(_DIM, "    │ ")
-            line += "".join(f"\n{gutter}{escape_multiline(text)}" for text in stack.rstrip("\n").split("\n"))
-        return line
+        return " ".join(parts) + self._stack(stack)
 
-    def _attributes(self, attributes: Any) -> str:
+    def format_note(self, text: str) -> str:
+        """A line of the console's own (sampling notes), dim and marked as such."""
+        clock = time.strftime("%H:%M:%S") + f".{int(time.time() * 1000) % 1000:03d}"
+        return self._paint(_DIM, f"{clock} {'…':<5} {escape_controls(text)}")
+
+    def _stack(self, stack: str | None) -> str:
+        if not stack:
+            return ""
+        lines = stack.rstrip("\n").split("\n")
+        gutter = self._paint(_DIM, "    │ ")
+        shown = []
+        if self.max_stack_lines is not None and len(lines) > self.max_stack_lines:
+            hidden = len(lines) - self.max_stack_lines
+            lines = lines[hidden:]
+            shown.append(f"\n{gutter}{self._paint(_DIM, f'… {hidden} earlier lines')}")
+        # Every continuation line starts with the gutter, so a stack trace cannot pass for records.
+        shown.extend(f"\n{gutter}{escape_multiline(text)}" for text in lines)
+        return "".join(shown)
+
+    def _attributes(self, attributes: Mapping[str, Any]) -> str:
         shown = []
         for key, value in attributes.items():
             if key.startswith(_HIDDEN_PREFIXES):
                 continue
             text = escape_controls(str(value))
-            if len(text) > 40:
-                text = text[:39] + "…"
+            if len(text) > _MAX_VALUE_CHARS:
+                text = text[: _MAX_VALUE_CHARS - 1] + "…"
             shown.append(f"{escape_controls(key)}={text}")
             if len(shown) >= self.max_attributes:
                 break
@@ -109,7 +161,7 @@ class PluginConsoleFormatter(logging.Formatter):
 
     def _plugin_colour(self, name: str) -> str:
         if name == "host":
-            return "\x1b[1m"
+            return _BOLD
         colour = self._plugin_colours.get(name)
         if colour is None:
             colour = _PLUGIN_COLOURS[len(self._plugin_colours) % len(_PLUGIN_COLOURS)]
@@ -120,11 +172,154 @@ class PluginConsoleFormatter(logging.Formatter):
         return f"{colour}{text}{_RESET}" if self.colour and colour else text
 
 
-def install_console(level: int = logging.INFO, stream: IO[str] | None = None) -> logging.Handler:
+class StatusLine:
+    """One live line at the bottom of a terminal (progress), redrawn around log lines.
+
+    Inactive unless the stream is a terminal: a file or a pipe never gets ``\\r`` or escape
+    codes. The console handler clears it before writing a record and draws it again after.
+    """
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.active = is_terminal(stream)
+        self.lock = threading.RLock()
+        self._text = ""
+
+    def update(self, text: str) -> None:
+        if not self.active:
+            return
+        with self.lock:
+            self._text = text
+            self._write(_CLEAR_LINE + text)
+
+    def clear(self) -> None:
+        """Remove the line for good (before a summary is printed)."""
+        if not self.active:
+            return
+        with self.lock:
+            self._text = ""
+            self._write(_CLEAR_LINE)
+
+    def hide(self) -> None:
+        if self.active and self._text:
+            self._write(_CLEAR_LINE)
+
+    def show(self) -> None:
+        if self.active and self._text:
+            self._write(self._text)
+
+    def _write(self, text: str) -> None:
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):
+            self.active = False
+
+
+class PluginConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A ``StreamHandler`` that keeps a ``StatusLine`` intact and can sample chatty plugins.
+
+    With ``max_lines_per_second`` > 0 each plugin may show that many records below WARNING
+    per second (and bursts of as many); the rest are not shown, counted in ``hidden`` and
+    announced at most every few seconds. WARNING and above, and the host's own records, are
+    always shown. Sampling is for the eyes only: the bridge replayed and exports them all.
+    """
+
+    def __init__(
+        self,
+        stream: IO[str],
+        *,
+        status: StatusLine | None = None,
+        max_lines_per_second: float = 0.0,
+    ) -> None:
+        super().__init__(stream)
+        self.status = status
+        self.max_lines_per_second = max_lines_per_second
+        self.shown: dict[str, int] = {}
+        self.hidden: dict[str, int] = {}
+        self._tokens: dict[str, tuple[float, float]] = {}  # plugin -> (tokens, at)
+        self._unannounced: dict[str, int] = {}
+        self._last_note = time.monotonic()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        info = getattr(record, REPLAY_ATTRIBUTE, None)
+        plugin = info.plugin if isinstance(info, ReplayedRecord) else None
+        if plugin is not None and not self._admit(plugin, record.levelno):
+            self.hidden[plugin] = self.hidden.get(plugin, 0) + 1
+            self._unannounced[plugin] = self._unannounced.get(plugin, 0) + 1
+            self._maybe_announce()
+            return
+        if plugin is not None:
+            self.shown[plugin] = self.shown.get(plugin, 0) + 1
+        self._write_with_status(lambda: super(PluginConsoleHandler, self).emit(record))
+        self._maybe_announce()
+
+    def announce_hidden(self) -> None:
+        """Say now how many records were not shown since the last note."""
+        with self.lock:  # type: ignore[union-attr]  # Handler.__init__ always creates it
+            if not self._unannounced:
+                return
+            counts, self._unannounced = self._unannounced, {}
+            self._last_note = time.monotonic()
+        text = ", ".join(f"{count:,} of {plugin}" for plugin, count in sorted(counts.items()))
+        note = f"{text}: more records not shown here (console sampling; all are exported)"
+        formatter = self.formatter
+        line = formatter.format_note(note) if isinstance(formatter, PluginConsoleFormatter) else note
+
+        def write() -> None:
+            try:
+                self.stream.write(line + self.terminator)
+                self.flush()
+            except (OSError, ValueError):
+                pass
+
+        self._write_with_status(write)
+
+    def _admit(self, plugin: str, levelno: int) -> bool:
+        rate = self.max_lines_per_second
+        if rate <= 0 or levelno >= logging.WARNING:
+            return True
+        now = time.monotonic()
+        burst = max(1.0, rate)
+        tokens, at = self._tokens.get(plugin, (burst, now))
+        tokens = min(burst, tokens + (now - at) * rate)
+        admitted = tokens >= 1.0
+        self._tokens[plugin] = (tokens - 1.0 if admitted else tokens, now)
+        return admitted
+
+    def _maybe_announce(self) -> None:
+        if self._unannounced and time.monotonic() - self._last_note >= _NOTE_INTERVAL_SECONDS:
+            self.announce_hidden()
+
+    def _write_with_status(self, write: Any) -> None:
+        status = self.status
+        if status is None or not status.active:
+            write()
+            return
+        with status.lock:
+            status.hide()
+            write()
+            status.show()
+
+
+def install_console(
+    level: int = logging.INFO,
+    stream: IO[str] | None = None,
+    *,
+    status: StatusLine | None = None,
+    max_lines_per_second: float = 0.0,
+    plugin_width: int = 10,
+    max_stack_lines: int | None = None,
+) -> PluginConsoleHandler:
     """Put a console handler with ``PluginConsoleFormatter`` on the root logger."""
     target = stream or sys.stderr
-    handler = logging.StreamHandler(target)
-    handler.setFormatter(PluginConsoleFormatter(colour=use_colour(target)))
+    handler = PluginConsoleHandler(target, status=status, max_lines_per_second=max_lines_per_second)
+    handler.setFormatter(
+        PluginConsoleFormatter(
+            colour=use_colour(target), plugin_width=plugin_width, max_stack_lines=max_stack_lines
+        )
+    )
+    handler.setLevel(level)
     root = logging.getLogger()
     root.addHandler(handler)
     if root.level > level or root.level == logging.NOTSET:

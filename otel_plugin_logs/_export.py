@@ -56,6 +56,7 @@ class ExportSettings:
 
     exporter: str  # otlp | file | console | none
     protocol: str = "grpc"  # grpc | http/protobuf
+    protocol_source: str = "default"  # argument, the variable it came from, or default
     endpoint: str = ""
     endpoint_source: str = ""
     file_path: str = ""
@@ -149,12 +150,20 @@ def resolve_export(
         return ExportSettings(
             "none", sdk_disabled=True, notes=("OTEL_SDK_DISABLED=true: nothing is exported",)
         )
-    chosen_protocol = (
-        protocol
-        or _env(env, "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL")
-        or _env(env, "OTEL_EXPORTER_OTLP_PROTOCOL")
-        or "grpc"
-    )
+    if protocol:
+        chosen_protocol, protocol_source = protocol, "argument"
+    elif _env(env, "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL"):
+        chosen_protocol, protocol_source = (
+            _env(env, "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL"),
+            "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL",
+        )
+    elif _env(env, "OTEL_EXPORTER_OTLP_PROTOCOL"):
+        chosen_protocol, protocol_source = (
+            _env(env, "OTEL_EXPORTER_OTLP_PROTOCOL"),
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+        )
+    else:
+        chosen_protocol, protocol_source = "grpc", "default"
     if chosen_protocol not in ("grpc", "http/protobuf"):
         raise ConfigError(f"protocol {chosen_protocol!r} is invalid: expected grpc or http/protobuf")
     if endpoint:
@@ -174,7 +183,13 @@ def resolve_export(
         return ExportSettings("file", file_path=path)
     if exporter in ("console", "none"):
         return ExportSettings(exporter)
-    return ExportSettings("otlp", protocol=chosen_protocol, endpoint=url, endpoint_source=source)
+    return ExportSettings(
+        "otlp",
+        protocol=chosen_protocol,
+        protocol_source=protocol_source,
+        endpoint=url,
+        endpoint_source=source,
+    )
 
 
 def attribute_limits(environ: Mapping[str, str] | None = None) -> tuple[int, int | None]:

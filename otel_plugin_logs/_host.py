@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import secrets
+import select
 import shutil
 import socket
 import struct
@@ -279,6 +280,7 @@ class _Connection(asyncio.Protocol):
                 sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
             )
             self.peer_pid, self.peer_uid = pid, uid
+        self.bridge._on_connection_made(self)
         self._timer = asyncio.get_running_loop().call_later(
             _HANDSHAKE_TIMEOUT_SECONDS, self._handshake_timeout
         )
@@ -355,6 +357,8 @@ class HostLogBridge:
         self._registrations: dict[str, _Registration] = {}
         self._saved_streams: dict[str, int] = {}
         self._connections: set[_Connection] = set()
+        self._handshaking: set[_Connection] = set()  # accepted, hello not processed yet
+        self._listen_fd = -1
         self._rejected: Counter[str] = Counter()
         self._warned: dict[tuple[str, str], float] = {}
         self._processes: list[PluginProcess] = []
@@ -432,6 +436,7 @@ class HostLogBridge:
             lambda: _Connection(self), path=path
         )
         os.chmod(path, 0o600)
+        self._listen_fd = self._server.sockets[0].fileno()
         loop = asyncio.get_running_loop()
         loop.call_later(_ACK_INTERVAL_SECONDS, self._tick_acks)
         loop.call_later(self.config.report_interval_millis / 1000.0, self._tick_reports)
@@ -549,10 +554,29 @@ class HostLogBridge:
             exported_ok = self._pipeline.force_flush(max(0.0, deadline - time.monotonic()))
         return runners_ok and exported_ok
 
+    def _quiescent(self) -> bool:
+        """No connection waits to be accepted or to finish its handshake.
+
+        A runner that connected and exited quickly may still sit in the listen backlog or have
+        an unread hello: its records are not known to the bridge yet, but they are coming.
+        """
+        with self._lock:
+            if self._handshaking:
+                return False
+        if self._listen_fd < 0 or self._stopped and self._server is None:
+            return True
+        try:
+            readable, _, _ = select.select([self._listen_fd], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return not readable
+
     def _flush_runners(self, deadline: float) -> bool:
         loop = self._loop
         if loop is None or loop.is_closed():
             return True
+        while not self._quiescent() and time.monotonic() < deadline:
+            time.sleep(0.005)
         with self._lock:
             self._flush_id += 1
             flush_id = self._flush_id
@@ -619,8 +643,13 @@ class HostLogBridge:
             existing = child_env.get("PYTHONPATH", "")
             child_env["PYTHONPATH"] = _BOOTSTRAP_DIR + (os.pathsep + existing if existing else "")
             child_env["OTEL_PLUGIN_LOGS_FALLBACK_PATH"] = _fallback_path()
-        # The plugin's own OTel SDK (its spans) names the same service as its logs.
-        child_env.setdefault("OTEL_SERVICE_NAME", name)
+        # The plugin's own OTel SDK (its spans) names the same service as its logs: the plugin,
+        # in the host's namespace. The host's own OTEL_SERVICE_NAME must not leak into it.
+        child_env["OTEL_SERVICE_NAME"] = name
+        child_env["OTEL_RESOURCE_ATTRIBUTES"] = _with_resource_attributes(
+            child_env.get("OTEL_RESOURCE_ATTRIBUTES", ""),
+            {"service.namespace": self._host_service, RESOURCE_PLUGIN_NAME: name},
+        )
         digest = hashlib.sha256(token.encode()).hexdigest()
         with self._lock:  # the child cannot be authenticated before its pid is recorded
             popen = subprocess.Popen(
@@ -699,7 +728,13 @@ class HostLogBridge:
             return
         raise ProtocolError("unexpected_frame", f"unexpected {kind[:32]!r} after the handshake")
 
+    def _on_connection_made(self, conn: _Connection) -> None:
+        with self._lock:
+            self._handshaking.add(conn)
+
     def _on_hello(self, conn: _Connection, message: dict[str, Any]) -> None:
+        with self._lock:
+            self._handshaking.discard(conn)
         if conn._timer is not None:
             conn._timer.cancel()
         if message.get("v") != PROTOCOL_VERSION:
@@ -799,6 +834,7 @@ class HostLogBridge:
 
     def _on_connection_lost(self, conn: _Connection) -> None:
         with self._lock:
+            self._handshaking.discard(conn)
             self._connections.discard(conn)
             stream = conn.stream
             if stream is None or stream.conn is not conn:
@@ -1248,6 +1284,7 @@ class HostLogBridge:
                     connections=counters.connections,
                     bad_input=dict(counters.bad_input),
                     exits=tuple(counters.exits),
+                    notices=counters.notices,
                 )
             return BridgeStats(
                 plugins=plugins,
@@ -1260,7 +1297,11 @@ class HostLogBridge:
             )
 
     def wait_for_plugin(self, name: str, timeout_seconds: float) -> bool:
-        """Wait until every connection of ``name`` is closed and what it sent is settled or pending."""
+        """Wait until every connection of ``name`` is closed and all it sent was taken in.
+
+        Call it after the plugin's processes exited: a connection still in the accept backlog
+        or in its handshake may be theirs, so those are waited for too.
+        """
         deadline = time.monotonic() + timeout_seconds
         while time.monotonic() < deadline:
             with self._lock:
@@ -1268,9 +1309,9 @@ class HostLogBridge:
                 busy = plugin is not None and any(
                     s.conn is not None and not s.closed for s in plugin.streams.values()
                 )
-            if not busy:
+            if not busy and self._quiescent():
                 return True
-            time.sleep(0.01)
+            time.sleep(0.005)
         return False
 
 
@@ -1312,6 +1353,13 @@ def _fallback_path() -> str:
     if msgpack_dir not in paths:
         paths.append(msgpack_dir)
     return os.pathsep.join(paths)
+
+
+def _with_resource_attributes(existing: str, extra: Mapping[str, str]) -> str:
+    """OTEL_RESOURCE_ATTRIBUTES with ``extra`` added unless already there."""
+    present = {pair.split("=", 1)[0].strip() for pair in existing.split(",") if "=" in pair}
+    added = [f"{key}={value}" for key, value in extra.items() if key not in present]
+    return ",".join(part for part in (existing.strip(), *added) if part)
 
 
 def _resource_from(environ: Mapping[str, str]) -> Any:

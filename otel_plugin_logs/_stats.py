@@ -47,6 +47,7 @@ class PluginStats:
     connections: int
     bad_input: dict[str, int]
     exits: tuple[int, ...]
+    notices: int = 0  # the bridge's own records (drop warnings, exits) exported on this plugin's resource
 
     @property
     def dropped_total(self) -> int:
@@ -93,6 +94,7 @@ class BridgeStats:
                     "connections": p.connections,
                     "bad_input": dict(p.bad_input),
                     "exits": list(p.exits),
+                    "notices": p.notices,
                 }
                 for name, p in self.plugins.items()
             },

@@ -164,7 +164,7 @@ def test_file_sink_decodes_with_the_otlp_json_mapping_into_the_same_records(
     assert attributes["ok"].bool_value is True
     expected = [e for e in memory.entries("weather") if e.scope == "weather.api"]
     assert [r.body.string_value for _, _, r in records] == [e.body for e in expected]
-    assert [dict((kv.key, kv.value.WhichOneof("value")) for kv in r.attributes) for _, _, r in records] == [
+    assert [{kv.key: kv.value.WhichOneof("value") for kv in r.attributes} for _, _, r in records] == [
         {k: _kind(v) for k, v in e.attributes.items()} for e in expected
     ]
     json.loads(path.read_text().splitlines()[0])  # plain JSON, one request per line

@@ -1,0 +1,237 @@
+"""The CLI console: aligned, coloured only on a terminal, safe against hostile plugin text, sampled."""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import time
+from pathlib import Path
+
+import pytest
+from helpers import PYTHON, MemorySink, write_plugin
+
+from otel_plugin_logs import HostLogBridge
+from otel_plugin_logs._console import (
+    PluginConsoleFormatter,
+    PluginConsoleHandler,
+    StatusLine,
+    install_console,
+    use_colour,
+)
+from otel_plugin_logs._otlp import Entry
+from otel_plugin_logs._replay import Replayer
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class Terminal(io.StringIO):
+    """A text stream that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def replayed(
+    plugin: str,
+    body: str,
+    *,
+    logger: str = "app",
+    level: int = logging.INFO,
+    attributes: dict[str, object] | None = None,
+    trace_id: bytes | None = None,
+    stacktrace: str | None = None,
+) -> logging.LogRecord:
+    """A record as the bridge replays it (built by the real Replayer)."""
+    now = time.time_ns()
+    entry = Entry(
+        1,
+        now,
+        now,
+        9,
+        logging.getLevelName(level),
+        body,
+        logger,
+        dict(attributes or {}),
+        trace_id,
+        b"\x01" * 8 if trace_id else None,
+        1 if trace_id else 0,
+    )
+    otel = {"plugin": plugin, "plugin_version": None, "runner_pid": 4242, "resource": {}}
+    replayer = Replayer("plugin", plugin)
+    return replayer.make_record(replayer.logger_for(logger).name, entry, level, stacktrace, otel)
+
+
+def test_no_escape_codes_when_the_stream_is_not_a_terminal() -> None:
+    """Output to a file or pipe is plain text: no colour codes at any level, host or plugin."""
+    stream = io.StringIO()
+    handler = install_console(logging.DEBUG, stream)
+    logging.getLogger("plugin").handle(
+        replayed("weather", "hello", level=logging.ERROR, trace_id=b"\xab" * 16)
+    )
+    logging.getLogger("host.app").critical("host says %s", "hi")
+    handler.flush()
+    text = stream.getvalue()
+    assert "hello" in text and "host says hi" in text and "trace=abababab" in text
+    assert "\x1b" not in text
+
+
+def test_colour_only_on_a_terminal_without_no_color(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A terminal gets colour; NO_COLOR, TERM=dumb or a non-terminal stream get none."""
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    assert use_colour(Terminal())
+    assert not use_colour(io.StringIO())
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not use_colour(Terminal())
+    monkeypatch.delenv("NO_COLOR")
+    monkeypatch.setenv("TERM", "dumb")
+    assert not use_colour(Terminal())
+
+
+def test_terminal_output_is_coloured(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a terminal the level and plugin name are coloured."""
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    stream = Terminal()
+    install_console(logging.INFO, stream)
+    logging.getLogger("plugin").handle(replayed("weather", "sunny", level=logging.WARNING))
+    assert "\x1b[33mWARN" in stream.getvalue()
+
+
+def test_columns_are_aligned_across_plugins_and_host() -> None:
+    """The message starts at the same column whatever the plugin, logger and level."""
+    formatter = PluginConsoleFormatter(plugin_width=9, logger_width=14)
+    lines = [
+        formatter.format(replayed("weather", "MSG one", logger="weather.forecast.very.long.name")),
+        formatter.format(replayed("crawler", "MSG two", logger="c", level=logging.CRITICAL)),
+        formatter.format(
+            logging.LogRecord("otel_plugin_logs.demo", logging.WARNING, "", 0, "MSG three", (), None)
+        ),
+    ]
+    assert len({line.index("MSG") for line in lines}) == 1
+    assert "weather.forec…" in lines[0]
+    assert " demo " in lines[2]  # the package's own loggers are shown without the package prefix
+
+
+def test_key_attributes_shown_and_internal_ones_hidden() -> None:
+    """Plugin extras are shown as key=value; code/thread/exception attributes are not."""
+    record = replayed(
+        "weather",
+        "forecast",
+        attributes={"city": "Zürich", "code.line.number": 3, "thread.name": "Main", "long": "x" * 100},
+    )
+    line = PluginConsoleFormatter().format(record)
+    assert "city=Zürich" in line and "code.line" not in line and "thread.name" not in line
+    assert "long=" + "x" * 39 + "…" in line
+
+
+def test_hostile_text_is_escaped_in_every_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Newlines, CR and escape sequences from a plugin are shown escaped, never executed, on a colour terminal too."""
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    stream = Terminal()
+    install_console(logging.INFO, stream)
+    record = replayed(
+        "weather",
+        "ok\n12:00:00.000 ERROR host      bridge  forged\x1b[2J\x1b[H\r",
+        logger="evil\nlogger",
+        attributes={"k\x1b]0;title\x07": "v\n\x1b[31m"},
+        stacktrace="Traceback\n  boom \x1b[2J\rmore\nValueError: \x1b]8;;http://x\x07",
+    )
+    logging.getLogger("plugin").handle(record)
+    text = ANSI.sub("", stream.getvalue())  # the console's own colour codes
+    assert "\x1b" not in text and "\r" not in text and "\x07" not in text
+    lines = text.rstrip("\n").split("\n")
+    assert len(lines) == 4  # the record, then three stack lines behind the gutter
+    assert lines[0].count("forged") == 1 and "\\n12:00:00.000 ERROR" in lines[0]
+    assert all(line.startswith("    │ ") for line in lines[1:])
+
+
+def test_plugin_messages_through_a_real_bridge_cannot_forge_lines(tmp_path: Path, host_env: Path) -> None:
+    """A runner logging '\\n' and '\\x1b[2J' gets one console line per record and no escape code."""
+    script = write_plugin(
+        tmp_path,
+        "evil",
+        """
+        import logging
+        logging.basicConfig(level=logging.INFO)
+        log = logging.getLogger("evil")
+        log.info("first\\nINFO  other    forged line")
+        log.warning("\\x1b[2J\\x1b[Hscreen cleared?", extra={"x": "\\x1b[31mred"})
+        log.info("bell\\x07 and carriage\\rreturn")
+        """,
+    )
+    stream = io.StringIO()
+    install_console(logging.INFO, stream)
+    with HostLogBridge(sink=MemorySink()) as bridge:
+        process = bridge.spawn_plugin("evil", [PYTHON, str(script)])
+        assert process.wait(30) == 0
+        assert bridge.wait_for_plugin("evil", 10)
+    text = stream.getvalue()
+    plugin_lines = [
+        line for line in text.splitlines() if line[13:].startswith(("INFO  evil ", "WARN  evil "))
+    ]
+    assert len(plugin_lines) == 3 and len(text.splitlines()) == 4, text  # and the bridge's exit notice
+    assert "\x1b" not in text and "\r" not in text and "\x07" not in text
+    assert "first\\nINFO  other    forged line" in plugin_lines[0]
+    assert "\\x1b[2J\\x1b[Hscreen cleared?" in plugin_lines[1] and "x=\\x1b[31mred" in plugin_lines[1]
+
+
+def test_stack_traces_are_capped_to_their_last_lines() -> None:
+    """max_stack_lines keeps the innermost lines and says how many were left out."""
+    stack = "\n".join(f"line {i}" for i in range(30))
+    text = PluginConsoleFormatter(max_stack_lines=5).format(replayed("p", "failed", stacktrace=stack))
+    lines = text.split("\n")
+    assert lines[1].endswith("… 25 earlier lines") and lines[-1].endswith("line 29") and len(lines) == 7
+
+
+def test_sampling_hides_a_chatty_plugins_info_records_but_counts_them() -> None:
+    """Above the per-plugin line budget INFO records are counted, not shown; warnings and other plugins still show."""
+    stream = io.StringIO()
+    handler = PluginConsoleHandler(stream, max_lines_per_second=3)
+    handler.setFormatter(PluginConsoleFormatter())
+    for i in range(200):
+        handler.handle(replayed("crawler", f"page {i}"))
+    handler.handle(replayed("crawler", "server error", level=logging.WARNING))
+    for i in range(3):
+        handler.handle(replayed("weather", f"forecast {i}"))
+    shown_crawler = handler.shown["crawler"]
+    assert 1 <= shown_crawler <= 10  # the budget, plus what refilled while the loop ran
+    assert handler.hidden["crawler"] == 201 - shown_crawler
+    assert handler.shown["weather"] == 3 and "weather" not in handler.hidden
+    handler.announce_hidden()
+    text = stream.getvalue()
+    assert "server error" in text and "forecast 2" in text
+    assert f"{handler.hidden['crawler']:,} of crawler: more records not shown here" in text
+
+
+def test_sampling_is_off_by_default() -> None:
+    """install_console as `run` uses it shows every record."""
+    stream = io.StringIO()
+    handler = install_console(logging.INFO, stream)
+    for i in range(100):
+        logging.getLogger("plugin").handle(replayed("crawler", f"page {i}"))
+    assert handler.shown["crawler"] == 100 and not handler.hidden
+    assert len(stream.getvalue().splitlines()) == 100
+
+
+def test_status_line_only_on_a_terminal_and_kept_below_log_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The live line is never written to a non-terminal; on a terminal it is cleared and redrawn around records."""
+    monkeypatch.setenv("TERM", "xterm")
+    plain = io.StringIO()
+    status = StatusLine(plain)
+    status.update("12 records/s")
+    status.clear()
+    assert not status.active and plain.getvalue() == ""
+
+    terminal = Terminal()
+    status = StatusLine(terminal)
+    handler = PluginConsoleHandler(terminal, status=status)
+    handler.setFormatter(PluginConsoleFormatter())
+    status.update("12 records/s")
+    handler.handle(replayed("weather", "sunny"))
+    status.clear()
+    text = terminal.getvalue()
+    assert text.startswith("\r\x1b[K12 records/s\r\x1b[K")  # drawn, then cleared for the record
+    assert "sunny\n12 records/s\r\x1b[K" in text  # redrawn below it, cleared at the end
