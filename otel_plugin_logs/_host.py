@@ -563,7 +563,7 @@ class HostLogBridge:
         with self._lock:
             if self._handshaking:
                 return False
-        if self._listen_fd < 0 or self._stopped and self._server is None:
+        if self._listen_fd < 0:
             return True
         try:
             readable, _, _ = select.select([self._listen_fd], [], [], 0)
