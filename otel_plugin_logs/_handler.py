@@ -45,6 +45,7 @@ from ._protocol import (
     FLUSH,
     HELLO,
     PROTOCOL_VERSION,
+    Rec,
     THREAD_ID,
     THREAD_NAME,
     coerce_value,
@@ -71,6 +72,9 @@ _STRUCTLOG_SKIP: Final = frozenset(
     {"event", "level", "logger", "logger_name", "timestamp", "exc_info", "exception"}
 )
 _RECORD_OVERHEAD_BYTES: Final = 320
+# Attributes kept when a record's extras have to be dropped to fit in a frame.
+_KEPT_PREFIXES: Final = ("code.", "thread.")
+ATTRIBUTES_DROPPED_BYTES: Final = "otel_plugin_logs.attributes.dropped_bytes"
 _STDERR_MARKER: Final = "[otel-plugin-logs gave up]"
 _MAX_STDERR_LINES_PER_SECOND: Final = 200
 
@@ -180,7 +184,8 @@ class RunnerLogHandler(logging.Handler):
         self._queued_bytes = 0
         self._seq = itertools.count(1)
         self._last_seq = 0
-        self._sent_seq = 0
+        self._created_seq = 0  # every record up to here is in a frame, or was dropped
+        self._transmitted_seq = 0  # every frame up to here went out on the current connection
         self._acked_seq = 0
         self._unacked: deque[tuple[int, bytes]] = deque()
         self._unacked_bytes = 0
@@ -292,7 +297,9 @@ class RunnerLogHandler(logging.Handler):
         return self._config.schedule_delay_millis / 1000.0
 
     def _finished(self) -> bool:
-        return self._queued == 0 and (not self._connected or self._bye_sent)
+        if self._queued or self._transmitted_seq < self._created_seq:
+            return False  # records, or frames not yet out on a live connection
+        return self._bye_sent or not self._connected
 
     def _cycle(self) -> None:
         if self._rejected is not None:
@@ -347,8 +354,10 @@ class RunnerLogHandler(logging.Handler):
         self._release_acked(int(welcome.get("acked", 0)))
         try:
             # Resend whatever the host has not settled; it discards duplicates by sequence.
-            for _, frame in list(self._unacked):
+            self._transmitted_seq = self._acked_seq
+            for last_seq, frame in list(self._unacked):
                 self._transport.send(frame)
+                self._transmitted_seq = last_seq
         except TransportError as error:
             self._on_disconnect(str(error))
             return False
@@ -357,6 +366,7 @@ class RunnerLogHandler(logging.Handler):
     def _on_disconnect(self, reason: str) -> None:
         self.last_error = reason
         self._connected = False
+        self._transmitted_seq = self._acked_seq  # the rest may not have reached the host
         self._bye_sent = False
         self._transport.close()
         self._next_attempt = time.monotonic() + 0.05
@@ -389,32 +399,57 @@ class RunnerLogHandler(logging.Handler):
             items = self._take_batch()
             if not items:
                 return
-            packed: list[bytes] = []
-            size = 0
-            last = 0
-            for item in items:
-                try:
-                    body = msgpack.packb(self._to_wire(item), use_bin_type=True)
-                except Exception as error:
-                    self._count_drop(DROP_ENCODE)
-                    self.last_error = f"encode: {type(error).__name__}: {error}"
-                    continue
-                if packed and size + len(body) > self._batch_bytes:
-                    self._send_batch(packed, last)
-                    packed, size = [], 0
-                packed.append(body)
-                size += len(body)
-                last = item[0]
-            if packed:
-                self._send_batch(packed, last)
+            # All frames are built and kept before any is sent: if the connection breaks
+            # half-way, the rest is already in the resend window instead of lost.
+            frames = self._frames(items)
+            with self._lock:
+                for last_seq, frame in frames:
+                    self._unacked.append((last_seq, frame))
+                    self._unacked_bytes += len(frame)
+                self._created_seq = max(self._created_seq, items[-1][0])
+            for last_seq, frame in frames:
+                self._transport.send(frame)
+                self._transmitted_seq = last_seq
 
-    def _send_batch(self, packed: list[bytes], last_seq: int) -> None:
-        frame = encode_message_with_records(self._batch_header(), packed)
-        with self._lock:
-            self._unacked.append((last_seq, frame))
-            self._unacked_bytes += len(frame)
-        self._sent_seq = last_seq
-        self._transport.send(frame)
+    def _frames(self, items: list[tuple[Any, ...]]) -> list[tuple[int, bytes]]:
+        frames: list[tuple[int, bytes]] = []
+        packed: list[bytes] = []
+        size = 0
+        last = 0
+        for item in items:
+            body = self._pack(item)
+            if body is None:
+                continue
+            if packed and size + len(body) > self._batch_bytes:
+                frames.append((last, encode_message_with_records(self._batch_header(), packed)))
+                packed, size = [], 0
+            packed.append(body)
+            size += len(body)
+            last = item[0]
+        if packed:
+            frames.append((last, encode_message_with_records(self._batch_header(), packed)))
+        return frames
+
+    def _pack(self, item: tuple[Any, ...]) -> bytes | None:
+        """One record in msgpack, or None (counted) if it cannot be encoded within a frame."""
+        try:
+            wire = self._to_wire(item)
+            body: bytes = msgpack.packb(wire, use_bin_type=True)
+            if len(body) > self._batch_bytes:
+                # Attributes nested to the caps can still add up to more than a frame: keep
+                # the record, drop its extras, and say how big they were.
+                attributes = wire[Rec.ATTRIBUTES]
+                kept = {k: v for k, v in attributes.items() if k.startswith(_KEPT_PREFIXES)}
+                kept[ATTRIBUTES_DROPPED_BYTES] = len(body)
+                wire[Rec.ATTRIBUTES] = kept
+                body = msgpack.packb(wire, use_bin_type=True)
+                if len(body) > self._batch_bytes:
+                    raise ValueError(f"record of {len(body)} bytes after trimming")
+        except Exception as error:
+            self._count_drop(DROP_ENCODE)
+            self.last_error = f"encode: {type(error).__name__}: {error}"
+            return None
+        return body
 
     def _batch_header(self) -> dict[str, Any]:
         with self._lock:
@@ -526,13 +561,20 @@ class RunnerLogHandler(logging.Handler):
             return self._rejected is None
         self._ensure_thread()
         with self._done:
-            while self._sent_seq < target and self._queued:
+            while not self._sent_through(target):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
                 self._wake.set()
                 self._done.wait(min(remaining, 0.05))
         return True
+
+    def _sent_through(self, target: int) -> bool:
+        """Every record up to ``target`` was transmitted (or dropped and counted)."""
+        with self._lock:
+            if any(queue and queue[0][0] <= target for queue in self._queues):
+                return False
+            return self._transmitted_seq >= min(target, self._created_seq)
 
     def flush(self) -> None:
         self.force_flush(self._config.shutdown_timeout_millis)
@@ -583,6 +625,7 @@ class RunnerLogHandler(logging.Handler):
         super().close()
 
     def _finish(self) -> None:
+        self._give_up_untransmitted()
         self._give_up_queued(DROP_SHUTDOWN)
         if self._connected and not self._bye_sent:
             try:
@@ -592,6 +635,26 @@ class RunnerLogHandler(logging.Handler):
                 pass
         self._transport.close()
         self._connected = False
+
+    def _give_up_untransmitted(self) -> None:
+        """Frames that never went out by the deadline: their records go to stderr, counted."""
+        with self._lock:
+            frames = [frame for last_seq, frame in self._unacked if last_seq > self._transmitted_seq]
+        for frame in frames:
+            try:
+                records = msgpack.unpackb(frame[4:], raw=False).get("records", [])
+            except Exception:
+                records = []
+            with self._lock:
+                self._dropped[DROP_SHUTDOWN] += len(records)
+            for record in records:
+                _write_stderr(
+                    _escape_line(
+                        f"{_STDERR_MARKER} {record[Rec.SEVERITY_TEXT]} {record[Rec.LOGGER]}: {record[Rec.BODY]}"
+                    )
+                )
+        with self._lock:
+            self._transmitted_seq = self._created_seq
 
     def _give_up_queued(self, reason: str) -> None:
         with self._lock:
@@ -619,8 +682,7 @@ class RunnerLogHandler(logging.Handler):
         if count > _MAX_STDERR_LINES_PER_SECOND:
             return
         text = message.get("event", message) if isinstance(message, dict) else message
-        line = f"{_STDERR_MARKER} {record.levelname} {record.name}: {text}"
-        _write_stderr(line.encode("unicode_escape").decode("ascii") if not line.isprintable() else line)
+        _write_stderr(_escape_line(f"{_STDERR_MARKER} {record.levelname} {record.name}: {text}"))
 
     def _count_drop(self, reason: str) -> None:
         with self._lock:
@@ -652,7 +714,7 @@ class RunnerLogHandler(logging.Handler):
         with self._lock:
             return {
                 "accepted": self._last_seq,
-                "sent_seq": self._sent_seq,
+                "sent_seq": self._transmitted_seq,
                 "acked_seq": self._acked_seq,
                 "queued": self._queued,
                 "queued_bytes": self._queued_bytes,
@@ -730,6 +792,11 @@ def encode_message_with_records(header: Mapping[str, Any], packed_records: list[
     parts.extend(packed_records)
     body = b"".join(parts)
     return len(body).to_bytes(4, "big") + body
+
+
+def _escape_line(line: str) -> str:
+    """One record, one line: control characters are shown escaped."""
+    return line if line.isprintable() else line.encode("unicode_escape").decode("ascii")
 
 
 def _write_stderr(line: str) -> None:

@@ -912,7 +912,10 @@ class HostLogBridge:
                 counters.host_dropped[DROP_RATE_LIMITED] += len(fresh) - allowed
                 del fresh[allowed:]
             if header.dropped:
-                stream.runner_dropped = sanitize_counters(header.dropped)
+                # Counters are cumulative, but a resent old frame carries older values.
+                for reason, count in sanitize_counters(header.dropped).items():
+                    if count > stream.runner_dropped.get(reason, 0):
+                        stream.runner_dropped[reason] = count
             stream.accepted = max(stream.accepted, header.accepted, high)
             if header.flushed:
                 stream.flushed = max(stream.flushed, header.flushed)

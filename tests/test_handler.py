@@ -236,3 +236,48 @@ def test_frames_stay_under_the_maximum_frame_size() -> None:
     handler.shutdown(10_000)
     assert len(host.records) == 40
     assert max(sizes) <= 256 * 1024 and len(sizes) > 1
+
+
+def test_record_whose_extras_exceed_a_frame_is_kept_without_them() -> None:
+    """Attributes that nest up to the caps and add up past a frame are dropped, the record kept and marked."""
+    host = Collecting()
+    handler = RunnerLogHandler(InMemoryTransport(host), max_frame_bytes=256 * 1024)
+    huge = {f"k{i}": {f"j{j}": "v" * 4000 for j in range(100)} for i in range(20)}
+    _logger(handler).info("big extras", extra={"huge": huge, "small": 1})
+    _logger(handler).info("next")
+    handler.shutdown(5000)
+    first, second = host.records
+    assert first[Rec.BODY] == "big extras" and "huge" not in first[Rec.ATTRIBUTES]
+    assert first[Rec.ATTRIBUTES]["otel_plugin_logs.attributes.dropped_bytes"] > 256 * 1024 // 4
+    assert "code.line.number" in first[Rec.ATTRIBUTES]
+    assert second[Rec.BODY] == "next"
+
+
+def test_a_broken_connection_mid_batch_loses_nothing() -> None:
+    """Frames built before a send fails are kept for the resend after reconnecting."""
+    host = Collecting()
+    calls = {"n": 0}
+
+    def flaky(body: bytes) -> int:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise ConnectionError("boom")
+        return host(body)
+
+    class Flaky(InMemoryTransport):
+        def send(self, frame: bytes) -> None:
+            try:
+                super().send(frame)
+            except ConnectionError as error:
+                from otel_plugin_logs import TransportError
+
+                self.connected = False
+                raise TransportError(str(error)) from None
+
+    handler = RunnerLogHandler(Flaky(flaky), max_frame_bytes=128 * 1024, max_batch_records=10_000)
+    log = _logger(handler)
+    for i in range(60):
+        log.info("%d %s", i, "z" * 10_000)
+    handler.shutdown(10_000)
+    seqs = sorted({r[Rec.SEQ] for r in host.records})
+    assert seqs == list(range(1, 61))
