@@ -140,7 +140,7 @@ class RunnerConfig:
         "a comma-separated list",
     )
     max_queue_records: int = _setting(
-        20_000,
+        100_000,
         PREFIX + "RUNNER_MAX_QUEUE_RECORDS",
         _POSITIVE,
         "Records a runner holds that are not sent yet; beyond it the lowest-severity oldest are dropped.",

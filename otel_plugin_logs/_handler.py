@@ -45,9 +45,9 @@ from ._protocol import (
     FLUSH,
     HELLO,
     PROTOCOL_VERSION,
-    Rec,
     THREAD_ID,
     THREAD_NAME,
+    Rec,
     coerce_value,
     encode_message,
     severity_number,
@@ -71,7 +71,7 @@ _RECORD_FIELDS: Final = frozenset(logging.makeLogRecord({}).__dict__) | {"messag
 _STRUCTLOG_SKIP: Final = frozenset(
     {"event", "level", "logger", "logger_name", "timestamp", "exc_info", "exception"}
 )
-_RECORD_OVERHEAD_BYTES: Final = 320
+_RECORD_OVERHEAD_BYTES: Final = 800  # measured: a retained LogRecord with its message and tuple
 # Attributes kept when a record's extras have to be dropped to fit in a frame.
 _KEPT_PREFIXES: Final = ("code.", "thread.")
 ATTRIBUTES_DROPPED_BYTES: Final = "otel_plugin_logs.attributes.dropped_bytes"
@@ -633,7 +633,12 @@ class RunnerLogHandler(logging.Handler):
                 self._bye_sent = True
             except TransportError:
                 pass
-        self._transport.close()
+        graceful = getattr(self._transport, "close_gracefully", None)
+        if self._bye_sent and graceful is not None:
+            remaining = self._shutdown_deadline - time.monotonic()
+            graceful(min(2.0, max(0.2, remaining)))
+        else:
+            self._transport.close()
         self._connected = False
 
     def _give_up_untransmitted(self) -> None:
@@ -648,11 +653,8 @@ class RunnerLogHandler(logging.Handler):
             with self._lock:
                 self._dropped[DROP_SHUTDOWN] += len(records)
             for record in records:
-                _write_stderr(
-                    _escape_line(
-                        f"{_STDERR_MARKER} {record[Rec.SEVERITY_TEXT]} {record[Rec.LOGGER]}: {record[Rec.BODY]}"
-                    )
-                )
+                level, logger, body = record[Rec.SEVERITY_TEXT], record[Rec.LOGGER], record[Rec.BODY]
+                _write_stderr(_escape_line(f"{_STDERR_MARKER} {level} {logger}: {body}"))
         with self._lock:
             self._transmitted_seq = self._created_seq
 

@@ -847,6 +847,11 @@ class HostLogBridge:
             _log.debug(
                 "runner of plugin %s (pid %s) disconnected without a bye", conn.plugin_name, conn.peer_pid
             )
+            if conn.peer_pid is not None and not _process_alive(conn.peer_pid):
+                # It crashed: what it accepted but never sent is lost for good; count it now.
+                with self._lock:
+                    if stream.conn is None:
+                        self._check_gap(stream, final=True)
 
     # --- ingest --------------------------------------------------------------------------------
 
@@ -1345,6 +1350,19 @@ def _same_or_descendant(pid: int, ancestor: int) -> bool:
         except (ValueError, IndexError):
             return False
     return False
+
+
+def _process_alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie, exited but not yet reaped, counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    end = stat.rindex(b")")
+    return stat[end + 2 : end + 3] not in (b"Z", b"X")
 
 
 def _fallback_path() -> str:

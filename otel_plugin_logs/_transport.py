@@ -165,6 +165,30 @@ class UnixSocketTransport:
             with contextlib.suppress(OSError):
                 sock.close()
 
+    def close_gracefully(self, timeout_seconds: float) -> None:
+        """Close after the host has read everything: send EOF, wait for the host's EOF.
+
+        Closing a socket with the host's acknowledgements still unread makes the host's next
+        write fail, and the host then drops whatever it had not read yet of this connection:
+        the last batch and the bye. Half-closing first lets the host read to the end.
+        """
+        sock = self._sock
+        if sock is None:
+            return
+        deadline = time.monotonic() + max(0.0, timeout_seconds)
+        try:
+            sock.shutdown(socket.SHUT_WR)
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                readable, _, _ = select.select([sock], [], [], remaining)
+                if readable and not sock.recv(65536):
+                    break
+        except (OSError, ValueError):
+            pass
+        self.close()
+
     def close_after_fork(self) -> None:
         """In a forked child: drop the parent's socket without touching the shared stream."""
         sock, self._sock = self._sock, None
