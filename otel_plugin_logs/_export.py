@@ -45,6 +45,8 @@ _GRPC_RETRYABLE: Final = frozenset(
     }
 )
 _HTTP_RETRYABLE: Final = frozenset({408, 429, 502, 503, 504})
+# A partial batch goes out once the queue has not grown for this long (or the delay passed).
+_IDLE_SLICE_SECONDS: Final = 0.025
 
 
 # --- configuration of the standard variables ---------------------------------------------
@@ -596,7 +598,10 @@ class ExportPipeline:
                         remaining = wait_until - time.monotonic()
                         if remaining <= 0:
                             break
-                        self._cond.wait(remaining)
+                        before = len(self._queue)
+                        self._cond.wait(min(remaining, _IDLE_SLICE_SECONDS))
+                        if before and len(self._queue) == before:
+                            break  # nothing arrived for a slice: the burst is over, send its tail
                     flush_target = self._flush_requested
                     batch = self._take()
                     if not batch:

@@ -18,6 +18,7 @@ Runner side only: imports neither the host nor the OTel SDK.
 from __future__ import annotations
 
 import atexit
+import contextvars
 import itertools
 import logging
 import os
@@ -95,31 +96,56 @@ def _levelclass(levelno: int) -> int:
 _LEVEL_CLASS: Final = [_levelclass(n) for n in range(64)]
 
 
-class _SpanReader:
-    """Reads the current span's context on the emitting thread, if opentelemetry-api is loaded.
+class _OtelContext:
+    """Trace context, captured on the emitting thread and read on the sender thread.
 
-    Importing the API just to find there is no span would cost every plugin start-up, so the
-    import happens only once some other code imported ``opentelemetry.trace``.
+    ``emit`` only takes the current OTel ``Context`` (an immutable map, one context-variable
+    read); finding the span in it and its ids is left to the sender. Importing the API just
+    to find there is no span would cost every plugin start-up, so nothing is imported until
+    some other code imported ``opentelemetry.trace``.
     """
 
     def __init__(self) -> None:
-        self._get_current_span: Callable[[], Any] | None = None
+        self._get_current: Callable[[], Any] | None = None
+        self._get_span: Callable[[Any], Any] | None = None
 
-    def __call__(self) -> tuple[int, int, int] | None:
-        getter = self._get_current_span
+    def capture(self) -> Any:
+        getter = self._get_current
         if getter is None:
             if "opentelemetry.trace" not in sys.modules:
                 return None
-            from opentelemetry.trace import get_current_span
+            getter = self._load()
+        return getter()
 
-            self._get_current_span = getter = get_current_span
-        context = getter().get_span_context()
-        if not context.is_valid:
+    def _load(self) -> Callable[[], Any]:
+        global _capture_context
+        from opentelemetry import context as otel_context
+        from opentelemetry.trace import get_current_span
+
+        self._get_span = get_current_span
+        getter: Callable[[], Any] = otel_context.get_current
+        # The default runtime keeps the current Context in one ContextVar; reading it directly
+        # is what get_current() does, minus two Python calls on every emit.
+        runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
+        variable = getattr(runtime, "_current_context", None)
+        default_runtime = type(runtime).__name__ == "ContextVarsRuntimeContext"
+        if default_runtime and isinstance(variable, contextvars.ContextVar):
+            getter = variable.get
+        self._get_current = getter
+        _capture_context = getter
+        return getter
+
+    def ids(self, context: Any) -> tuple[int, int, int] | None:
+        if context is None or self._get_span is None:
             return None
-        return (context.trace_id, context.span_id, int(context.trace_flags))
+        span_context = self._get_span(context).get_span_context()
+        if not span_context.is_valid:
+            return None
+        return (span_context.trace_id, span_context.span_id, int(span_context.trace_flags))
 
 
-_read_span = _SpanReader()
+_otel_context = _OtelContext()
+_capture_context = _otel_context.capture
 
 
 class RunnerLogHandler(logging.Handler):
@@ -157,6 +183,7 @@ class RunnerLogHandler(logging.Handler):
         self._plugin_version = plugin_version
         self._include = config.include_loggers
         self._exclude = (OWN_LOGGER_PREFIX, *config.exclude_loggers)
+        self._wanted: dict[str, bool] = {}
         self._max_records = config.max_queue_records
         self._max_bytes = config.max_queue_bytes
         self._batch_records = config.max_batch_records
@@ -214,10 +241,11 @@ class RunnerLogHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             name = record.name
-            if name.startswith(self._exclude) or (self._include and not name.startswith(self._include)):
-                return
-            if record.thread == self._sender_ident:
-                return  # something the sender called logged: never loop back
+            wanted = self._wanted.get(name)
+            if wanted is None:
+                wanted = self._wants(name)
+            if not wanted or record.thread == self._sender_ident:
+                return  # filtered, or something the sender called logged: never loop back
             msg = record.msg
             if msg.__class__ is dict:
                 message: Any = dict(msg)  # structlog event dict, copied against later mutation
@@ -225,7 +253,7 @@ class RunnerLogHandler(logging.Handler):
             else:
                 message = record.getMessage()
                 size = _RECORD_OVERHEAD_BYTES + len(message)
-            span = _read_span()
+            context = _capture_context()
             levelno = record.levelno
             cls = _LEVEL_CLASS[levelno] if 0 <= levelno < 64 else 3
             if self._closed:
@@ -234,20 +262,25 @@ class RunnerLogHandler(logging.Handler):
             with self._lock:
                 seq = next(self._seq)
                 self._last_seq = seq
-                self._queues[cls].append((seq, record, message, span, size))
-                self._queued += 1
-                self._queued_bytes += size
-                if (
-                    self._queued > self._max_records
-                    or self._queued_bytes + self._unacked_bytes > self._max_bytes
-                ):
+                self._queues[cls].append((seq, record, message, context, size))
+                queued = self._queued = self._queued + 1
+                queued_bytes = self._queued_bytes = self._queued_bytes + size
+                if queued > self._max_records or queued_bytes + self._unacked_bytes > self._max_bytes:
                     self._shed_locked()
-                wake = self._queued == self._batch_records
+                wake = queued == self._batch_records
             if wake or self._thread is None:
                 self._ensure_thread()
                 self._wake.set()
         except Exception:
             self.handleError(record)
+
+    def _wants(self, name: str) -> bool:
+        """Whether records of logger ``name`` are forwarded; cached (and the cache bounded)."""
+        wanted = not name.startswith(self._exclude) and (not self._include or name.startswith(self._include))
+        if len(self._wanted) >= 4096:
+            self._wanted.clear()
+        self._wanted[name] = wanted
+        return wanted
 
     def _shed_locked(self) -> None:
         """Drop the oldest records of the lowest severity until within bounds (lock held)."""
@@ -487,7 +520,7 @@ class RunnerLogHandler(logging.Handler):
     # --- capture -> wire -----------------------------------------------------------------
 
     def _to_wire(self, item: tuple[Any, ...]) -> list[Any]:
-        seq, record, message, span, _ = item
+        seq, record, message, context, _ = item
         config = self._config
         max_len = config.max_attribute_length
         attributes: dict[str, Any] = {
@@ -530,6 +563,7 @@ class RunnerLogHandler(logging.Handler):
             attributes["code.stacktrace"] = truncate_tail(record.stack_info, config.max_stacktrace_bytes)
         trace_id = span_id = None
         flags = 0
+        span = _otel_context.ids(context)
         if span is not None:
             trace_id = span[0].to_bytes(16, "big")
             span_id = span[1].to_bytes(8, "big")

@@ -130,6 +130,8 @@ def decode_message(body: bytes, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) 
         message = msgpack.unpackb(
             body,
             raw=False,
+            # Invalid UTF-8 in one string costs that string's bad bytes (U+FFFD), not the frame.
+            unicode_errors="replace",
             strict_map_key=True,
             use_list=True,
             max_str_len=max_frame_bytes,

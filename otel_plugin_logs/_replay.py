@@ -13,13 +13,13 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Final
 
 from ._otlp import Entry
 from ._protocol import CODE_FILE_PATH, CODE_FUNCTION_NAME, CODE_LINE_NUMBER, THREAD_ID, THREAD_NAME
 
 REPLAY_ATTRIBUTE: Final = "otel"
+_START_TIME: Final[float] = logging._startTime  # type: ignore[attr-defined]
 MAX_LOGGERS_PER_PLUGIN: Final = 512
 
 # C0 and C1 controls, DEL, line/paragraph separators and bidirectional overrides (which can
@@ -48,30 +48,80 @@ def escape_multiline(text: str) -> str:
     return text.translate(_ESCAPES_MULTILINE)
 
 
-@dataclass(frozen=True, slots=True)
 class ReplayedRecord:
     """What the bridge attaches to a replayed ``LogRecord`` as ``record.otel``.
 
     ``body`` is the message as the plugin sent it (the record's ``msg`` has control characters
     escaped); ``attributes`` are the record's OTel attributes after validation; ``resource`` is
-    the plugin's OTel resource. Ids are lowercase hex, or None outside a span.
+    the plugin's OTel resource. Ids are lowercase hex, or None outside a span. Read-only by
+    convention: one is built per replayed record, so it is a plain slotted class (a frozen
+    dataclass costs more than twice as much to build).
     """
 
-    plugin: str
-    plugin_version: str | None
-    runner_pid: int
-    logger_name: str
-    seq: int
-    body: str
-    severity_number: int
-    severity_text: str
-    time_unix_nano: int
-    observed_time_unix_nano: int
-    attributes: Mapping[str, Any]
-    trace_id: str | None
-    span_id: str | None
-    trace_flags: int
-    resource: Mapping[str, Any]
+    __slots__ = (
+        "attributes",
+        "body",
+        "logger_name",
+        "observed_time_unix_nano",
+        "plugin",
+        "plugin_version",
+        "resource",
+        "runner_pid",
+        "seq",
+        "severity_number",
+        "severity_text",
+        "span_id",
+        "time_unix_nano",
+        "trace_flags",
+        "trace_id",
+    )
+
+    def __init__(
+        self,
+        plugin: str,
+        plugin_version: str | None,
+        runner_pid: int,
+        logger_name: str,
+        seq: int,
+        body: str,
+        severity_number: int,
+        severity_text: str,
+        time_unix_nano: int,
+        observed_time_unix_nano: int,
+        attributes: Mapping[str, Any],
+        trace_id: str | None,
+        span_id: str | None,
+        trace_flags: int,
+        resource: Mapping[str, Any],
+    ) -> None:
+        self.plugin = plugin
+        self.plugin_version = plugin_version
+        self.runner_pid = runner_pid
+        self.logger_name = logger_name
+        self.seq = seq
+        self.body = body
+        self.severity_number = severity_number
+        self.severity_text = severity_text
+        self.time_unix_nano = time_unix_nano
+        self.observed_time_unix_nano = observed_time_unix_nano
+        self.attributes = attributes
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.trace_flags = trace_flags
+        self.resource = resource
+
+    def __repr__(self) -> str:
+        return (
+            f"ReplayedRecord(plugin={self.plugin!r}, logger_name={self.logger_name!r}, seq={self.seq}, "
+            f"severity_text={self.severity_text!r}, body={self.body[:60]!r}, trace_id={self.trace_id!r})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ReplayedRecord):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in self.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 def is_replayed(record: logging.LogRecord) -> bool:
@@ -109,7 +159,8 @@ class Replayer:
         self.base_name = f"{prefix}.{plugin}" if prefix else plugin
         self.base = logging.getLogger(self.base_name)
         self._loggers: dict[str, logging.Logger] = {}
-        self._paths: dict[str, tuple[str, str]] = {}
+        self._paths: dict[Any, tuple[str, str, str]] = {}
+        self._names: dict[str, str] = {}
         factory = logging.getLogRecordFactory()
         # One real record per plugin is the template: a fresh record copies its __dict__, so it
         # has every attribute this Python's LogRecord (and the host's record factory) defines.
@@ -148,6 +199,26 @@ class Replayer:
         logger.handle(record)
         return True
 
+    def _path_names(self, path: Any) -> tuple[str, str, str]:
+        text = path if isinstance(path, str) else ""
+        filename = os.path.basename(text)
+        module = os.path.splitext(filename)[0]
+        names = (escape_controls(text), escape_controls(filename), escape_controls(module))
+        if len(self._paths) < 1024:
+            self._paths[path if isinstance(path, str) else ""] = names
+        return names
+
+    def _escaped(self, value: Any) -> str | None:
+        """Short, repeating names (levels, functions, threads), escaped once each."""
+        if not isinstance(value, str):
+            return None
+        escaped = self._names.get(value)
+        if escaped is None:
+            escaped = escape_controls(value)
+            if len(self._names) < 4096:
+                self._names[value] = escaped
+        return escaped
+
     def make_record(
         self,
         logger_name: str,
@@ -161,53 +232,45 @@ class Replayer:
         fields.update(self._template)
         attributes = entry.attributes
         path = attributes.get(CODE_FILE_PATH)
-        path = path if isinstance(path, str) else ""
-        names = self._paths.get(path)
+        names = self._paths.get(path) if path.__class__ is str else None
         if names is None:
-            filename = os.path.basename(path)
-            names = (filename, os.path.splitext(filename)[0])
-            if len(self._paths) < 1024:
-                self._paths[path] = names
+            names = self._path_names(path)
         line = attributes.get(CODE_LINE_NUMBER)
-        function = attributes.get(CODE_FUNCTION_NAME)
-        thread_id = attributes.get(THREAD_ID)
-        thread_name = attributes.get(THREAD_NAME)
         created = entry.time / 1e9
         fields["name"] = logger_name
         fields["msg"] = escape_controls(entry.body)
         fields["args"] = ()
         fields["levelno"] = levelno
-        fields["levelname"] = escape_controls(entry.severity_text)
-        fields["pathname"] = escape_controls(path)
-        fields["filename"] = escape_controls(names[0])
-        fields["module"] = escape_controls(names[1])
+        fields["levelname"] = self._escaped(entry.severity_text)
+        fields["pathname"], fields["filename"], fields["module"] = names
         fields["lineno"] = line if line.__class__ is int else 0
-        fields["funcName"] = escape_controls(function) if isinstance(function, str) else ""
+        fields["funcName"] = self._escaped(attributes.get(CODE_FUNCTION_NAME)) or ""
         fields["created"] = created
         fields["msecs"] = int((created - int(created)) * 1000) + 0.0
-        fields["relativeCreated"] = (created - logging._startTime) * 1000  # type: ignore[attr-defined]
+        fields["relativeCreated"] = (created - _START_TIME) * 1000
+        thread_id = attributes.get(THREAD_ID)
         fields["thread"] = thread_id if thread_id.__class__ is int else None
-        fields["threadName"] = escape_controls(thread_name) if isinstance(thread_name, str) else None
+        fields["threadName"] = self._escaped(attributes.get(THREAD_NAME))
         fields["process"] = otel["runner_pid"]
         fields["processName"] = otel["plugin"]
         fields["exc_info"] = None
         fields["exc_text"] = escape_multiline(stacktrace) if stacktrace else None
         fields["stack_info"] = None
         fields[REPLAY_ATTRIBUTE] = ReplayedRecord(
-            plugin=otel["plugin"],
-            plugin_version=otel["plugin_version"],
-            runner_pid=otel["runner_pid"],
-            logger_name=entry.scope,
-            seq=entry.seq,
-            body=entry.body,
-            severity_number=entry.severity_number,
-            severity_text=entry.severity_text,
-            time_unix_nano=entry.time,
-            observed_time_unix_nano=entry.observed_time,
-            attributes=attributes,
-            trace_id=entry.trace_id.hex() if entry.trace_id else None,
-            span_id=entry.span_id.hex() if entry.span_id else None,
-            trace_flags=entry.flags,
-            resource=otel["resource"],
+            otel["plugin"],
+            otel["plugin_version"],
+            otel["runner_pid"],
+            entry.scope,
+            entry.seq,
+            entry.body,
+            entry.severity_number,
+            entry.severity_text,
+            entry.time,
+            entry.observed_time,
+            attributes,
+            entry.trace_id.hex() if entry.trace_id else None,
+            entry.span_id.hex() if entry.span_id else None,
+            entry.flags,
+            otel["resource"],
         )
         return record

@@ -8,6 +8,7 @@ it either repairs it (and says so in an attribute) or rejects it with a reason.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from typing import Annotated, Any, Final
@@ -196,6 +197,16 @@ def build_entry(record: Any, limits: Limits, now_ns: int | None = None) -> tuple
             dropped += 1
             continue
         name = key if key and len(key) <= _MAX_KEY_LENGTH else (clean_text(key, _MAX_KEY_LENGTH) or "_")
+        kind = value.__class__
+        # Most values are short ASCII strings and plain numbers: they need no cleaning.
+        if (
+            (kind is str and len(value) <= max_len and value.isascii())
+            or kind is bool
+            or (kind is int and INT64_MIN <= value <= INT64_MAX)
+            or (kind is float and math.isfinite(value))
+        ):
+            attributes[name] = value
+            continue
         try:
             attributes[name] = _clean_value(value, max_len)
         except RecursionError:
