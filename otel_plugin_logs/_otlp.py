@@ -108,8 +108,12 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
+_SMALL_VARINTS: Final = tuple(_varint(n) for n in range(16384))
+
+
 def _ld(tag: bytes, payload: bytes) -> bytes:
-    return tag + _varint(len(payload)) + payload
+    size = len(payload)
+    return tag + (_SMALL_VARINTS[size] if size < 16384 else _varint(size)) + payload
 
 
 def _any_value(value: Any) -> bytes:
@@ -163,13 +167,29 @@ def _attribute(key: str, value: Any) -> bytes:
     return _ld(b"\x32", _kv_body(key, value))
 
 
+_SEVERITIES: dict[tuple[int, str], bytes] = {}
+
+
+def _severity(number: int, text: str) -> bytes:
+    encoded = _SEVERITIES.get((number, text))
+    if encoded is None:
+        encoded = (b"\x10" + _varint(number) if number else b"") + (
+            _ld(b"\x1a", text.encode("utf-8", "surrogatepass")) if text else b""
+        )
+        if len(_SEVERITIES) < 1024:
+            _SEVERITIES[(number, text)] = encoded
+    return encoded
+
+
 def _log_record(entry: Entry) -> bytes:
-    parts = [b"\x09", _pack_fixed64(entry.time)]
-    if entry.severity_number:
-        parts.append(b"\x10" + _varint(entry.severity_number))
-    if entry.severity_text:
-        parts.append(_ld(b"\x1a", entry.severity_text.encode("utf-8", "surrogatepass")))
-    parts.append(_ld(b"\x2a", _any_value(entry.body)))
+    body = entry.body
+    value = _ld(b"\x0a", body.encode("utf-8", "surrogatepass")) if body.__class__ is str else _any_value(body)
+    parts = [
+        b"\x09",
+        _pack_fixed64(entry.time),
+        _severity(entry.severity_number, entry.severity_text),
+        _ld(b"\x2a", value),
+    ]
     parts.extend([_attribute(k, v) for k, v in entry.attributes.items()])
     if entry.dropped_attributes:
         parts.append(b"\x38" + _varint(entry.dropped_attributes))
