@@ -115,7 +115,7 @@ def _run(args: Any, parser: argparse.ArgumentParser) -> int:
     install_console(level)
     bridge = HostLogBridge(otlp_endpoint=args.endpoint, otlp_protocol=args.protocol)
     bridge.start()
-    _log.info("logs of plugin %s go to %s", args.plugin, _destination(bridge))
+    _log.info("logs of plugin %s go to %s", args.plugin, bridge.export_settings.destination())
     try:
         process = bridge.spawn_plugin(args.plugin, command, version=args.plugin_version, stdin=None)
     except OSError as error:
@@ -152,15 +152,6 @@ def _in_terminal_foreground() -> bool:
         return os.tcgetpgrp(sys.stdin.fileno()) == os.getpgrp()
     except (OSError, ValueError, AttributeError):
         return False
-
-
-def _destination(bridge: Any) -> str:
-    settings = bridge.export_settings
-    if settings.exporter == "file":
-        return f"the OTLP/JSON file {settings.file_path}"
-    if settings.exporter == "otlp":
-        return f"OTLP/{'gRPC' if settings.protocol == 'grpc' else 'HTTP'} {settings.endpoint}"
-    return str(bridge.sink_description or settings.exporter)
 
 
 def _format_stats(stats: Any) -> str:

@@ -110,6 +110,39 @@ _NON_NEGATIVE = _int_range(0)
 _MIB = 1024 * 1024
 
 
+# Settings both sides read, declared once.
+
+
+def _frame_bytes_setting() -> int:
+    return _setting(
+        DEFAULT_MAX_FRAME_BYTES,
+        PREFIX + "MAX_FRAME_BYTES",
+        _int_range(MIN_MAX_FRAME_BYTES),
+        "Largest frame on the socket, both ways.",
+        f"an integer >= {MIN_MAX_FRAME_BYTES}",
+    )
+
+
+def _body_bytes_setting() -> int:
+    return _setting(
+        64 * 1024,
+        PREFIX + "MAX_BODY_BYTES",
+        _int_range(256),
+        "A longer message is truncated with a marker and its original size.",
+        "an integer >= 256",
+    )
+
+
+def _attribute_length_setting() -> int:
+    return _setting(
+        4096,
+        PREFIX + "MAX_ATTRIBUTE_LENGTH",
+        _int_range(16),
+        "Longest string/bytes attribute value (characters); longer ones are cut.",
+        "an integer >= 16",
+    )
+
+
 @dataclass(frozen=True)
 class RunnerConfig:
     """Settings of the handler inside a plugin process."""
@@ -174,20 +207,8 @@ class RunnerConfig:
         "Deadline for sending and getting acknowledged what is left when the runner exits.",
         "an integer >= 0",
     )
-    max_body_bytes: int = _setting(
-        64 * 1024,
-        PREFIX + "MAX_BODY_BYTES",
-        _int_range(256),
-        "A longer message is truncated with a marker and its original size.",
-        "an integer >= 256",
-    )
-    max_attribute_length: int = _setting(
-        4096,
-        PREFIX + "MAX_ATTRIBUTE_LENGTH",
-        _int_range(16),
-        "Longest string/bytes attribute value (characters); longer ones are cut.",
-        "an integer >= 16",
-    )
+    max_body_bytes: int = _body_bytes_setting()
+    max_attribute_length: int = _attribute_length_setting()
     max_attributes: int = _setting(
         64, PREFIX + "MAX_ATTRIBUTES", _POSITIVE, "Most extra attributes kept per record.", "an integer >= 1"
     )
@@ -205,13 +226,7 @@ class RunnerConfig:
         "Longest wait between two attempts to reach the host.",
         "an integer >= 10",
     )
-    max_frame_bytes: int = _setting(
-        DEFAULT_MAX_FRAME_BYTES,
-        PREFIX + "MAX_FRAME_BYTES",
-        _int_range(MIN_MAX_FRAME_BYTES),
-        "Largest frame on the socket, both ways.",
-        f"an integer >= {MIN_MAX_FRAME_BYTES}",
-    )
+    max_frame_bytes: int = _frame_bytes_setting()
 
 
 ExporterName = Literal["otlp", "file", "console", "none"]
@@ -377,27 +392,9 @@ class HostConfig:
         "Warn when a spawned runner has not connected after this long.",
         "an integer >= 1",
     )
-    max_frame_bytes: int = _setting(
-        DEFAULT_MAX_FRAME_BYTES,
-        PREFIX + "MAX_FRAME_BYTES",
-        _int_range(MIN_MAX_FRAME_BYTES),
-        "Largest frame on the socket, both ways.",
-        f"an integer >= {MIN_MAX_FRAME_BYTES}",
-    )
-    max_body_bytes: int = _setting(
-        64 * 1024,
-        PREFIX + "MAX_BODY_BYTES",
-        _int_range(256),
-        "A longer message is truncated with a marker and its original size.",
-        "an integer >= 256",
-    )
-    max_attribute_length: int = _setting(
-        4096,
-        PREFIX + "MAX_ATTRIBUTE_LENGTH",
-        _int_range(16),
-        "Longest string/bytes attribute value (characters); longer ones are cut.",
-        "an integer >= 16",
-    )
+    max_frame_bytes: int = _frame_bytes_setting()
+    max_body_bytes: int = _body_bytes_setting()
+    max_attribute_length: int = _attribute_length_setting()
 
 
 ConfigT = TypeVar("ConfigT", RunnerConfig, HostConfig)

@@ -295,7 +295,7 @@ class _Demo:
             self.seed,
             self.seed,
         )
-        _log.info("records go to %s", _destination(self.bridge))
+        _log.info("records go to %s", self.bridge.export_settings.destination())
         if self.bridge.export_settings.exporter == "otlp":
             _log.info("with the compose stack up: Grafana %s, Jaeger %s", GRAFANA_URL, JAEGER_URL)
 
@@ -459,17 +459,6 @@ def run_demo(args: argparse.Namespace) -> int:
     return _Demo(args, names, level).run()
 
 
-def _destination(bridge: Any) -> str:
-    settings = bridge.export_settings
-    if settings.exporter == "file":
-        return f"the OTLP/JSON file {settings.file_path}"
-    if settings.exporter == "otlp":
-        return f"OTLP/{'gRPC' if settings.protocol == 'grpc' else 'HTTP'} {settings.endpoint}"
-    if settings.exporter == "none":
-        return "nowhere (export is off: OTEL_SDK_DISABLED or OTEL_LOGS_EXPORTER=none)"
-    return str(bridge.sink_description or settings.exporter)
-
-
 # --- the summary ------------------------------------------------------------------------
 
 
@@ -530,7 +519,7 @@ class _Summary:
             rows=rows,
             elapsed=elapsed,
             exporter=bridge.export_settings.exporter,
-            destination=_destination(bridge),
+            destination=bridge.export_settings.destination(),
             settings=bridge.export_settings,
             export_failing=stats.export_failing,
             last_export_error=stats.last_export_error,

@@ -65,6 +65,16 @@ class ExportSettings:
     sdk_disabled: bool = False
     notes: tuple[str, ...] = field(default=())
 
+    def destination(self) -> str:
+        """Where records go, in words for a person."""
+        if self.exporter == "file":
+            return f"the OTLP/JSON file {self.file_path}"
+        if self.exporter == "otlp":
+            return f"OTLP/{'gRPC' if self.protocol == 'grpc' else 'HTTP'} {self.endpoint}"
+        if self.exporter == "none":
+            return "nowhere (export is off: OTEL_SDK_DISABLED or OTEL_LOGS_EXPORTER=none)"
+        return "the console (stdout)"
+
 
 _NUMBER_VARS: Final = (
     "OTEL_EXPORTER_OTLP_TIMEOUT",

@@ -796,12 +796,16 @@ class HostLogBridge:
             }
         )
 
-    def _reject(self, conn: _Connection, reason: str, detail: str) -> None:
+    def _count_bad_input(self, conn: _Connection, reason: str) -> None:
         with self._lock:
-            self._rejected[reason] += 1
+            if conn.stream is None:
+                self._rejected[reason] += 1  # refused before it became a runner of a plugin
             plugin = self._plugins.get(conn.plugin_name)
             if plugin is not None:
                 plugin.counters.bad_input[reason] += 1
+
+    def _reject(self, conn: _Connection, reason: str, detail: str) -> None:
+        self._count_bad_input(conn, reason)
         self._warn_once(
             conn.plugin_name,
             reason,
@@ -815,12 +819,7 @@ class HostLogBridge:
         conn.close()
 
     def _bad_input(self, conn: _Connection, reason: str, detail: str) -> None:
-        with self._lock:
-            if conn.stream is None:
-                self._rejected[reason] += 1
-            plugin = self._plugins.get(conn.plugin_name)
-            if plugin is not None:
-                plugin.counters.bad_input[reason] += 1
+        self._count_bad_input(conn, reason)
         self._warn_once(
             conn.plugin_name,
             reason,
