@@ -422,6 +422,11 @@ class FileSink:
         directory = os.path.dirname(path) or "."
         os.makedirs(directory, exist_ok=True)
         self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the sink's life
+        if self._file.tell() > 0:
+            with open(path, "rb") as existing:
+                existing.seek(-1, os.SEEK_END)
+                if existing.read(1) != b"\n":
+                    self._file.write("\n")  # a host killed mid-write left half a line
         self.description = f"file {path}"
 
     def export(self, items: Sequence[Item], timeout_seconds: float) -> Outcome:
@@ -522,6 +527,7 @@ class ExportPipeline:
         self.failing_since: float | None = None
         self.exported = 0
         self.attempts_failed = 0
+        self._shutdown_dropped = 0  # records the worker gave up at the shutdown deadline
         self._thread = threading.Thread(target=self._run, name="otel-plugin-logs-export", daemon=True)
         self._thread.start()
 
@@ -576,7 +582,7 @@ class ExportPipeline:
         if left:
             self._settle(left, DROP_SHUTDOWN)
         self.sink.shutdown()
-        return len(left)
+        return len(left) + self._shutdown_dropped
 
     def _take(self) -> list[Item]:
         batch: list[Item] = []
@@ -622,6 +628,7 @@ class ExportPipeline:
                         continue
                 stop = self._stop_deadline
             if stop is not None and time.monotonic() >= stop:
+                self._shutdown_dropped += len(batch)
                 self._drop(batch, DROP_SHUTDOWN)
                 batch = []
                 continue

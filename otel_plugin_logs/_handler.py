@@ -73,6 +73,7 @@ _STRUCTLOG_SKIP: Final = frozenset(
     {"event", "level", "logger", "logger_name", "timestamp", "exc_info", "exception"}
 )
 _RECORD_OVERHEAD_BYTES: Final = 800  # measured: a retained LogRecord with its message and tuple
+_PLAIN_RECORD_FIELDS: Final = len(logging.makeLogRecord({}).__dict__)
 # Attributes kept when a record's extras have to be dropped to fit in a frame.
 _KEPT_PREFIXES: Final = ("code.", "thread.")
 ATTRIBUTES_DROPPED_BYTES: Final = "otel_plugin_logs.attributes.dropped_bytes"
@@ -252,7 +253,9 @@ class RunnerLogHandler(logging.Handler):
                 size = _RECORD_OVERHEAD_BYTES + 64 * len(message)
             else:
                 message = record.getMessage()
-                size = _RECORD_OVERHEAD_BYTES + len(message)
+                size = _RECORD_OVERHEAD_BYTES + sys.getsizeof(message)
+            if len(record.__dict__) > _PLAIN_RECORD_FIELDS:  # extras stay with the record until sent
+                size += _extras_bytes(record.__dict__)
             context = _capture_context()
             levelno = record.levelno
             cls = _LEVEL_CLASS[levelno] if 0 <= levelno < 64 else 3
@@ -467,7 +470,11 @@ class RunnerLogHandler(logging.Handler):
         """One record in msgpack, or None (counted) if it cannot be encoded within a frame."""
         try:
             wire = self._to_wire(item)
-            body: bytes = msgpack.packb(wire, use_bin_type=True)
+            try:
+                body: bytes = msgpack.packb(wire, use_bin_type=True)
+            except UnicodeEncodeError:  # lone surrogates, e.g. a file name from os.fsdecode
+                wire = _scrub(wire)
+                body = msgpack.packb(wire, use_bin_type=True)
             if len(body) > self._batch_bytes:
                 # Attributes nested to the caps can still add up to more than a frame: keep
                 # the record, drop its extras, and say how big they were.
@@ -774,6 +781,22 @@ def _seq_of(item: tuple[Any, ...]) -> int:
 
 def _head_seq(queue: deque[tuple[Any, ...]]) -> int:
     return int(queue[0][0])
+
+
+def _extras_bytes(fields: dict[str, Any]) -> int:
+    """Memory of a record's extras, shallow: what the byte bound counts besides the message."""
+    return sum(64 + sys.getsizeof(value) for key, value in fields.items() if key not in _RECORD_FIELDS)
+
+
+def _scrub(value: Any) -> Any:
+    """A wire record with every string made encodable: lone surrogates become backslash escapes."""
+    if value.__class__ is str:
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, list):
+        return [_scrub(item) for item in value]
+    if isinstance(value, dict):
+        return {_scrub(key): _scrub(item) for key, item in value.items()}
+    return value
 
 
 def _stringify(value: Any, max_length: int) -> str:

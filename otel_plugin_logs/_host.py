@@ -103,6 +103,7 @@ _ACK_INTERVAL_SECONDS: Final = 0.05
 _MAX_STDERR_LINE_BYTES: Final = 64 * 1024
 _PEERCRED: Final = struct.Struct("3i")
 _REGISTRY: Final = "registry.json"
+_MAX_EXITED_PIDS: Final = 4096
 _BOOTSTRAP_DIR: Final = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_bootstrap")
 
 # Host-side drop reasons.
@@ -114,7 +115,7 @@ DROP_GAP: Final = "gap"
 class _Registration:
     """A runner identity the host issued: a token, for one plugin, for one spawned process."""
 
-    __slots__ = ("digest", "pid", "plugin", "resource", "token", "version")
+    __slots__ = ("connected", "digest", "pid", "plugin", "resource", "token", "version")
 
     def __init__(
         self, plugin: str, version: str | None, token: str | None, digest: str, pid: int | None
@@ -125,6 +126,7 @@ class _Registration:
         self.token = token  # kept only until the runner is spawned; the registry stores the digest
         self.digest = digest
         self.pid = pid
+        self.connected = False
 
 
 class _Ticket:
@@ -189,8 +191,10 @@ class _Stream:
         "accepted",
         "acked",
         "base",
+        "base_dropped",
         "closed",
         "conn",
+        "finished",
         "flushed",
         "gap",
         "high",
@@ -205,7 +209,13 @@ class _Stream:
     )
 
     def __init__(
-        self, plugin: _Plugin, key: tuple[str, int], resource: ResourceInfo, pid: int, base: int
+        self,
+        plugin: _Plugin,
+        key: tuple[str, int],
+        resource: ResourceInfo,
+        pid: int,
+        base: int,
+        base_dropped: dict[str, int] | None = None,
     ) -> None:
         self.plugin = plugin
         self.key = key
@@ -223,19 +233,23 @@ class _Stream:
         self.accepted = base
         self.received = 0
         self.runner_dropped: dict[str, int] = {}
+        self.base_dropped = dict(base_dropped or {})  # runner drops an earlier host instance saw
         self.gap = 0
         self.tickets: deque[_Ticket] = deque()
         self.conn: _Connection | None = None
         self.closed = False
+        self.finished = False  # its runner is gone for good: released once everything settled
         self.flushed = 0
 
 
 class PluginProcess:
     """A runner subprocess spawned by the bridge."""
 
-    def __init__(self, name: str, popen: subprocess.Popen[bytes]) -> None:
+    def __init__(self, name: str, popen: subprocess.Popen[bytes], digest: str = "") -> None:
         self.name = name
         self.popen = popen
+        self._digest = digest
+        self._connect_deadline: float | None = None  # when to warn that it never connected
         self.pid = popen.pid
         self.exited = threading.Event()
         self.returncode: int | None = None
@@ -269,7 +283,8 @@ class _Connection(asyncio.Protocol):
         self.plugin_name = "?"
         self.closed = False
         self.said_bye = False
-        self._timer: asyncio.TimerHandle | None = None
+        # Checked by the bridge's periodic tick: a timer per connection would outlive it.
+        self.handshake_deadline = time.monotonic() + _HANDSHAKE_TIMEOUT_SECONDS
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -281,13 +296,6 @@ class _Connection(asyncio.Protocol):
             )
             self.peer_pid, self.peer_uid = pid, uid
         self.bridge._on_connection_made(self)
-        self._timer = asyncio.get_running_loop().call_later(
-            _HANDSHAKE_TIMEOUT_SECONDS, self._handshake_timeout
-        )
-
-    def _handshake_timeout(self) -> None:
-        if self.stream is None and not self.closed:
-            self.bridge._reject(self, "handshake_timeout", "no hello within 5 s")
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -303,8 +311,6 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self._timer is not None:
-            self._timer.cancel()
         self.bridge._on_connection_lost(self)
 
     def send(self, message: Mapping[str, Any]) -> None:
@@ -356,8 +362,11 @@ class HostLogBridge:
         self._plugins: dict[str, _Plugin] = {}
         self._registrations: dict[str, _Registration] = {}
         self._saved_streams: dict[str, int] = {}
+        self._saved_dropped: dict[str, dict[str, int]] = {}
         self._connections: set[_Connection] = set()
         self._handshaking: set[_Connection] = set()  # accepted, hello not processed yet
+        # Spawned runners known to have exited (insertion-ordered, capped: pids are reused).
+        self._exited_pids: dict[int, None] = {}
         self._listen_fd = -1
         self._rejected: Counter[str] = Counter()
         self._warned: dict[tuple[str, str], float] = {}
@@ -525,7 +534,9 @@ class HostLogBridge:
             self._loop_thread.join(2.0)
         with contextlib.suppress(Exception):
             loop.close()
-        for process in self._processes:
+        with self._lock:
+            processes = list(self._processes)
+        for process in processes:
             with contextlib.suppress(Exception):
                 if process.popen.stderr is not None:
                     process.exited.wait(0.2)
@@ -664,8 +675,10 @@ class HostLogBridge:
             self._registry_dirty = True
         # Written before the runner can connect: a host killed a moment later still knows it.
         self._save_registry()
-        process = PluginProcess(name, popen)
-        self._processes.append(process)
+        process = PluginProcess(name, popen, digest)
+        with self._lock:
+            self._processes.append(process)
+            self._exited_pids.pop(popen.pid, None)  # a reused pid: this one is alive
         pump = threading.Thread(
             target=self._pump_stderr, args=(process,), name=f"otel-plugin-logs-stderr-{name}", daemon=True
         )
@@ -673,24 +686,26 @@ class HostLogBridge:
         threading.Thread(
             target=self._watch_exit, args=(process, pump), name=f"otel-plugin-logs-exit-{name}", daemon=True
         ).start()
-        if auto_install and self._loop is not None:
-            self._loop.call_soon_threadsafe(
-                self._loop.call_later,
-                self.config.connect_timeout_millis / 1000.0,
-                self._check_connected,
-                process,
-                digest,
-            )
+        if auto_install:
+            process._connect_deadline = time.monotonic() + self.config.connect_timeout_millis / 1000.0
         return process
 
-    def _check_connected(self, process: PluginProcess, digest: str) -> None:
+    def _check_connected(self) -> None:
         """Say so when a spawned runner never connected: its records would only reach stderr."""
-        if process.exited.is_set() or process.popen.poll() is not None:
-            return
+        now = time.monotonic()
+        late = []
         with self._lock:
-            plugin = self._plugins.get(process.name)
-            connected = plugin is not None and any(key[0] == digest for key in plugin.streams)
-        if not connected:
+            for process in self._processes:
+                deadline = process._connect_deadline
+                if deadline is None or now < deadline:
+                    continue
+                process._connect_deadline = None  # checked once
+                registration = self._registrations.get(process._digest)
+                if registration is not None and not registration.connected:
+                    late.append(process)
+        for process in late:
+            if process.popen.poll() is not None:
+                continue
             _log.warning(
                 "plugin %s (pid %d) has not connected after %.0f s: only its stderr is captured. Is it a "
                 "Python process started with -I/-E or -S (no sitecustomize)? It can call "
@@ -735,8 +750,6 @@ class HostLogBridge:
     def _on_hello(self, conn: _Connection, message: dict[str, Any]) -> None:
         with self._lock:
             self._handshaking.discard(conn)
-        if conn._timer is not None:
-            conn._timer.cancel()
         if message.get("v") != PROTOCOL_VERSION:
             self._reject(
                 conn,
@@ -760,6 +773,7 @@ class HostLogBridge:
                 self._reject(conn, "bad_token", "unknown session token")
                 return
             conn.plugin_name = registration.plugin
+            registration.connected = True
             peer = conn.peer_pid if conn.peer_pid is not None else hello.pid
             if registration.pid is not None and not _same_or_descendant(peer, registration.pid):
                 self._reject(
@@ -776,7 +790,8 @@ class HostLogBridge:
                 resource = registration.resource
                 if resource is None or resource.attributes.get("process.pid") != peer:
                     resource = self._plugin_resource(plugin, peer)
-                stream = _Stream(plugin, key, resource, peer, base)
+                saved_dropped = self._saved_dropped.get(f"{digest}:{hello.stream}")
+                stream = _Stream(plugin, key, resource, peer, base, saved_dropped)
                 plugin.streams[key] = stream
                 plugin.last_resource = stream.resource
             elif stream.conn is not None and not stream.conn.closed:
@@ -840,8 +855,8 @@ class HostLogBridge:
                 return
             stream.conn = None
             stream.closed = True
-            if conn.said_bye:
-                self._check_gap(stream, final=True)
+            if conn.said_bye or stream.otel["runner_pid"] in self._exited_pids:
+                self._finish(stream)
         if not conn.said_bye:
             _log.debug(
                 "runner of plugin %s (pid %s) disconnected without a bye", conn.plugin_name, conn.peer_pid
@@ -850,7 +865,7 @@ class HostLogBridge:
                 # It crashed: what it accepted but never sent is lost for good; count it now.
                 with self._lock:
                     if stream.conn is None:
-                        self._check_gap(stream, final=True)
+                        self._finish(stream)
 
     # --- ingest --------------------------------------------------------------------------------
 
@@ -917,7 +932,8 @@ class HostLogBridge:
                 del fresh[allowed:]
             if header.dropped:
                 # Counters are cumulative, but a resent old frame carries older values.
-                for reason, count in sanitize_counters(header.dropped).items():
+                for reason, total in sanitize_counters(header.dropped).items():
+                    count = total - stream.base_dropped.get(reason, 0)  # minus drops seen before a restart
                     if count > stream.runner_dropped.get(reason, 0):
                         stream.runner_dropped[reason] = count
             stream.accepted = max(stream.accepted, header.accepted, high)
@@ -934,6 +950,9 @@ class HostLogBridge:
                 invalid[0],
             )
         if not fresh:
+            with self._lock:  # nothing to export: settled once every earlier record is
+                stream.tickets.append(_Ticket(stream, high, 0))
+                self._advance(stream)
             return
         entries = []
         replay = self.config.replay
@@ -951,11 +970,11 @@ class HostLogBridge:
                     # A host handler failed; logging's own handleError already reported it
                     # for handler errors, so this is a bug in a filter or in ours.
                     _log.debug("replay failed", exc_info=True)
-        self._enqueue(stream, entries, replayed)
+        self._enqueue(stream, entries, replayed, high)
 
-    def _enqueue(self, stream: _Stream, entries: list[Entry], replayed: int) -> None:
+    def _enqueue(self, stream: _Stream, entries: list[Entry], replayed: int, last_seq: int) -> None:
         plugin = stream.plugin
-        ticket = _Ticket(stream, entries[-1].seq, len(entries))
+        ticket = _Ticket(stream, last_seq, len(entries))
         resource = stream.resource
         pipeline = self._pipeline
         with self._lock:
@@ -995,6 +1014,45 @@ class HostLogBridge:
         tickets = stream.tickets
         while tickets and tickets[0].pending <= 0:
             stream.settled = max(stream.settled, tickets.popleft().last_seq)
+        if stream.finished and not tickets:
+            self._retire(stream)
+
+    def _finish(self, stream: _Stream) -> None:
+        """The stream's runner is gone (bye, or its process exited): count its gap (lock held)."""
+        self._check_gap(stream, final=True)
+        if stream.key[0] != "rpc":
+            stream.finished = True
+            if not stream.tickets:
+                self._retire(stream)
+
+    def _retire(self, stream: _Stream) -> None:
+        """Fold a finished, settled stream into its plugin's counters and let it go (lock held).
+
+        A host that restarts plugins for weeks must not keep every runner it ever saw.
+        """
+        plugin = stream.plugin
+        if plugin.streams.get(stream.key) is not stream or stream.conn is not None:
+            return
+        del plugin.streams[stream.key]
+        counters = plugin.counters
+        counters.retired_emitted += stream.accepted - stream.base
+        counters.retired_dropped.update(stream.runner_dropped)
+        self._registry_dirty = True
+        digest = stream.key[0]
+        self._saved_streams.pop(f"{digest}:{stream.key[1]}", None)
+        self._saved_dropped.pop(f"{digest}:{stream.key[1]}", None)
+        self._release_registration(digest)
+
+    def _release_registration(self, digest: str) -> None:
+        """Forget a spawned runner's token once it exited and none of its streams is left."""
+        registration = self._registrations.get(digest)
+        if registration is None or registration.pid not in self._exited_pids:
+            return
+        plugin = self._plugins.get(registration.plugin)
+        if plugin is not None and any(key[0] == digest for key in plugin.streams):
+            return
+        del self._registrations[digest]
+        self._registry_dirty = True
 
     def _check_gap(self, stream: _Stream, *, final: bool) -> None:
         """Count sequence numbers that neither arrived nor were reported dropped (lock held)."""
@@ -1028,9 +1086,21 @@ class HostLogBridge:
                 self._save_registry()
             for conn, seq in acks:
                 conn.send({"t": ACK, "seq": seq})
+            self._expire_handshakes()
+            self._check_connected()
         finally:
             if loop is not None and not self._stopped:
                 loop.call_later(_ACK_INTERVAL_SECONDS, self._tick_acks)
+
+    def _expire_handshakes(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            late = [c for c in self._handshaking if c.stream is None and now >= c.handshake_deadline]
+        for conn in late:
+            if not conn.closed:
+                self._reject(conn, "handshake_timeout", f"no hello within {_HANDSHAKE_TIMEOUT_SECONDS:.0f} s")
+            with self._lock:
+                self._handshaking.discard(conn)
 
     def _tick_reports(self) -> None:
         loop = self._loop
@@ -1107,6 +1177,7 @@ class HostLogBridge:
 
     def _dropped_totals(self, plugin: _Plugin) -> Counter[str]:
         totals: Counter[str] = Counter(plugin.counters.host_dropped)
+        totals.update(plugin.counters.retired_dropped)
         for stream in plugin.streams.values():
             totals.update(stream.runner_dropped)
         return totals
@@ -1150,6 +1221,16 @@ class HostLogBridge:
         process.returncode = returncode
         with self._lock:
             plugin.counters.exits.append(returncode)
+            # A dead runner sends nothing more: what it announced but never sent is a gap now.
+            self._exited_pids[process.pid] = None
+            while len(self._exited_pids) > _MAX_EXITED_PIDS:
+                del self._exited_pids[next(iter(self._exited_pids))]
+            for stream in list(plugin.streams.values()):
+                if stream.closed and stream.otel["runner_pid"] == process.pid:
+                    self._finish(stream)
+            self._release_registration(process._digest)
+            with contextlib.suppress(ValueError):
+                self._processes.remove(process)
         if returncode == 0:
             _log.info("plugin %s (pid %d) exited with code 0", process.name, process.pid)
         else:
@@ -1215,11 +1296,19 @@ class HostLogBridge:
                 and _PLUGIN_NAME.match(info["plugin"])
             ):
                 pid = info.get("pid")
+                if isinstance(pid, int) and not _process_alive(pid):
+                    continue  # its runner died while no host was listening: nothing will come
                 self._registrations[digest] = _Registration(
                     info["plugin"], info.get("version"), None, digest, pid if isinstance(pid, int) else None
                 )
         streams = data.get("streams", {}) if isinstance(data, dict) else {}
         self._saved_streams = {k: int(v) for k, v in streams.items() if isinstance(v, int)}
+        dropped = data.get("dropped", {}) if isinstance(data, dict) else {}
+        self._saved_dropped = {
+            k: {r: c for r, c in v.items() if isinstance(c, int)}
+            for k, v in dropped.items()
+            if isinstance(v, dict)
+        }
         if self._registrations:
             _log.info("took back %d runner registration(s) from %s", len(self._registrations), path)
 
@@ -1237,11 +1326,16 @@ class HostLogBridge:
                     for digest, r in self._registrations.items()
                 },
                 "streams": dict(self._saved_streams),
+                "dropped": dict(self._saved_dropped),
             }
             for plugin in self._plugins.values():
                 for (digest, stream_id), stream in plugin.streams.items():
                     if digest != "rpc":
                         data["streams"][f"{digest}:{stream_id}"] = stream.acked
+                        data["dropped"][f"{digest}:{stream_id}"] = {
+                            r: stream.base_dropped.get(r, 0) + stream.runner_dropped.get(r, 0)
+                            for r in {*stream.base_dropped, *stream.runner_dropped}
+                        }
         path = os.path.join(self._runtime_dir, _REGISTRY)
         temporary = path + ".tmp"
         try:
@@ -1264,7 +1358,7 @@ class HostLogBridge:
             for name, plugin in self._plugins.items():
                 counters = plugin.counters
                 dropped = dict(self._dropped_totals(plugin))
-                emitted = 0
+                emitted = counters.retired_emitted
                 in_runner = 0
                 for stream in plugin.streams.values():
                     emitted += stream.accepted - stream.base

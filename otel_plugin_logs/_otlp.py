@@ -19,6 +19,7 @@ import base64
 import json
 import math
 import struct
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -73,7 +74,8 @@ class Entry:
         self.dropped_attributes = dropped_attributes
 
     def size_estimate(self) -> int:
-        return 200 + len(self.body) + 48 * len(self.attributes)
+        """Bytes this record holds in memory (what the export queue's byte bound counts)."""
+        return 400 + sys.getsizeof(self.body) + _value_bytes(self.attributes)
 
 
 class ResourceInfo:
@@ -86,6 +88,16 @@ class ResourceInfo:
         self.key = tuple(sorted((k, repr(v)) for k, v in self.attributes.items()))
         self.pb = b"".join(_kv(k, v) for k, v in self.attributes.items())
         self.json = {"attributes": [_json_kv(k, v) for k, v in self.attributes.items()]}
+
+
+def _value_bytes(value: Any) -> int:
+    """Memory of an attribute value (already coerced: scalars, str, bytes, lists and maps of them)."""
+    kind = value.__class__
+    if kind is dict:
+        return sys.getsizeof(value) + sum(sys.getsizeof(k) + _value_bytes(v) for k, v in value.items())
+    if kind is list:
+        return sys.getsizeof(value) + sum(_value_bytes(v) for v in value)
+    return sys.getsizeof(value)
 
 
 # --- protobuf wire format ---------------------------------------------------------------

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
+
+MAX_EXITS_KEPT = 256  # exit codes kept per plugin: a plugin restarted forever must not grow the host
 
 
 @dataclass
 class PluginCounters:
     """Mutable counters of one plugin, updated under the bridge's lock."""
 
-    emitted: int = 0  # records the plugin's handlers accepted (highest sequence numbers reported)
+    # Of runner streams that ended and were released: what they accepted and what they dropped.
+    retired_emitted: int = 0
+    retired_dropped: Counter[str] = field(default_factory=Counter)
     received: int = 0  # unique records that reached the host
     duplicates: int = 0  # records received again after a reconnect and discarded
     replayed: int = 0
@@ -22,7 +26,7 @@ class PluginCounters:
     stderr_suppressed: int = 0
     connections: int = 0
     bad_input: Counter[str] = field(default_factory=Counter)
-    exits: list[int] = field(default_factory=list)
+    exits: deque[int] = field(default_factory=lambda: deque(maxlen=MAX_EXITS_KEPT))
     notices: int = 0
 
 
@@ -46,7 +50,7 @@ class PluginStats:
     stderr_lines: int
     connections: int
     bad_input: dict[str, int]
-    exits: tuple[int, ...]
+    exits: tuple[int, ...]  # of its runners spawned by the bridge, the last 256
     notices: int = 0  # the bridge's own records (drop warnings, exits) exported on this plugin's resource
 
     @property

@@ -24,6 +24,7 @@ from pydantic import (
     ValidationError,
 )
 
+from ._names import BRIDGE_SCOPE_NAME
 from ._otlp import Entry
 from ._protocol import (
     BODY_ORIGINAL_BYTES,
@@ -246,6 +247,9 @@ def build_entry(record: Any, limits: Limits, now_ns: int | None = None) -> tuple
     if trace_id is None or span_id is None:
         trace_id = span_id = None
         flags = 0
+    scope = clean_text(logger, _MAX_SCOPE_LENGTH)
+    if scope.startswith(BRIDGE_SCOPE_NAME):  # the bridge's notices: a runner cannot speak as the bridge
+        scope = "runner:" + scope
     entry = Entry(
         seq,
         time_ns,
@@ -253,7 +257,7 @@ def build_entry(record: Any, limits: Limits, now_ns: int | None = None) -> tuple
         sev_number,
         text,
         body,
-        clean_text(logger, _MAX_SCOPE_LENGTH),
+        scope,
         attributes,
         trace_id,
         span_id,

@@ -1,0 +1,84 @@
+"""Fixtures of the reliability suite: a host bridge with a memory sink, text output, an honest bystander."""
+
+from __future__ import annotations
+
+import io
+import logging
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from helpers import PYTHON, CaptureHandler, MemorySink, write_plugin
+
+from otel_plugin_logs import HostLogBridge, PluginProcess
+
+TEXT_FORMAT = "%(levelname)s|%(name)s|%(threadName)s|%(funcName)s|%(filename)s|%(processName)s|%(message)s"
+
+BYSTANDER = """
+import logging, time
+log = logging.getLogger("bystander")
+log.setLevel(logging.INFO)
+for i in range(200):
+    log.info("bystander %d", i)
+    time.sleep(0.003)
+"""
+
+
+@dataclass
+class Host:
+    bridge: HostLogBridge
+    sink: MemorySink
+    text: io.StringIO
+    everything: CaptureHandler
+
+    def token(self, plugin: str) -> str:
+        return self.bridge.register_runner(plugin)["OTEL_PLUGIN_LOGS_TOKEN"]
+
+    def text_lines(self) -> list[str]:
+        return self.text.getvalue().splitlines()
+
+
+@pytest.fixture
+def host(host_env: Path, capture: CaptureHandler) -> Iterator[Host]:
+    """A started bridge with a MemorySink, a plain-text handler on `plugin` and a handler seeing every record."""
+    text = io.StringIO()
+    text_handler = logging.StreamHandler(text)
+    text_handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+    plugin_logger = logging.getLogger("plugin")
+    plugin_logger.addHandler(text_handler)
+    everything = CaptureHandler()
+    root = logging.getLogger()
+    root.addHandler(everything)
+    sink = MemorySink()
+    bridge = HostLogBridge(sink=sink)
+    bridge.start()
+    try:
+        yield Host(bridge, sink, text, everything)
+    finally:
+        bridge.shutdown(5000)
+        root.removeHandler(everything)
+        plugin_logger.removeHandler(text_handler)
+
+
+@pytest.fixture
+def bystander(host: Host, tmp_path: Path) -> PluginProcess:
+    """An honest plugin logging 200 records while the test misbehaves next to it."""
+    script = write_plugin(tmp_path, "bystander", BYSTANDER)
+    return host.bridge.spawn_plugin("bystander", [PYTHON, str(script)])
+
+
+def no_tracebacks(records: list[logging.LogRecord]) -> list[str]:
+    """Host records that carry a traceback or report an internal error."""
+    bad = []
+    for record in records:
+        message = record.getMessage()
+        if record.exc_info or (record.exc_text and getattr(record, "otel", None) is None):
+            bad.append(f"{record.name}: {message} (exc_info)")
+        elif "Traceback" in message or "internal_error" in message:
+            bad.append(f"{record.name}: {message}")
+    return bad

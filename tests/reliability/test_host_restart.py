@@ -1,0 +1,338 @@
+"""The host is killed and restarted while runners keep logging (issue #6, case 2), and a frozen host (case 5)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import PYTHON, write_plugin
+from reliability_support import HERE, numbered, read_sink_file, wait_for
+
+from otel_plugin_logs._export import FileSink
+from otel_plugin_logs._otlp import Entry, ResourceInfo
+
+BACKOFF_CAP_MILLIS = 400
+
+RESTART_RUNNER = """
+import json, logging, os, sys, time
+from otel_plugin_logs import runner
+out_path, prefix, rate, count = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
+go = sys.argv[5] if len(sys.argv) > 5 else ""
+pre = int(sys.argv[6]) if len(sys.argv) > 6 else 0
+handler = runner.installed_handler()
+attempts = []  # the backoff in effect at each connection attempt
+transport = handler._transport
+original_connect = transport.connect
+def connect(hello, timeout):
+    attempts.append(handler._backoff_seconds)
+    return original_connect(hello, timeout)
+transport.connect = connect
+log = logging.getLogger("restart")
+log.setLevel(logging.INFO)
+peak_queued = peak_bytes = 0
+if go:  # phase 1: connect, burst `pre` records at once, get them settled, then wait for the go
+    log.info("warmup")
+    handler.wait_acked(30000)
+    for i in range(pre):
+        log.info("%s %d", prefix, i)
+    handler.wait_acked(30000)
+    with open(out_path + ".phase1", "w"):
+        pass
+    while not os.path.exists(go):
+        time.sleep(0.01)
+start = time.monotonic()
+for i in range(pre, pre + count):
+    log.info("%s %d", prefix, i)
+    if i % 10 == 0:
+        s = handler.stats()
+        peak_queued = max(peak_queued, s["queued"])
+        peak_bytes = max(peak_bytes, s["queued_bytes"] + s["unacked_bytes"])
+        if rate > 0:
+            ahead = start + (i - pre) / rate - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+with open(out_path + ".logged", "w"):
+    pass
+acked = handler.wait_acked(60000)
+stats = handler.stats()
+complete = handler.shutdown()
+with open(out_path + ".tmp", "w") as out:
+    json.dump({"acked": acked, "complete": complete, "peak_queued": peak_queued, "peak_bytes": peak_bytes,
+               "attempts": attempts, **stats}, out)
+os.replace(out_path + ".tmp", out_path)
+"""
+
+
+class HostProcess:
+    """One incarnation of the host bridge in its own process (see host_process.py)."""
+
+    def __init__(
+        self,
+        work: Path,
+        label: str,
+        runtime_dir: Path,
+        spawn: list[dict[str, Any]] | None = None,
+        hold: bool = False,
+    ) -> None:
+        self.dir = work / label
+        self.dir.mkdir(parents=True)
+        self.sink_dir = self.dir / "sink"
+        self.sink_dir.mkdir()
+        self.hold = self.dir / "hold"
+        self.held = self.dir / "held"
+        self.ready = self.dir / "ready.json"
+        self.stats_path = self.dir / "stats.json"
+        spec = {
+            "runtime_dir": str(runtime_dir),
+            "sink_dir": str(self.sink_dir),
+            "spawn": spawn or [],
+            "ready": str(self.ready),
+            "stats": str(self.stats_path),
+            "hold": str(self.hold),
+            "held": str(self.held),
+            "settings": {"export_schedule_delay_millis": 100},
+        }
+        (self.dir / "spec.json").write_text(json.dumps(spec))
+        if hold:
+            self.hold.touch()
+        self.log = open(self.dir / "host.log", "wb")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [PYTHON, str(HERE / "host_process.py"), str(self.dir / "spec.json")],
+            stdout=self.log,
+            stderr=self.log,
+        )
+        assert wait_for(self.ready.exists, 60), (self.dir / "host.log").read_text()
+        self.pids: dict[str, int] = json.loads(self.ready.read_text())["pids"]
+
+    def stats(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.stats_path.read_text())
+        except (FileNotFoundError, ValueError):
+            return {"plugins": {}}
+
+    def plugin(self, name: str) -> dict[str, Any]:
+        return self.stats()["plugins"].get(name, {})
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+        self.log.close()
+
+    def stop(self) -> dict[str, Any]:
+        self.process.send_signal(signal.SIGTERM)
+        assert self.process.wait(60) == 0
+        self.log.close()
+        return self.stats()
+
+    def records(self) -> list[dict[str, Any]]:
+        return read_sink_file(self.sink_dir)
+
+
+@contextlib.contextmanager
+def _cleanup(hosts: list[HostProcess]) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for host in hosts:
+            if host.process.poll() is None:
+                host.process.kill()
+                host.process.wait(10)
+            for pid in host.pids.values():  # runners this test's host started
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def _runner_spec(
+    script: Path,
+    out: Path,
+    name: str,
+    rate: int,
+    count: int,
+    env: dict[str, str],
+    go: Path | None = None,
+    pre: int = 0,
+) -> dict[str, Any]:
+    argv = [PYTHON, str(script), str(out), name, str(rate), str(count)]
+    if go is not None:
+        argv += [str(go), str(pre)]
+    return {
+        "name": name,
+        "argv": argv,
+        "env": {"OTEL_PLUGIN_LOGS_RECONNECT_MAX_BACKOFF_MILLIS": str(BACKOFF_CAP_MILLIS), **env},
+    }
+
+
+def test_host_killed_and_restarted_while_runners_log_loses_nothing_uncounted(
+    tmp_path: Path, host_env: Path, record_property: Any
+) -> None:
+    """SIGKILL the host mid-stream, restart it on the same runtime dir: runners back off, reconnect, resend; delivered + counted == emitted."""
+    runtime = tmp_path / "rt"
+    script = write_plugin(tmp_path, "restart", RESTART_RUNNER)
+    outs = {name: tmp_path / f"{name}.json" for name in ("alpha", "beta")}
+    spawn = [
+        _runner_spec(script, outs["alpha"], "alpha", 500, 2500, {}),
+        _runner_spec(
+            script, outs["beta"], "beta", 500, 2500, {"OTEL_PLUGIN_LOGS_RUNNER_MAX_QUEUE_RECORDS": "200"}
+        ),
+    ]
+    hosts: list[HostProcess] = []
+    with _cleanup(hosts):
+        first = HostProcess(tmp_path, "host-1", runtime, spawn)
+        hosts.append(first)
+        assert wait_for(lambda: all(first.plugin(n).get("exported", 0) >= 300 for n in outs), 60)
+        first.kill()
+        time.sleep(1.5)  # the outage: runners keep logging and retry with backoff
+        second = HostProcess(tmp_path, "host-2", runtime)
+        hosts.append(second)
+        assert wait_for(lambda: all(path.exists() for path in outs.values()), 90)
+        assert wait_for(
+            lambda: all(
+                not second.plugin(n).get("busy", True) and second.plugin(n)["pending"] == 0 for n in outs
+            ),
+            30,
+        )
+        final = second.stop()
+        records = first.records() + second.records()
+    for name, out in outs.items():
+        runner = json.loads(out.read_text())
+        stats = final["plugins"][name]
+        delivered = Counter(numbered((r["body"] for r in records if r["plugin"] == name), name))
+        assert set(delivered) <= set(range(2500))
+        runner_dropped = sum(runner["dropped"].values())
+        host_dropped = sum(v for k, v in stats["dropped"].items() if not k.startswith("runner_"))
+        assert runner["accepted"] == 2500
+        assert len(delivered) + runner_dropped + host_dropped == 2500, (name, len(delivered), runner, stats)
+        assert stats["connections"] >= 1 and runner["acked"], (name, runner, stats)
+        assert runner["peak_queued"] <= (200 if name == "beta" else 20_000)
+        backoffs = runner["attempts"][1:]
+        assert (
+            len(backoffs) >= 3 and backoffs == sorted(backoffs) and max(backoffs) <= BACKOFF_CAP_MILLIS / 1000
+        )
+        record_property(f"{name}_delivered", len(delivered))
+        record_property(f"{name}_dropped", runner["dropped"])
+        record_property(f"{name}_sink_duplicates", sum(delivered.values()) - len(delivered))
+        record_property(f"{name}_counted_duplicates", stats["duplicates"])
+    assert json.loads(outs["alpha"].read_text())["dropped"] == {}
+    assert json.loads(outs["beta"].read_text())["dropped"].get("queue_full", 0) > 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="records the killed host exported but had not yet acknowledged (and saved in its registry) are "
+    "resent and exported again by the restarted host, which does not count them as duplicates",
+)
+def test_records_exported_again_after_a_host_restart_are_counted_as_duplicates(
+    tmp_path: Path, host_env: Path
+) -> None:
+    """A host killed between writing a batch and acknowledging it: the restarted host's duplicate count covers the re-export."""
+    runtime = tmp_path / "rt"
+    script = write_plugin(tmp_path, "restart", RESTART_RUNNER)
+    out = tmp_path / "gamma.json"
+    hosts: list[HostProcess] = []
+    with _cleanup(hosts):
+        first = HostProcess(
+            tmp_path, "host-1", runtime, [_runner_spec(script, out, "gamma", 0, 100, {})], hold=True
+        )
+        hosts.append(first)
+        assert wait_for(first.held.exists, 60)  # written to the sink, not yet settled nor acked
+        first.kill()
+        second = HostProcess(tmp_path, "host-2", runtime)
+        hosts.append(second)
+        assert wait_for(out.exists, 60)
+        assert wait_for(lambda: not second.plugin("gamma").get("busy", True), 30)
+        final = second.stop()
+        records = first.records() + second.records()
+    delivered = Counter(numbered((r["body"] for r in records if r["plugin"] == "gamma"), "gamma"))
+    assert set(delivered) == set(range(100))
+    doubled = sum(delivered.values()) - len(delivered)
+    assert doubled > 0  # the setup really produced a re-export
+    assert final["plugins"]["gamma"]["duplicates"] == doubled
+
+
+def test_restarted_host_counters_balance_when_the_runner_dropped_before_the_restart(
+    tmp_path: Path, host_env: Path
+) -> None:
+    """A runner that dropped records under the first host: the restarted host's emitted == exported + dropped + pending."""
+    runtime = tmp_path / "rt"
+    script = write_plugin(tmp_path, "restart", RESTART_RUNNER)
+    out = tmp_path / "delta.json"
+    go = tmp_path / "go"
+    env = {"OTEL_PLUGIN_LOGS_RUNNER_MAX_QUEUE_RECORDS": "50"}
+    hosts: list[HostProcess] = []
+    with _cleanup(hosts):
+        first = HostProcess(
+            tmp_path, "host-1", runtime, [_runner_spec(script, out, "delta", 0, 100, env, go, pre=3000)]
+        )
+        hosts.append(first)
+        assert wait_for(Path(str(out) + ".phase1").exists, 60)
+        assert wait_for(lambda: first.plugin("delta").get("dropped", {}).get("runner_queue_full", 0) > 0, 30)
+        assert first.plugin("delta")["uncounted"] == 0
+        time.sleep(0.3)  # the last acks are sent and the registry saved
+        first.kill()
+        second = HostProcess(tmp_path, "host-2", runtime)
+        hosts.append(second)
+        go.touch()
+        assert wait_for(out.exists, 60)
+        assert wait_for(
+            lambda: not second.plugin("delta").get("busy", True) and second.plugin("delta")["pending"] == 0,
+            30,
+        )
+        final = second.stop()
+    assert final["plugins"]["delta"]["uncounted"] == 0, final["plugins"]["delta"]
+
+
+def test_frozen_host_never_blocks_emit_and_the_runner_catches_up(tmp_path: Path, host_env: Path) -> None:
+    """With the host SIGSTOPped, a runner still logs 20k records (emit never waits for the host); after SIGCONT everything is delivered or counted."""
+    runtime = tmp_path / "rt"
+    script = write_plugin(tmp_path, "restart", RESTART_RUNNER)
+    out = tmp_path / "frozen.json"
+    go = tmp_path / "go"
+    hosts: list[HostProcess] = []
+    with _cleanup(hosts):
+        host = HostProcess(
+            tmp_path, "host", runtime, [_runner_spec(script, out, "frozen", 0, 20_000, {}, go)]
+        )
+        assert wait_for(Path(str(out) + ".phase1").exists, 60)
+        hosts.append(host)
+        host.process.send_signal(signal.SIGSTOP)
+        try:
+            go.touch()
+            assert wait_for(lambda: Path(str(out) + ".logged").exists(), 60), (
+                "emit blocked while the host was stopped"
+            )
+        finally:
+            host.process.send_signal(signal.SIGCONT)
+        assert wait_for(out.exists, 90)
+        assert wait_for(
+            lambda: not host.plugin("frozen").get("busy", True) and host.plugin("frozen")["pending"] == 0, 30
+        )
+        final = host.stop()
+        records = host.records()
+    runner = json.loads(out.read_text())
+    stats = final["plugins"]["frozen"]
+    delivered = set(numbered((r["body"] for r in records if r["plugin"] == "frozen"), "frozen"))
+    assert runner["accepted"] == stats["emitted"] == 20_001  # with the warm-up record
+    assert stats["uncounted"] == 0 and stats["pending"] == 0, stats
+    assert len(delivered) + sum(stats["dropped"].values()) == 20_000, (len(delivered), stats)
+    assert len(delivered) + 1 == stats["exported"]
+
+
+def test_file_sink_after_a_crash_mid_write_keeps_new_batches_readable(tmp_path: Path) -> None:
+    """A sink file ending in a partial line (host killed mid-write): the next host's batches are still one valid JSON line each."""
+    path = tmp_path / "plugin-logs.otlp.jsonl"
+    path.write_text('{"resourceLogs":[{"resource":{"attributes":[')  # what a kill mid-write leaves
+    sink = FileSink(str(path), 1024 * 1024, 1)
+    entry = Entry(1, time.time_ns(), time.time_ns(), 9, "INFO", "after the crash", "x", {}, None, None, 0)
+    resource = ResourceInfo({"service.name": "p", "plugin.name": "p"})
+    assert sink.export([(resource, entry, None, entry.size_estimate())], 1.0).ok
+    sink.shutdown()
+    assert [r["body"] for r in read_sink_file(tmp_path)] == ["after the crash"]
