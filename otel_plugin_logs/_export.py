@@ -505,9 +505,16 @@ class ExportPipeline:
     else the drop reason. The worker wakes at the batch threshold or after the schedule delay.
     """
 
-    def __init__(self, sink: Sink, config: HostConfig, settle: Settle) -> None:
+    def __init__(
+        self,
+        sink: Sink,
+        config: HostConfig,
+        settle: Settle,
+        before_export: Callable[[Sequence[Item]], None] | None = None,
+    ) -> None:
         self.sink = sink
         self._settle = settle
+        self._before_export = before_export
         self._max_records = config.export_max_queue_records
         self._max_bytes = config.export_max_queue_bytes
         self._batch_records = config.export_max_batch_records
@@ -634,6 +641,8 @@ class ExportPipeline:
                 continue
             timeout = self._timeout_seconds if stop is None else max(0.05, stop - time.monotonic())
             try:
+                if self._before_export is not None:
+                    self._before_export(batch)
                 outcome = self.sink.export(batch, timeout)
             except Exception as error:  # a sink must not raise; if one does, retry
                 outcome = Outcome(False, retryable=True, error=f"{type(error).__name__}: {error}")

@@ -194,10 +194,12 @@ class _Stream:
         "base_dropped",
         "closed",
         "conn",
+        "exported_high",
         "finished",
         "flushed",
         "gap",
         "high",
+        "in_doubt",
         "key",
         "otel",
         "plugin",
@@ -216,6 +218,7 @@ class _Stream:
         pid: int,
         base: int,
         base_dropped: dict[str, int] | None = None,
+        in_doubt: int = 0,
     ) -> None:
         self.plugin = plugin
         self.key = key
@@ -234,6 +237,10 @@ class _Stream:
         self.received = 0
         self.runner_dropped: dict[str, int] = {}
         self.base_dropped = dict(base_dropped or {})  # runner drops an earlier host instance saw
+        # An earlier host instance handed records up to here to its exporter before it died
+        # without acknowledging them: resent, they are exported again (at least once).
+        self.in_doubt = in_doubt
+        self.exported_high = base  # written to the registry before each export
         self.gap = 0
         self.tickets: deque[_Ticket] = deque()
         self.conn: _Connection | None = None
@@ -363,6 +370,7 @@ class HostLogBridge:
         self._registrations: dict[str, _Registration] = {}
         self._saved_streams: dict[str, int] = {}
         self._saved_dropped: dict[str, dict[str, int]] = {}
+        self._saved_in_doubt: dict[str, int] = {}
         self._connections: set[_Connection] = set()
         self._handshaking: set[_Connection] = set()  # accepted, hello not processed yet
         # Spawned runners known to have exited (insertion-ordered, capped: pids are reused).
@@ -412,7 +420,12 @@ class HostLogBridge:
         self._prepare_runtime_dir()
         self._sink = self._sink_override or build_sink(self.export_settings, self.config)
         if not isinstance(self._sink, NullSink):
-            self._pipeline = ExportPipeline(self._sink, self.config, self._settle)
+            self._pipeline = ExportPipeline(
+                self._sink,
+                self.config,
+                self._settle,
+                None if self._owns_runtime_dir else self._mark_in_doubt,
+            )
         if self._dedupe:
             _guard_otel_handlers()
         loop = asyncio.new_event_loop()
@@ -790,8 +803,16 @@ class HostLogBridge:
                 resource = registration.resource
                 if resource is None or resource.attributes.get("process.pid") != peer:
                     resource = self._plugin_resource(plugin, peer)
-                saved_dropped = self._saved_dropped.get(f"{digest}:{hello.stream}")
-                stream = _Stream(plugin, key, resource, peer, base, saved_dropped)
+                saved = f"{digest}:{hello.stream}"
+                stream = _Stream(
+                    plugin,
+                    key,
+                    resource,
+                    peer,
+                    base,
+                    self._saved_dropped.get(saved),
+                    self._saved_in_doubt.get(saved, 0),
+                )
                 plugin.streams[key] = stream
                 plugin.last_resource = stream.resource
             elif stream.conn is not None and not stream.conn.closed:
@@ -914,12 +935,16 @@ class HostLogBridge:
             fresh = []
             duplicates = 0
             high = stream.high
+            in_doubt = stream.in_doubt
             for record in records:
-                if record[0] <= high:
-                    duplicates += 1
+                seq = record[0]
+                if seq <= high:
+                    duplicates += 1  # delivered already: discarded
                 else:
-                    high = record[0]
+                    high = seq
                     fresh.append(record)
+                    if seq <= in_doubt:
+                        duplicates += 1  # a killed host may have exported it: exported again
             stream.high = high
             stream.received += len(fresh) + len(invalid)
             counters.received += len(fresh) + len(invalid)
@@ -1010,6 +1035,27 @@ class HostLogBridge:
             for stream in streams:
                 self._advance(stream)
 
+    def _mark_in_doubt(self, items: Sequence[Item]) -> None:
+        """Write ahead, before an export: what a host killed during it may have exported.
+
+        A restarted host counts those records as duplicates when the runner resends them.
+        Only with a configured runtime dir (a temporary one does not outlive the host).
+        """
+        changed = False
+        with self._lock:
+            for item in items:
+                ticket = item[2]
+                if ticket is None:
+                    continue
+                stream = ticket.stream
+                if item[1].seq > stream.exported_high and stream.key[0] != "rpc":
+                    stream.exported_high = item[1].seq
+                    changed = True
+            if changed:
+                self._registry_dirty = True
+        if changed:
+            self._save_registry()
+
     def _advance(self, stream: _Stream) -> None:
         tickets = stream.tickets
         while tickets and tickets[0].pending <= 0:
@@ -1041,6 +1087,7 @@ class HostLogBridge:
         digest = stream.key[0]
         self._saved_streams.pop(f"{digest}:{stream.key[1]}", None)
         self._saved_dropped.pop(f"{digest}:{stream.key[1]}", None)
+        self._saved_in_doubt.pop(f"{digest}:{stream.key[1]}", None)
         self._release_registration(digest)
 
     def _release_registration(self, digest: str) -> None:
@@ -1303,6 +1350,8 @@ class HostLogBridge:
                 )
         streams = data.get("streams", {}) if isinstance(data, dict) else {}
         self._saved_streams = {k: int(v) for k, v in streams.items() if isinstance(v, int)}
+        in_doubt = data.get("in_doubt", {}) if isinstance(data, dict) else {}
+        self._saved_in_doubt = {k: v for k, v in in_doubt.items() if isinstance(v, int)}
         dropped = data.get("dropped", {}) if isinstance(data, dict) else {}
         self._saved_dropped = {
             k: {r: c for r, c in v.items() if isinstance(c, int)}
@@ -1327,11 +1376,16 @@ class HostLogBridge:
                 },
                 "streams": dict(self._saved_streams),
                 "dropped": dict(self._saved_dropped),
+                "in_doubt": dict(self._saved_in_doubt),
             }
             for plugin in self._plugins.values():
                 for (digest, stream_id), stream in plugin.streams.items():
                     if digest != "rpc":
                         data["streams"][f"{digest}:{stream_id}"] = stream.acked
+                        if max(stream.exported_high, stream.in_doubt) > stream.acked:
+                            data["in_doubt"][f"{digest}:{stream_id}"] = max(
+                                stream.exported_high, stream.in_doubt
+                            )
                         data["dropped"][f"{digest}:{stream_id}"] = {
                             r: stream.base_dropped.get(r, 0) + stream.runner_dropped.get(r, 0)
                             for r in {*stream.base_dropped, *stream.runner_dropped}

@@ -17,7 +17,9 @@ class PluginCounters:
     retired_emitted: int = 0
     retired_dropped: Counter[str] = field(default_factory=Counter)
     received: int = 0  # unique records that reached the host
-    duplicates: int = 0  # records received again after a reconnect and discarded
+    # Records received twice: after a reconnect (discarded), or after a host restart when the
+    # killed host may already have exported them (exported again: delivery is at least once).
+    duplicates: int = 0
     replayed: int = 0
     exported: int = 0
     discarded: int = 0  # not exported because export is off (OTEL_LOGS_EXPORTER=none)

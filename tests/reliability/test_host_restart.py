@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from helpers import PYTHON, write_plugin
 from reliability_support import HERE, numbered, read_sink_file, wait_for
 
@@ -225,11 +224,6 @@ def test_host_killed_and_restarted_while_runners_log_loses_nothing_uncounted(
     assert json.loads(outs["beta"].read_text())["dropped"].get("queue_full", 0) > 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="records the killed host exported but had not yet acknowledged (and saved in its registry) are "
-    "resent and exported again by the restarted host, which does not count them as duplicates",
-)
 def test_records_exported_again_after_a_host_restart_are_counted_as_duplicates(
     tmp_path: Path, host_env: Path
 ) -> None:
