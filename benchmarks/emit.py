@@ -136,6 +136,15 @@ def _runner_handler(caller_only: bool, round_size: int) -> logging.Handler:
     return RunnerLogHandler(transport)
 
 
+def _stalled_runner_handler() -> logging.Handler:
+    """A runner whose host takes batches but never acknowledges them (a frozen host): the
+    buffer is full from the warm-up on, so every call also sheds the oldest record."""
+    from otel_plugin_logs import InMemoryTransport, RunnerLogHandler
+
+    transport = InMemoryTransport(lambda body: 0)
+    return RunnerLogHandler(transport, max_queue_records=2_000, max_queue_bytes=2 * 1024 * 1024)
+
+
 def build_variants(round_size: int) -> tuple[dict[str, dict[str, Any]], Callable[[], None]]:
     """The handlers compared: name -> {handler, span (run with a span active?), label}."""
     sdk_handler, sdk_shutdown = _sdk_handler()
@@ -165,6 +174,12 @@ def build_variants(round_size: int) -> tuple[dict[str, dict[str, Any]], Callable
             "handler": _runner_handler(False, round_size),
             "span": True,
             "label": "RunnerLogHandler, defaults, sender running, span",
+        },
+        "runner_stalled": {
+            "handler": _stalled_runner_handler(),
+            "span": False,
+            "flush": False,
+            "label": "RunnerLogHandler, host never acks (buffer full)",
         },
     }
     return variants, sdk_shutdown
@@ -207,7 +222,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
             if token is not None:
                 otel_context.detach(token)
         handler = variant["handler"]
-        if hasattr(handler, "force_flush") and hasattr(handler, "wait_acked"):
+        if variant.get("flush", True) and hasattr(handler, "wait_acked"):
             handler.force_flush(10_000)  # RunnerLogHandler: send the round, untimed
         drain = getattr(handler, "drain", None)
         if drain is not None:
@@ -233,7 +248,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     for variant in variants.values():
         handler = variant["handler"]
         if hasattr(handler, "wait_acked"):
-            handler.shutdown(5_000)
+            handler.shutdown(5_000 if variant.get("flush", True) else 100)
     cleanup()
     span.end()
 

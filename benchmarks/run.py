@@ -205,11 +205,14 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
             "runner",
             "runner_span",
             "runner_default",
+            "runner_stalled",
         ]
         base = variants["baseline"]["median_ns"]
         _row(rows, "1 emit", "logger.info, do-nothing handler", base / 1000, "us/call")
         for name in order:
-            v = variants[name]
+            v = variants.get(name)
+            if v is None:
+                continue  # a saved run from before this variant existed
             goal, met = "", None
             if name == "runner_span":
                 goal, met = "<= 1.25x", v["ratio"] <= 1.25
