@@ -6,6 +6,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import signal
 import socket
 import statistics
@@ -16,7 +17,7 @@ import time
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -184,7 +185,7 @@ def rss_bytes(pid: int | None = None) -> int:
 # --- the collector ----------------------------------------------------------------------------
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -206,14 +207,32 @@ def rotel_binary() -> str:
 
 
 class Rotel:
-    """rotel on free loopback ports, exporting to its blackhole and printing nothing per record."""
+    """rotel (the collector from PyPI) on free loopback ports, exporting to its blackhole.
 
-    def __init__(self) -> None:
-        self.directory = Path(tempfile.mkdtemp(prefix="otel-plugin-logs-bench-rotel-"))
-        self.grpc_port = _free_port()
-        self.http_port = _free_port()
-        self.process: subprocess.Popen[bytes] | None = None
+    The benchmarks use it as it is (printing nothing per record: printing would make the
+    collector the bottleneck); the tests pass ``debug_log=("logs",)`` to read every record
+    it receives from its output. Stopped by its pid; a directory it made itself is removed.
+    """
+
+    def __init__(
+        self,
+        directory: Path | None = None,
+        *,
+        grpc_port: int | None = None,
+        http_port: int | None = None,
+        debug_log: Sequence[str] = (),
+        receive_traces: bool = False,
+    ) -> None:
+        self._own_directory = directory is None
+        self.directory = directory or Path(tempfile.mkdtemp(prefix="otel-plugin-logs-rotel-"))
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.grpc_port = grpc_port or free_port()
+        self.http_port = http_port or free_port()
+        self.debug_log = tuple(debug_log)
+        self.receive_traces = receive_traces
+        self.log_file = self.directory / "rotel.log"
         self.pid_file = self.directory / "rotel.pid"
+        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def grpc_endpoint(self) -> str:
@@ -223,23 +242,25 @@ class Rotel:
     def http_endpoint(self) -> str:
         return f"http://127.0.0.1:{self.http_port}/v1/logs"
 
-    def start(self) -> Rotel:
-        argv = [
-            rotel_binary(),
-            "start",
-            "--exporter",
-            "blackhole",
+    def start(self) -> Self:
+        argv = [rotel_binary(), "start", "--exporter", "blackhole"]
+        for signal_name in self.debug_log:
+            argv += ["--debug-log", signal_name]
+        if self.debug_log:
+            argv += ["--debug-log-verbosity", "detailed"]
+        argv += [
             "--otlp-grpc-endpoint",
             f"127.0.0.1:{self.grpc_port}",
             "--otlp-http-endpoint",
             f"127.0.0.1:{self.http_port}",
-            "--otlp-receiver-traces-disabled",
             "--otlp-receiver-metrics-disabled",
             "--log-file",
-            str(self.directory / "rotel.log"),
+            str(self.log_file),
             "--pid-file",
             str(self.pid_file),
         ]
+        if not self.receive_traces:
+            argv.append("--otlp-receiver-traces-disabled")
         self._out = open(self.directory / "rotel.stdout", "ab")  # noqa: SIM115
         self.process = subprocess.Popen(argv, stdout=self._out, stderr=subprocess.STDOUT, cwd=self.directory)
         deadline = time.monotonic() + 20
@@ -249,8 +270,9 @@ class Rotel:
             if self.process.poll() is not None:
                 break
             time.sleep(0.05)
+        output = self.output()
         self.stop()
-        raise RuntimeError(f"rotel did not start: {self.output()[-2000:]}")
+        raise RuntimeError(f"rotel did not start: {output[-2000:]}")
 
     @property
     def pid(self) -> int:
@@ -266,8 +288,7 @@ class Rotel:
 
     def output(self) -> str:
         text = ""
-        for name in ("rotel.stdout", "rotel.log"):
-            path = self.directory / name
+        for path in (self.directory / "rotel.stdout", self.log_file):
             if path.exists():
                 text += path.read_text(errors="replace")
         return text
@@ -287,11 +308,10 @@ class Rotel:
                 self.process.wait(5)
         if hasattr(self, "_out"):
             self._out.close()
-        import shutil
+        if self._own_directory:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-    def __enter__(self) -> Rotel:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

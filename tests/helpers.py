@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import signal
-import socket
-import subprocess
 import sys
 import textwrap
 import threading
@@ -15,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks._common import Rotel
 from otel_plugin_logs._export import Item, Outcome
 from otel_plugin_logs._otlp import Entry, ResourceInfo
 
@@ -93,12 +90,6 @@ def write_plugin(directory: Path, name: str, code: str) -> Path:
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def wait_until(predicate: Callable[[], bool], timeout: float = 20.0, interval: float = 0.02) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -108,104 +99,20 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 20.0, interval: f
     return predicate()
 
 
-def rotel_binary() -> str:
-    import rotel
-
-    path = Path(rotel.__file__).parent / "rotel-agent"
-    if not os.access(path, os.X_OK):
-        path.chmod(0o755)
-    return str(path)
-
-
-class Collector:
+class Collector(Rotel):
     """A real OTLP collector (rotel) on free loopback ports, printing every record it gets."""
 
     def __init__(
-        self, directory: Path, *, grpc_port: int | None = None, http_port: int | None = None
+        self,
+        directory: Path,
+        *,
+        grpc_port: int | None = None,
+        http_port: int | None = None,
+        debug_log: Sequence[str] = ("logs",),
     ) -> None:
-        self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
-        self.grpc_port = grpc_port or free_port()
-        self.http_port = http_port or free_port()
-        self.log_file = directory / "rotel.log"
-        self.pid_file = directory / "rotel.pid"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def grpc_endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.grpc_port}"
-
-    @property
-    def http_endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}/v1/logs"
-
-    def start(self) -> Collector:
-        argv = [
-            rotel_binary(),
-            "start",
-            "--exporter",
-            "blackhole",
-            "--debug-log",
-            "logs",
-            "--debug-log-verbosity",
-            "detailed",
-            "--otlp-grpc-endpoint",
-            f"127.0.0.1:{self.grpc_port}",
-            "--otlp-http-endpoint",
-            f"127.0.0.1:{self.http_port}",
-            "--log-file",
-            str(self.log_file),
-            "--pid-file",
-            str(self.pid_file),
-        ]
-        self.stdout = open(self.directory / "rotel.stdout", "ab")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            argv, stdout=self.stdout, stderr=subprocess.STDOUT, cwd=self.directory
+        super().__init__(
+            directory, grpc_port=grpc_port, http_port=http_port, debug_log=debug_log, receive_traces=True
         )
-        if not wait_until(lambda: _port_open(self.grpc_port) and _port_open(self.http_port), 20):
-            self.stop()
-            raise RuntimeError(f"rotel did not start: {self.output()[-2000:]}")
-        return self
-
-    def output(self) -> str:
-        text = ""
-        for path in (self.directory / "rotel.stdout", self.log_file):
-            if path.exists():
-                text += path.read_text(errors="replace")
-        return text
-
-    def stop(self) -> None:
-        pid = None
-        if self.pid_file.exists():
-            try:
-                pid = int(self.pid_file.read_text().strip())
-            except ValueError:
-                pid = None
-        for target in {pid, self.process.pid if self.process else None} - {None}:
-            try:
-                os.kill(target, signal.SIGTERM)  # type: ignore[arg-type]
-            except ProcessLookupError:
-                pass
-        if self.process is not None:
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        if hasattr(self, "stdout"):
-            self.stdout.close()
-
-    def __enter__(self) -> Collector:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 _FIELD_STARTS = (

@@ -139,30 +139,12 @@ def test_demo_delivers_every_plugins_records_to_a_real_collector(
     assert collector.grpc_endpoint in result.stdout and "http://localhost:16686" in result.stdout
 
 
-class TraceCollector(Collector):
-    """The test collector, also printing the spans it receives."""
-
-    def start(self) -> TraceCollector:
-        real_popen = subprocess.Popen
-
-        def popen(argv: list[str], *args: Any, **kwargs: Any) -> Any:
-            at = argv.index("--debug-log")
-            return real_popen([*argv[:at], "--debug-log", "traces", *argv[at:]], *args, **kwargs)
-
-        subprocess.Popen = popen  # type: ignore[assignment,misc]
-        try:
-            super().start()
-        finally:
-            subprocess.Popen = real_popen  # type: ignore[misc]
-        return self
-
-
 @pytest.mark.collector
 def test_weather_spans_reach_the_collector_with_the_trace_ids_of_its_logs(
     tmp_path: Path, host_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The weather plugin exports its spans as service 'weather'; every trace id its logs carry has spans."""
-    with TraceCollector(tmp_path / "rotel") as collector:
+    with Collector(tmp_path / "rotel", debug_log=("logs", "traces")) as collector:
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.grpc_endpoint)
         monkeypatch.setenv("OTEL_SERVICE_NAME", "plugin-host")
         result, summary = run_demo(tmp_path, "--duration", "3", "--plugins", "weather")

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import Collector, free_port, parse_rotel_logs, wait_until
+from helpers import Collector, parse_rotel_logs, wait_until
 
+from benchmarks._common import free_port
 from otel_plugin_logs._cli import main
 
 

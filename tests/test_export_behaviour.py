@@ -215,7 +215,7 @@ def test_host_otel_handler_on_root_does_not_export_plugin_records_twice(
 
 def test_exporter_warnings_during_an_outage_never_enter_the_pipeline(tmp_path: Path, host_env: Path) -> None:
     """With the collector down the SDK exporter logs warnings; they stay host logs and are never exported."""
-    from helpers import free_port
+    from benchmarks._common import free_port
 
     capture = CaptureHandler()
     root = logging.getLogger()

@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from helpers import wait_until
+
 from otel_plugin_logs._export import Item, Outcome
 from otel_plugin_logs._protocol import ACK, BATCH, BYE, HELLO, PROTOCOL_VERSION, FrameDecoder, encode_message
 from otel_plugin_logs._stats import PluginStats
@@ -285,12 +287,8 @@ def numbered(bodies: Iterable[Any], prefix: str) -> list[int]:
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, interval: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
+    """``helpers.wait_until`` with the longer default these fault cases need."""
+    return wait_until(predicate, timeout, interval)
 
 
 STEADY_RUNNER = """
