@@ -202,29 +202,20 @@ def test_sigterm_stops_the_plugins_flushes_and_prints_the_summary(tmp_path: Path
         assert summary["plugins"][name]["exits"] == [0]  # the plugins stopped cleanly too
 
 
-def test_progress_and_colour_only_on_a_terminal(
-    tmp_path: Path, host_env: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """On a terminal the console is coloured and a live records/s line is drawn (and cleared before the summary)."""
-    monkeypatch.setenv("TERM", "xterm")
-    monkeypatch.delenv("NO_COLOR", raising=False)
+def run_on_a_terminal(argv: list[str], timeout_seconds: float = 60.0) -> tuple[int, str]:
+    """Run ``argv`` with a pseudo-terminal as stdin/stdout/stderr; its exit code and all it wrote."""
     master, slave = pty.openpty()
-    process = subprocess.Popen(
-        demo_argv(tmp_path / "summary.json", "--duration", "2", "--plugins", "weather,inventory"),
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-    )
+    process = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave)
     os.close(slave)
     output = b""
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + timeout_seconds
     try:
         while time.monotonic() < deadline:
             ready, _, _ = select.select([master], [], [], 0.2)
             if ready:
                 try:
                     chunk = os.read(master, 65536)
-                except OSError:  # the demo exited and closed the terminal
+                except OSError:  # the process exited and closed the terminal
                     break
                 if not chunk:
                     break
@@ -235,8 +226,18 @@ def test_progress_and_colour_only_on_a_terminal(
         os.close(master)
         if process.poll() is None:
             process.kill()
-    assert process.wait(10) == 0
-    text = output.decode("utf-8", "replace")
+    return process.wait(10), output.decode("utf-8", "replace")
+
+
+def test_progress_and_colour_only_on_a_terminal(
+    tmp_path: Path, host_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a terminal the console is coloured and a live records/s line is drawn (and cleared before the summary)."""
+    monkeypatch.setenv("TERM", "xterm")
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    argv = demo_argv(tmp_path / "summary.json", "--duration", "2", "--plugins", "weather,inventory")
+    code, text = run_on_a_terminal(argv)
+    assert code == 0
     assert "\x1b[32mINFO" in text  # coloured level
     assert "records/s" in text and "\r\x1b[K" in text
     summary_at = text.index("Summary: demo finished")
@@ -249,30 +250,11 @@ def test_no_color_turns_colour_off_on_a_terminal(
     """NO_COLOR keeps a terminal's console free of colour codes."""
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("TERM", "xterm")
-    master, slave = pty.openpty()
-    process = subprocess.Popen(
-        demo_argv(tmp_path / "summary.json", "--duration", "1", "--plugins", "inventory"),
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
+    code, text = run_on_a_terminal(
+        demo_argv(tmp_path / "summary.json", "--duration", "1", "--plugins", "inventory")
     )
-    os.close(slave)
-    output = b""
-    while True:
-        ready, _, _ = select.select([master], [], [], 0.2)
-        if ready:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            output += chunk
-        elif process.poll() is not None:
-            break
-    os.close(master)
-    assert process.wait(30) == 0
-    assert b"\x1b[3" not in output and b"stock_updated" in output
+    assert code == 0
+    assert "\x1b[3" not in text and "stock_updated" in text
 
 
 def test_plugins_option_takes_names_instances_or_a_count() -> None:
