@@ -115,7 +115,7 @@ DROP_GAP: Final = "gap"
 class _Registration:
     """A runner identity the host issued: a token, for one plugin, for one spawned process."""
 
-    __slots__ = ("connected", "digest", "pid", "plugin", "resource", "token", "version")
+    __slots__ = ("connected", "digest", "ended", "pid", "plugin", "resource", "token", "version")
 
     def __init__(
         self, plugin: str, version: str | None, token: str | None, digest: str, pid: int | None
@@ -127,6 +127,7 @@ class _Registration:
         self.digest = digest
         self.pid = pid
         self.connected = False
+        self.ended = False  # the host said its runner is gone (release_runner)
 
 
 class _Ticket:
@@ -641,6 +642,30 @@ class HostLogBridge:
             self._save_registry()
         return {ENV_SOCKET: self.socket_path, ENV_TOKEN: token, ENV_PLUGIN_NAME: plugin}
 
+    def release_runner(self, token: str) -> bool:
+        """Tell the bridge that a runner registered with ``register_runner`` has ended.
+
+        The bridge watches the runners it spawns itself; for the others, call this once the
+        process is gone. Its token stops working, what it announced but never sent counts as
+        ``gap``, and nothing of it is kept once its records are settled. Returns False for a
+        token the bridge does not know (or already released).
+        """
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        with self._lock:
+            registration = self._registrations.get(digest)
+            if registration is None or registration.ended:
+                return False
+            registration.ended = True
+            plugin = self._plugins.get(registration.plugin)
+            streams = list(plugin.streams.values()) if plugin is not None else []
+            for stream in streams:
+                if stream.key[0] == digest and stream.conn is None and not stream.finished:
+                    self._finish(stream)
+            self._release_registration(digest)
+            self._registry_dirty = True
+        self._save_registry()
+        return True
+
     def spawn_plugin(
         self,
         name: str,
@@ -782,7 +807,7 @@ class HostLogBridge:
         with self._lock:
             registration = self._registrations.get(digest)
             known = registration is not None and hmac.compare_digest(registration.digest, digest)
-            if not known or registration is None:
+            if not known or registration is None or registration.ended:
                 self._reject(conn, "bad_token", "unknown session token")
                 return
             conn.plugin_name = registration.plugin
@@ -876,7 +901,7 @@ class HostLogBridge:
                 return
             stream.conn = None
             stream.closed = True
-            if conn.said_bye or stream.otel["runner_pid"] in self._exited_pids:
+            if conn.said_bye or self._runner_gone(stream):
                 self._finish(stream)
         if not conn.said_bye:
             _log.debug(
@@ -1090,10 +1115,17 @@ class HostLogBridge:
         self._saved_in_doubt.pop(f"{digest}:{stream.key[1]}", None)
         self._release_registration(digest)
 
+    def _runner_gone(self, stream: _Stream) -> bool:
+        """Whether the process behind ``stream`` is known to have ended (lock held)."""
+        registration = self._registrations.get(stream.key[0])
+        return stream.otel["runner_pid"] in self._exited_pids or (
+            registration is not None and registration.ended
+        )
+
     def _release_registration(self, digest: str) -> None:
-        """Forget a spawned runner's token once it exited and none of its streams is left."""
+        """Forget a runner's token once it ended and none of its streams is left (lock held)."""
         registration = self._registrations.get(digest)
-        if registration is None or registration.pid not in self._exited_pids:
+        if registration is None or not (registration.ended or registration.pid in self._exited_pids):
             return
         plugin = self._plugins.get(registration.plugin)
         if plugin is not None and any(key[0] == digest for key in plugin.streams):

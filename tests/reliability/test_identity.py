@@ -125,6 +125,24 @@ def test_identity_comes_from_the_connection_not_from_the_payload(host: Host) -> 
     assert host.bridge.stats().plugins["victim"].emitted == 0
 
 
+def test_released_runner_is_forgotten_its_token_refused_and_its_unsent_records_counted(host: Host) -> None:
+    """release_runner() ends a runner the host started itself: unsent records count as gap, its token is refused."""
+    token = host.token("solo")
+    runner = RawRunner(host.bridge.socket_path)
+    assert runner.hello(token)["t"] == "welcome"
+    runner.batch([wire_record(seq, f"line {seq}") for seq in (1, 2, 3)], accepted=5)  # 4 and 5 never sent
+    runner.close()  # no bye, and this process lives on: the bridge cannot know the runner is gone
+    assert wait_for(lambda: host.bridge.stats().plugins["solo"].exported == 3, 20)
+    assert host.bridge.stats().plugins["solo"].dropped == {}
+
+    assert host.bridge.release_runner(token) is True
+    assert host.bridge.release_runner(token) is False  # already released
+    stats = host.bridge.stats().plugins["solo"]
+    assert (stats.emitted, stats.exported, stats.dropped, stats.uncounted) == (5, 3, {"gap": 2}, 0)
+    assert RawRunner(host.bridge.socket_path).hello(token)["reason"].startswith("bad_token")
+    assert host.bridge.stats().rejected_connections == {"bad_token": 1}
+
+
 def test_runner_cannot_forge_bridge_notices(host: Host) -> None:
     """A record on scope otel_plugin_logs.bridge with bridge.event=dropped is not exported as a bridge notice."""
     runner = RawRunner(host.bridge.socket_path)
