@@ -586,10 +586,14 @@ class ExportPipeline:
             left = list(self._queue)
             self._queue.clear()
             self._bytes -= sum(item[3] for item in left)
+            # A batch still in the sink's hands past the deadline was not exported in time
+            # (it is settled, exported or dropped, when the sink returns).
+            late = self._in_flight if self._thread.is_alive() else 0
+            given_up = self._shutdown_dropped
         if left:
             self._settle(left, DROP_SHUTDOWN)
         self.sink.shutdown()
-        return len(left) + self._shutdown_dropped
+        return len(left) + given_up + late
 
     def _take(self) -> list[Item]:
         batch: list[Item] = []
@@ -635,7 +639,8 @@ class ExportPipeline:
                         continue
                 stop = self._stop_deadline
             if stop is not None and time.monotonic() >= stop:
-                self._shutdown_dropped += len(batch)
+                with self._cond:
+                    self._shutdown_dropped += len(batch)
                 self._drop(batch, DROP_SHUTDOWN)
                 batch = []
                 continue
@@ -684,7 +689,10 @@ class ExportPipeline:
         with self._cond:
             self._bytes -= size
             self._in_flight = max(0, self._in_flight - len(batch))
-        self._settle(batch, reason)
+        try:
+            self._settle(batch, reason)
+        except Exception:  # a bug in the accounting must not stop the exports
+            _log.exception("settling %d record(s) failed", len(batch))
 
     def _drop(self, batch: list[Item], reason: str) -> None:
         self._done(batch, reason)

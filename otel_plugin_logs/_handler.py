@@ -254,8 +254,12 @@ class RunnerLogHandler(logging.Handler):
             else:
                 message = record.getMessage()
                 size = _RECORD_OVERHEAD_BYTES + sys.getsizeof(message)
-            if len(record.__dict__) > _PLAIN_RECORD_FIELDS:  # extras stay with the record until sent
-                size += _extras_bytes(record.__dict__)
+            fields = record.__dict__
+            added = len(fields) - _PLAIN_RECORD_FIELDS
+            # Extras stay with the record until sent. A handler that formatted the record
+            # before this one added `message` (and `asctime`): those are not extras.
+            if added > 0 and added > ("message" in fields) + ("asctime" in fields):
+                size += _extras_bytes(fields)
             context = _capture_context()
             levelno = record.levelno
             cls = _LEVEL_CLASS[levelno] if 0 <= levelno < 64 else 3

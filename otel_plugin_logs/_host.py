@@ -103,7 +103,7 @@ _ACK_INTERVAL_SECONDS: Final = 0.05
 _MAX_STDERR_LINE_BYTES: Final = 64 * 1024
 _PEERCRED: Final = struct.Struct("3i")
 _REGISTRY: Final = "registry.json"
-_MAX_EXITED_PIDS: Final = 4096
+_MAX_RETIRED_RPC_STREAMS: Final = 4096
 _BOOTSTRAP_DIR: Final = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_bootstrap")
 
 # Host-side drop reasons.
@@ -367,6 +367,8 @@ class HostLogBridge:
             count_limit,
         )
         self._lock = threading.RLock()
+        self._save_lock = threading.Lock()  # taken before self._lock, never while holding it
+        self._retired_rpc: dict[tuple[str, int], int] = {}  # (plugin, stream) -> settled seq
         self._plugins: dict[str, _Plugin] = {}
         self._registrations: dict[str, _Registration] = {}
         self._saved_streams: dict[str, int] = {}
@@ -375,7 +377,6 @@ class HostLogBridge:
         self._connections: set[_Connection] = set()
         self._handshaking: set[_Connection] = set()  # accepted, hello not processed yet
         # Spawned runners known to have exited (insertion-ordered, capped: pids are reused).
-        self._exited_pids: dict[int, None] = {}
         self._listen_fd = -1
         self._rejected: Counter[str] = Counter()
         self._warned: dict[tuple[str, str], float] = {}
@@ -545,7 +546,7 @@ class HostLogBridge:
         self._save_registry()
         loop.call_soon_threadsafe(loop.stop)
         if self._loop_thread is not None:
-            self._loop_thread.join(2.0)
+            self._loop_thread.join(max(0.1, deadline - time.monotonic()))  # stopping: quick
         with contextlib.suppress(Exception):
             loop.close()
         with self._lock:
@@ -553,7 +554,7 @@ class HostLogBridge:
         for process in processes:
             with contextlib.suppress(Exception):
                 if process.popen.stderr is not None:
-                    process.exited.wait(0.2)
+                    process.exited.wait(min(0.2, max(0.0, deadline - time.monotonic())))
         if self._owns_runtime_dir:
             shutil.rmtree(self._runtime_dir, ignore_errors=True)
         else:
@@ -716,7 +717,6 @@ class HostLogBridge:
         process = PluginProcess(name, popen, digest)
         with self._lock:
             self._processes.append(process)
-            self._exited_pids.pop(popen.pid, None)  # a reused pid: this one is alive
         pump = threading.Thread(
             target=self._pump_stderr, args=(process,), name=f"otel-plugin-logs-stderr-{name}", daemon=True
         )
@@ -811,7 +811,6 @@ class HostLogBridge:
                 self._reject(conn, "bad_token", "unknown session token")
                 return
             conn.plugin_name = registration.plugin
-            registration.connected = True
             peer = conn.peer_pid if conn.peer_pid is not None else hello.pid
             if registration.pid is not None and not _same_or_descendant(peer, registration.pid):
                 self._reject(
@@ -820,6 +819,7 @@ class HostLogBridge:
                     f"token of runner pid {registration.pid} presented by pid {peer}",
                 )
                 return
+            registration.connected = True
             plugin = self._plugin(registration.plugin, hello.plugin_version or registration.version)
             key = (digest, hello.stream)
             stream = plugin.streams.get(key)
@@ -910,8 +910,12 @@ class HostLogBridge:
             if conn.peer_pid is not None and not _process_alive(conn.peer_pid):
                 # It crashed: what it accepted but never sent is lost for good; count it now.
                 with self._lock:
-                    if stream.conn is None:
+                    registration = self._registrations.get(stream.key[0])
+                    if registration is not None and registration.pid == conn.peer_pid:
+                        registration.ended = True  # e.g. a runner taken back after a host restart
+                    if stream.conn is None and not stream.finished:
                         self._finish(stream)
+                    self._release_registration(stream.key[0])
 
     # --- ingest --------------------------------------------------------------------------------
 
@@ -936,6 +940,9 @@ class HostLogBridge:
         if header.t not in (BATCH, BYE):
             raise ProtocolError("unexpected_frame", f"expected a batch, got {header.t[:32]!r}")
         with self._lock:
+            retired = self._retired_rpc.get((plugin, header.stream))
+            if retired is not None:
+                return retired  # it said bye and everything is settled: a retry, nothing new
             state = self._plugin(plugin)
             key = ("rpc", header.stream)
             stream = state.streams.get(key)
@@ -946,9 +953,9 @@ class HostLogBridge:
         self._ingest(stream, header)
         with self._lock:
             self._advance(stream)
-            if header.t == BYE:
+            if header.t == BYE and not stream.finished:
                 stream.closed = True
-                self._check_gap(stream, final=True)
+                self._finish(stream)
             return stream.settled
 
     def _ingest(self, stream: _Stream, header: BatchHeader) -> None:
@@ -980,6 +987,11 @@ class HostLogBridge:
             if allowed < len(fresh):
                 counters.host_dropped[DROP_RATE_LIMITED] += len(fresh) - allowed
                 del fresh[allowed:]
+            # Queued in the same step that raised stream.high: a concurrent batch of the same
+            # stream (handle_batch) cannot settle past records that are still being built.
+            ticket = _Ticket(stream, high, len(fresh))
+            stream.tickets.append(ticket)
+            plugin.pending += len(fresh)
             if header.dropped:
                 # Counters are cumulative, but a resent old frame carries older values.
                 for reason, total in sanitize_counters(header.dropped).items():
@@ -1001,7 +1013,6 @@ class HostLogBridge:
             )
         if not fresh:
             with self._lock:  # nothing to export: settled once every earlier record is
-                stream.tickets.append(_Ticket(stream, high, 0))
                 self._advance(stream)
             return
         entries = []
@@ -1020,17 +1031,14 @@ class HostLogBridge:
                     # A host handler failed; logging's own handleError already reported it
                     # for handler errors, so this is a bug in a filter or in ours.
                     _log.debug("replay failed", exc_info=True)
-        self._enqueue(stream, entries, replayed, high)
+        self._enqueue(stream, ticket, entries, replayed)
 
-    def _enqueue(self, stream: _Stream, entries: list[Entry], replayed: int, last_seq: int) -> None:
+    def _enqueue(self, stream: _Stream, ticket: _Ticket, entries: list[Entry], replayed: int) -> None:
         plugin = stream.plugin
-        ticket = _Ticket(stream, last_seq, len(entries))
         resource = stream.resource
         pipeline = self._pipeline
         with self._lock:
             plugin.counters.replayed += replayed
-            stream.tickets.append(ticket)
-            plugin.pending += len(entries)
         if pipeline is None:
             with self._lock:
                 plugin.counters.discarded += len(entries)
@@ -1091,10 +1099,9 @@ class HostLogBridge:
     def _finish(self, stream: _Stream) -> None:
         """The stream's runner is gone (bye, or its process exited): count its gap (lock held)."""
         self._check_gap(stream, final=True)
-        if stream.key[0] != "rpc":
-            stream.finished = True
-            if not stream.tickets:
-                self._retire(stream)
+        stream.finished = True
+        if not stream.tickets:
+            self._retire(stream)
 
     def _retire(self, stream: _Stream) -> None:
         """Fold a finished, settled stream into its plugin's counters and let it go (lock held).
@@ -1105,6 +1112,10 @@ class HostLogBridge:
         if plugin.streams.get(stream.key) is not stream or stream.conn is not None:
             return
         del plugin.streams[stream.key]
+        if stream.key[0] == "rpc":  # a retried bye must not start the stream over
+            self._retired_rpc[(plugin.name, stream.key[1])] = stream.settled
+            while len(self._retired_rpc) > _MAX_RETIRED_RPC_STREAMS:
+                del self._retired_rpc[next(iter(self._retired_rpc))]
         counters = plugin.counters
         counters.retired_emitted += stream.accepted - stream.base
         counters.retired_dropped.update(stream.runner_dropped)
@@ -1116,21 +1127,31 @@ class HostLogBridge:
         self._release_registration(digest)
 
     def _runner_gone(self, stream: _Stream) -> bool:
-        """Whether the process behind ``stream`` is known to have ended (lock held)."""
+        """Whether the process behind ``stream`` is known to have ended (lock held).
+
+        Known from the registration, not from a pid, which the system may give to another
+        process; a forked child shares its parent's token but not its pid.
+        """
         registration = self._registrations.get(stream.key[0])
-        return stream.otel["runner_pid"] in self._exited_pids or (
-            registration is not None and registration.ended
+        return (
+            registration is not None
+            and registration.ended
+            and (registration.pid is None or stream.otel["runner_pid"] == registration.pid)
         )
 
     def _release_registration(self, digest: str) -> None:
         """Forget a runner's token once it ended and none of its streams is left (lock held)."""
         registration = self._registrations.get(digest)
-        if registration is None or not (registration.ended or registration.pid in self._exited_pids):
+        if registration is None or not registration.ended:
             return
         plugin = self._plugins.get(registration.plugin)
         if plugin is not None and any(key[0] == digest for key in plugin.streams):
             return
         del self._registrations[digest]
+        prefix = digest + ":"
+        for saved in (self._saved_streams, self._saved_dropped, self._saved_in_doubt):
+            for key in [key for key in saved if key.startswith(prefix)]:
+                del saved[key]
         self._registry_dirty = True
 
     def _check_gap(self, stream: _Stream, *, final: bool) -> None:
@@ -1301,9 +1322,9 @@ class HostLogBridge:
         with self._lock:
             plugin.counters.exits.append(returncode)
             # A dead runner sends nothing more: what it announced but never sent is a gap now.
-            self._exited_pids[process.pid] = None
-            while len(self._exited_pids) > _MAX_EXITED_PIDS:
-                del self._exited_pids[next(iter(self._exited_pids))]
+            registration = self._registrations.get(process._digest)
+            if registration is not None:
+                registration.ended = True
             for stream in list(plugin.streams.values()):
                 if stream.closed and stream.otel["runner_pid"] == process.pid:
                     self._finish(stream)
@@ -1367,8 +1388,15 @@ class HostLogBridge:
         except (OSError, ValueError) as error:
             _log.warning("ignoring the unreadable runner registry %s: %s", path, error)
             return
-        runners = data.get("runners", {}) if isinstance(data, dict) else {}
-        for digest, info in runners.items():
+        if not isinstance(data, dict):
+            _log.warning("ignoring the runner registry %s: not a JSON object", path)
+            return
+
+        def section(name: str) -> dict[str, Any]:
+            value = data.get(name)
+            return value if isinstance(value, dict) else {}
+
+        for digest, info in section("runners").items():
             if (
                 isinstance(info, dict)
                 and isinstance(info.get("plugin"), str)
@@ -1380,15 +1408,19 @@ class HostLogBridge:
                 self._registrations[digest] = _Registration(
                     info["plugin"], info.get("version"), None, digest, pid if isinstance(pid, int) else None
                 )
-        streams = data.get("streams", {}) if isinstance(data, dict) else {}
-        self._saved_streams = {k: int(v) for k, v in streams.items() if isinstance(v, int)}
-        in_doubt = data.get("in_doubt", {}) if isinstance(data, dict) else {}
-        self._saved_in_doubt = {k: v for k, v in in_doubt.items() if isinstance(v, int)}
-        dropped = data.get("dropped", {}) if isinstance(data, dict) else {}
+
+        def known(key: str) -> bool:  # streams of runners no longer registered are not kept
+            return key.partition(":")[0] in self._registrations
+
+        def positions(name: str) -> dict[str, int]:
+            return {k: v for k, v in section(name).items() if isinstance(v, int) and known(k)}
+
+        self._saved_streams = positions("streams")
+        self._saved_in_doubt = positions("in_doubt")
         self._saved_dropped = {
             k: {r: c for r, c in v.items() if isinstance(c, int)}
-            for k, v in dropped.items()
-            if isinstance(v, dict)
+            for k, v in section("dropped").items()
+            if isinstance(v, dict) and known(k)
         }
         if self._registrations:
             _log.info("took back %d runner registration(s) from %s", len(self._registrations), path)
@@ -1396,42 +1428,46 @@ class HostLogBridge:
     def _save_registry(self) -> None:
         if self._owns_runtime_dir or not self._runtime_dir:
             return
-        with self._lock:
-            if not self._registry_dirty:
-                return
-            self._registry_dirty = False
-            data: dict[str, Any] = {
-                "version": 1,
-                "runners": {
-                    digest: {"plugin": r.plugin, "version": r.version, "pid": r.pid}
-                    for digest, r in self._registrations.items()
-                },
-                "streams": dict(self._saved_streams),
-                "dropped": dict(self._saved_dropped),
-                "in_doubt": dict(self._saved_in_doubt),
-            }
-            for plugin in self._plugins.values():
-                for (digest, stream_id), stream in plugin.streams.items():
-                    if digest != "rpc":
-                        data["streams"][f"{digest}:{stream_id}"] = stream.acked
-                        if max(stream.exported_high, stream.in_doubt) > stream.acked:
-                            data["in_doubt"][f"{digest}:{stream_id}"] = max(
-                                stream.exported_high, stream.in_doubt
-                            )
-                        data["dropped"][f"{digest}:{stream_id}"] = {
-                            r: stream.base_dropped.get(r, 0) + stream.runner_dropped.get(r, 0)
-                            for r in {*stream.base_dropped, *stream.runner_dropped}
-                        }
-        path = os.path.join(self._runtime_dir, _REGISTRY)
-        temporary = path + ".tmp"
-        try:
-            with open(
-                os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8"
-            ) as out:
-                json.dump(data, out)
-            os.replace(temporary, path)
-        except OSError as error:
-            _log.warning("could not save the runner registry %s: %s", path, error)
+        # One writer at a time, from the snapshot to the rename: the export worker, the loop
+        # thread and callers all save. A caller that finds nothing dirty returns only after
+        # the write that took its change is on disk (the write-ahead before an export).
+        with self._save_lock:
+            with self._lock:
+                if not self._registry_dirty:
+                    return
+                self._registry_dirty = False
+                data: dict[str, Any] = {
+                    "version": 1,
+                    "runners": {
+                        digest: {"plugin": r.plugin, "version": r.version, "pid": r.pid}
+                        for digest, r in self._registrations.items()
+                    },
+                    "streams": dict(self._saved_streams),
+                    "dropped": dict(self._saved_dropped),
+                    "in_doubt": dict(self._saved_in_doubt),
+                }
+                for plugin in self._plugins.values():
+                    for (digest, stream_id), stream in plugin.streams.items():
+                        if digest != "rpc":
+                            key = f"{digest}:{stream_id}"
+                            data["streams"][key] = stream.acked
+                            in_doubt = max(stream.exported_high, stream.in_doubt)
+                            if in_doubt > stream.acked:
+                                data["in_doubt"][key] = in_doubt
+                            data["dropped"][key] = {
+                                r: stream.base_dropped.get(r, 0) + stream.runner_dropped.get(r, 0)
+                                for r in {*stream.base_dropped, *stream.runner_dropped}
+                            }
+            path = os.path.join(self._runtime_dir, _REGISTRY)
+            temporary = path + ".tmp"
+            try:
+                with open(
+                    os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8"
+                ) as out:
+                    json.dump(data, out)
+                os.replace(temporary, path)
+            except OSError as error:
+                _log.warning("could not save the runner registry %s: %s", path, error)
 
     # --- introspection ----------------------------------------------------------------------------
 
