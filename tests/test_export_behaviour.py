@@ -6,13 +6,14 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import PYTHON, CaptureHandler, MemorySink, wait_until, write_plugin
 
 from otel_plugin_logs import ConfigError, HostLogBridge, ReplayedRecordFilter
 from otel_plugin_logs._config import HostConfig, resolve
-from otel_plugin_logs._export import resolve_export
+from otel_plugin_logs._export import Outcome, resolve_export
 
 BURST = """
 import logging, sys
@@ -148,6 +149,30 @@ def test_permanently_failing_exporter_counts_every_undelivered_record(
     assert stats.dropped["export_queue_full"] >= 19_000
     assert stats.dropped["export_queue_full"] + stats.dropped.get("shutdown_unexported", 0) == 20_000
     assert stats.uncounted == 0 and sink.attempts > 1
+
+
+def test_shutdown_counts_a_batch_still_exporting_at_its_deadline(tmp_path: Path, host_env: Path) -> None:
+    """A sink that is still busy when the shutdown deadline passes: shutdown() says not everything went out."""
+    import threading
+
+    release = threading.Event()
+
+    class StuckSink(MemorySink):
+        def export(self, items: Any, timeout_seconds: float) -> Outcome:
+            release.wait(30)  # a collector that takes longer than the whole shutdown
+            return super().export(items, timeout_seconds)
+
+    sink = StuckSink()
+    bridge = HostLogBridge(sink=sink, export_schedule_delay_millis=10).start()
+    try:
+        _run(bridge, tmp_path, "slow", 50)
+        assert wait_until(lambda: bridge.stats().queue_records == 50, 10)  # in the sink's hands
+        started = time.monotonic()
+        assert bridge.shutdown(500) is False
+        assert time.monotonic() - started < 5
+    finally:
+        release.set()
+    assert wait_until(lambda: bridge.stats().plugins["slow"].exported == 50, 10)  # it went out late
 
 
 def test_refused_requests_are_counted_as_rejected_not_retried(tmp_path: Path, host_env: Path) -> None:

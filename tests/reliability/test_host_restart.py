@@ -7,12 +7,14 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from helpers import PYTHON, write_plugin
 from reliability_support import HERE, numbered, read_sink_file, wait_for
 
@@ -330,3 +332,75 @@ def test_file_sink_after_a_crash_mid_write_keeps_new_batches_readable(tmp_path: 
     assert sink.export([(resource, entry, None, entry.size_estimate())], 1.0).ok
     sink.shutdown()
     assert [r["body"] for r in read_sink_file(tmp_path)] == ["after the crash"]
+
+
+def test_registry_stays_whole_when_many_threads_register_runners_at_once(
+    tmp_path: Path, host_env: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Concurrent saves of the runner registry never interleave: every save succeeds and the file lists every runner."""
+    import threading
+
+    from otel_plugin_logs import HostLogBridge
+    from otel_plugin_logs._export import Outcome
+
+    class NullSink:
+        def export(self, items: Any, timeout_seconds: float) -> Outcome:
+            return Outcome(True)
+
+        def shutdown(self) -> None:
+            pass
+
+    runtime = tmp_path / "rt"
+    errors: list[BaseException] = []
+    with HostLogBridge(sink=NullSink(), runtime_dir=str(runtime)) as bridge:
+
+        def register(n: int) -> None:
+            try:
+                for _ in range(40):
+                    bridge.register_runner(f"p{n}", pid=os.getpid())
+            except BaseException as error:
+                errors.append(error)
+
+        threads = [threading.Thread(target=register, args=(n,)) for n in range(8)]
+        sys.setswitchinterval(1e-6)  # interleave the threads as much as possible
+        for thread in threads:
+            thread.start()
+        try:
+            for thread in threads:
+                thread.join(60)
+        finally:
+            sys.setswitchinterval(0.005)
+        assert errors == []
+        saved = json.loads((runtime / "registry.json").read_text())
+    assert not [r for r in caplog.records if "could not save the runner registry" in r.getMessage()]
+    assert Counter(r["plugin"] for r in saved["runners"].values()) == {f"p{n}": 40 for n in range(8)}
+
+
+def test_restarted_host_forgets_runners_that_died_and_shrugs_off_a_mangled_registry(
+    tmp_path: Path, host_env: Path
+) -> None:
+    """Streams of runners that died while no host ran are not carried on; sections of the wrong type are ignored."""
+    from helpers import MemorySink
+
+    from otel_plugin_logs import HostLogBridge
+
+    dead = subprocess.Popen([PYTHON, "-c", "pass"])
+    dead.wait()
+    runtime = tmp_path / "rt"
+    runtime.mkdir(mode=0o700)
+    (runtime / "registry.json").write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "runners": {"d" * 64: {"plugin": "gone", "version": None, "pid": dead.pid}},
+                "streams": {"d" * 64 + ":1": 10, "e" * 64 + ":2": 3},
+                "dropped": {"d" * 64 + ":1": {"runner_queue_full": 2}},
+                "in_doubt": [],
+            }
+        )
+    )
+    with HostLogBridge(sink=MemorySink(), runtime_dir=str(runtime)) as bridge:
+        bridge.register_runner("alive", pid=os.getpid())  # saves the registry
+        saved = json.loads((runtime / "registry.json").read_text())
+    assert [r["plugin"] for r in saved["runners"].values()] == ["alive"]
+    assert saved["streams"] == {} and saved["dropped"] == {} and saved["in_doubt"] == {}

@@ -194,3 +194,43 @@ def test_host_memory_stays_flat_across_runner_restarts(
         assert me.num_fds() == fds
     record_property("bytes_per_runner", grown // 40)
     assert grown < 16 * 1024, f"{grown // 40} bytes kept per runner that exited"
+
+
+def test_host_memory_stays_flat_across_rpc_runners_that_said_bye(host_env: Path) -> None:
+    """Runners speaking through handle_batch leave nothing behind once they said bye; a retried bye changes nothing."""
+    from otel_plugin_logs import InMemoryTransport, RunnerLogHandler
+
+    def frames_of_one_runner() -> list[bytes]:
+        """What one runner sends over the host's RPC: a batch of one record, then its bye."""
+        frames: list[bytes] = []
+        handler = RunnerLogHandler(InMemoryTransport(lambda body: frames.append(body) or 1 << 62))
+        handler.handle(logging.LogRecord("rpc.side", logging.INFO, __file__, 1, "hello %d", (1,), None))
+        assert handler.shutdown(5000)
+        return frames
+
+    runners = [frames_of_one_runner() for _ in range(205)]  # built first: only the host is measured
+    with HostLogBridge(sink=CountingSink(keep=False)) as bridge:
+        for frames in runners[:5]:
+            for frame in frames:
+                bridge.handle_batch("rpc", frame)
+        assert bridge.force_flush(5000)
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for frames in runners[5:]:
+                for frame in frames:
+                    bridge.handle_batch("rpc", frame)
+            assert bridge.force_flush(5000)
+            gc.collect()
+            grown = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        balance = bridge.stats().plugins["rpc"]
+        for frame in runners[0]:  # the first runner's frames again, its bye last: a retry
+            bridge.handle_batch("rpc", frame)
+        again = bridge.stats().plugins["rpc"]
+    assert (balance.emitted, balance.exported, balance.dropped, balance.uncounted) == (205, 205, {}, 0)
+    assert (again.emitted, again.exported, again.dropped, again.duplicates) == (205, 205, {}, 0)
+    # Kept per finished rpc stream: one entry in a bounded map of retired streams.
+    assert grown < 200 * 256, f"{grown // 200} bytes kept per rpc runner that said bye"
