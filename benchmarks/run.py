@@ -1,6 +1,6 @@
 """Run the benchmarks of issue #7, print the table, write ``benchmarks/results/<timestamp>.json``.
 
-    .venv/bin/python -m benchmarks                 # everything (~3 minutes on 2 cores)
+    .venv/bin/python -m benchmarks                 # everything (~10 minutes on 2 cores)
     .venv/bin/python -m benchmarks --quick         # a small subset of every benchmark (~30 s)
     .venv/bin/python -m benchmarks --only emit,encode
     .venv/bin/python -m benchmarks --profile       # also profile one burst with py-spy (if installed)

@@ -23,7 +23,7 @@ standard OpenTelemetry variables:
   OTEL_LOGS_EXPORTER                otlp | file | console | none (default: otlp if an
                                     endpoint is set, else file)
   OTEL_EXPORTER_OTLP[_LOGS]_ENDPOINT, _PROTOCOL (grpc | http/protobuf), _HEADERS,
-  _TIMEOUT (seconds), _COMPRESSION (gzip), _INSECURE, _CERTIFICATE, _CLIENT_KEY,
+  _TIMEOUT (seconds), _COMPRESSION (gzip | deflate | none), _INSECURE, _CERTIFICATE, _CLIENT_KEY,
   _CLIENT_CERTIFICATE
   OTEL_BLRP_SCHEDULE_DELAY, OTEL_BLRP_MAX_QUEUE_SIZE, OTEL_BLRP_MAX_EXPORT_BATCH_SIZE,
   OTEL_BLRP_EXPORT_TIMEOUT          used when the OTEL_PLUGIN_LOGS_EXPORT_* twin is unset
@@ -78,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     from ._demo import add_demo_parser, add_doctor_parser
 
     add_demo_parser(commands, _settings_epilog(HostConfig, RunnerConfig))
-    add_doctor_parser(commands, _settings_epilog(HostConfig))
+    add_doctor_parser(commands, _settings_epilog(HostConfig, RunnerConfig))
     return parser
 
 
@@ -158,7 +158,8 @@ def _format_stats(stats: Any) -> str:
     dropped = ", ".join(f"{k}={v}" for k, v in sorted(stats.dropped.items())) or "none"
     return (
         f"plugin {stats.name}: emitted {stats.emitted}, replayed {stats.replayed}, "
-        f"exported {stats.exported}, dropped {stats.dropped_total} ({dropped}), pending {stats.pending}"
+        f"exported {stats.exported}, discarded {stats.discarded}, dropped {stats.dropped_total} ({dropped}), "
+        f"pending {stats.pending}"
     )
 
 

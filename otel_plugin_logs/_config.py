@@ -227,6 +227,14 @@ class RunnerConfig:
         "an integer >= 10",
     )
     max_frame_bytes: int = _frame_bytes_setting()
+    keep_console: bool = _setting(
+        False,
+        ENV_KEEP_CONSOLE,
+        parse_bool,
+        "Under auto-install, let a plugin's `logging.basicConfig()` still add its stderr handler "
+        "(off: the host already shows those records).",
+        "true or false",
+    )
 
 
 ExporterName = Literal["otlp", "file", "console", "none"]

@@ -43,6 +43,7 @@ from ._config import (
     ENV_TOKEN,
     HostConfig,
     Resolved,
+    RunnerConfig,
     resolve,
 )
 from ._export import (
@@ -353,6 +354,9 @@ class HostLogBridge:
     ) -> None:
         env = os.environ if environ is None else environ
         self.config, self.config_sources = resolve(HostConfig, settings, env)
+        # Runners inherit this environment: a bad runner setting fails here, named, rather
+        # than as a warning in each plugin's stderr.
+        resolve(RunnerConfig, {}, env)
         self.export_settings: ExportSettings = resolve_export(
             self.config, env, endpoint=otlp_endpoint, protocol=otlp_protocol
         )
@@ -684,6 +688,8 @@ class HostLogBridge:
         Python runners get the handler installed automatically (a ``sitecustomize`` on their
         ``PYTHONPATH``); any runner's stderr is replayed on ``<prefix>.<name>.stderr``.
         """
+        if env is not None:
+            resolve(RunnerConfig, {}, env)  # the runner's own settings, checked before it starts
         runner_env = self.register_runner(name, version=version)
         token = runner_env[ENV_TOKEN]
         child_env = dict(os.environ if env is None else env)

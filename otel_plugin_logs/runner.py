@@ -17,12 +17,10 @@ from typing import Any
 
 from ._config import (
     ENV_AUTO_INSTALL,
-    ENV_KEEP_CONSOLE,
     ENV_SOCKET,
     ENV_TOKEN,
     ConfigError,
     RunnerConfig,
-    parse_bool,
     resolve,
 )
 from ._handler import RunnerLogHandler
@@ -150,6 +148,7 @@ def _auto_install() -> None:
     if os.environ.get(ENV_AUTO_INSTALL) != "1":
         return
     try:
-        install(keep_console=parse_bool(os.environ.get(ENV_KEEP_CONSOLE, "false")))
+        config, _ = resolve(RunnerConfig, {})
+        install(keep_console=config.keep_console)
     except Exception as error:
         print(f"[otel-plugin-logs] could not install the log handler: {error}", file=sys.stderr)

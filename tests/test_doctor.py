@@ -9,6 +9,7 @@ from helpers import Collector, parse_rotel_logs, wait_until
 
 from benchmarks._common import free_port
 from otel_plugin_logs._cli import main
+from otel_plugin_logs._config import HostConfig, RunnerConfig, describe
 
 
 def doctor(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
@@ -129,6 +130,8 @@ def test_help_lists_the_options_and_environment_variables(
     for variable in (
         "OTEL_EXPORTER_OTLP_ENDPOINT",
         "OTEL_PLUGIN_LOGS_EXPORT_MAX_QUEUE_RECORDS",
+        "OTEL_PLUGIN_LOGS_RUNNER_MAX_QUEUE_RECORDS",
+        "OTEL_PLUGIN_LOGS_KEEP_CONSOLE",
         "OTEL_SDK_DISABLED",
     ):
         assert variable in out
@@ -139,3 +142,21 @@ def test_help_lists_the_options_and_environment_variables(
     }[command]
     for text in expected:
         assert text in out
+
+
+def test_readme_tables_state_every_setting_with_its_declared_default_and_meaning() -> None:
+    """Each OTEL_PLUGIN_LOGS_* setting has a README row with the default and the words of its declaration."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    rows: dict[str, list[tuple[str, str]]] = {}
+    for line in readme.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split(" | ")]
+        if line.startswith("| `OTEL_PLUGIN_LOGS_") and len(cells) == 3:
+            first = cells[0].split("`")[1]
+            rows.setdefault(first, []).append((cells[1].strip("`"), cells[2]))
+    for cls in (HostConfig, RunnerConfig):
+        for name, envs, default, doc in describe(cls):
+            variable = envs.split(" / ")[0]
+            if not variable.startswith("OTEL_PLUGIN_LOGS_"):
+                continue  # a standard variable: in the README's table of those
+            assert variable in rows, f"{variable} ({cls.__name__}.{name}) is not in the README"
+            assert (default, doc) in rows[variable], f"README row of {variable} differs: {rows[variable]}"

@@ -31,7 +31,7 @@ def _run(bridge: HostLogBridge, tmp_path: Path, name: str, count: int) -> None:
 
 
 def test_invalid_variable_fails_at_start_naming_it(host_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A bad value is refused at start-up with a message naming the variable and what it accepts."""
+    """A bad value, of the host's or its runners' settings, is refused at start-up, naming the variable."""
     monkeypatch.setenv("OTEL_PLUGIN_LOGS_EXPORT_MAX_QUEUE_RECORDS", "lots")
     with pytest.raises(
         ConfigError, match="OTEL_PLUGIN_LOGS_EXPORT_MAX_QUEUE_RECORDS='lots' is invalid: expected an integer"
@@ -48,6 +48,12 @@ def test_invalid_variable_fails_at_start_naming_it(host_env: Path, monkeypatch: 
     monkeypatch.delenv("OTEL_EXPORTER_OTLP_TIMEOUT")
     monkeypatch.setenv("OTEL_LOGS_EXPORTER", "zipkin")
     with pytest.raises(ConfigError, match="OTEL_LOGS_EXPORTER='zipkin'"):
+        HostLogBridge()
+    monkeypatch.delenv("OTEL_LOGS_EXPORTER")
+    monkeypatch.setenv("OTEL_PLUGIN_LOGS_KEEP_CONSOLE", "maybe")  # a runner setting: runners inherit it
+    with pytest.raises(
+        ConfigError, match="OTEL_PLUGIN_LOGS_KEEP_CONSOLE='maybe' is invalid: expected true or false"
+    ):
         HostLogBridge()
 
 
