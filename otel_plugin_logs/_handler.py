@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import atexit
 import contextvars
-import itertools
 import logging
 import os
 import secrets
@@ -189,7 +188,8 @@ class RunnerLogHandler(logging.Handler):
         self._max_bytes = config.max_queue_bytes
         self._batch_records = config.max_batch_records
         self._batch_bytes = min(1024 * 1024, config.max_frame_bytes // 4)
-        self._lock = threading.Lock()
+        # Reentrant: a signal handler that logs while this thread is inside emit's lock.
+        self._lock = threading.RLock()
         self._done = threading.Condition(threading.Lock())
         self._wake = threading.Event()
         self._reset_state()
@@ -210,10 +210,11 @@ class RunnerLogHandler(logging.Handler):
         self._queues: tuple[deque[tuple[Any, ...]], ...] = (deque(), deque(), deque(), deque())
         self._queued = 0
         self._queued_bytes = 0
-        self._seq = itertools.count(1)
         self._last_seq = 0
         self._created_seq = 0  # every record up to here is in a frame, or was dropped
         self._transmitted_seq = 0  # every frame up to here went out on the current connection
+        self._sent_high = 0  # every frame up to here went out on some connection (may have arrived)
+        self._finish_done = False
         self._acked_seq = 0
         self._unacked: deque[tuple[int, bytes]] = deque()
         self._unacked_bytes = 0
@@ -234,8 +235,12 @@ class RunnerLogHandler(logging.Handler):
         # Handler.handle takes self.lock around emit; emit has its own short lock, and
         # logging.shutdown holds self.lock while calling flush(), which waits for the sender
         # thread: sharing that lock would deadlock.
-        if self.filters and not self.filter(record):
-            return False
+        if self.filters:
+            result: Any = self.filter(record)
+            if not result:
+                return False
+            if isinstance(result, logging.LogRecord):  # Python 3.12+: a filter's modified copy
+                record = result
         self.emit(record)
         return True
 
@@ -263,19 +268,23 @@ class RunnerLogHandler(logging.Handler):
             context = _capture_context()
             levelno = record.levelno
             cls = _LEVEL_CLASS[levelno] if 0 <= levelno < 64 else 3
-            if self._closed:
-                self._give_up_one(record, message)
-                return
             with self._lock:
-                seq = next(self._seq)
-                self._last_seq = seq
-                self._queues[cls].append((seq, record, message, context, size))
-                queued = self._queued = self._queued + 1
-                queued_bytes = self._queued_bytes = self._queued_bytes + size
-                if queued > self._max_records or queued_bytes + self._unacked_bytes > self._max_bytes:
-                    self._shed_locked()
-                wake = queued == self._batch_records
-            if wake or self._thread is None:
+                if self._closed:  # checked under the lock: shutdown's drain has this record or not
+                    shed: Any = [(0, record, message)]
+                    wake = False
+                else:
+                    seq = self._last_seq = self._last_seq + 1
+                    self._queues[cls].append((seq, record, message, context, size))
+                    queued = self._queued = self._queued + 1
+                    queued_bytes = self._queued_bytes = self._queued_bytes + size
+                    shed = (
+                        queued > self._max_records or queued_bytes + self._unacked_bytes > self._max_bytes
+                    ) and self._shed_locked()
+                    wake = queued == self._batch_records
+            if shed:  # written outside the lock: stderr may block when nobody reads it
+                for item in shed:
+                    self._give_up_one(item[1], item[2])
+            if wake or self._thread is None:  # (after shutdown no thread is started)
                 self._ensure_thread()
                 self._wake.set()
         except Exception:
@@ -289,8 +298,11 @@ class RunnerLogHandler(logging.Handler):
         self._wanted[name] = wanted
         return wanted
 
-    def _shed_locked(self) -> None:
-        """Drop the oldest records of the lowest severity until within bounds (lock held)."""
+    def _shed_locked(self) -> list[tuple[Any, ...]]:
+        """Drop the oldest records of the lowest severity until within bounds (lock held).
+
+        Returns those to write to stderr (when no host can take them), after the lock.
+        """
         given_up = []
         while self._queued and (
             self._queued > self._max_records or self._queued_bytes + self._unacked_bytes > self._max_bytes
@@ -304,15 +316,16 @@ class RunnerLogHandler(logging.Handler):
             self._dropped[DROP_QUEUE_FULL] += 1
             if not self._connected:
                 given_up.append(item)
-        for item in given_up:
-            self._give_up_one(item[1], item[2])
+        return given_up
 
     # --- background sender ---------------------------------------------------------------
 
-    def _ensure_thread(self) -> None:
+    def _ensure_thread(self, *, closing: bool = False) -> None:
         with self._done:
             if self._thread is not None and self._thread.is_alive():
                 return
+            if self._closed and not closing:
+                return  # shut down: a later flush() (logging.shutdown at exit) starts nothing
             thread = threading.Thread(target=self._run, name="otel-plugin-logs-sender", daemon=True)
             self._thread = thread
             thread.start()
@@ -384,13 +397,9 @@ class RunnerLogHandler(logging.Handler):
             return False
         except (TransportError, OSError) as error:
             self.last_error = str(error)
-            cap = self._config.reconnect_max_backoff_millis / 1000.0
-            self._backoff_seconds = min(cap, max(0.05, self._backoff_seconds * 2))
-            # Jitter, so that runners of a restarted host do not reconnect in lockstep.
-            self._next_attempt = now + self._backoff_seconds * (0.8 + 0.4 * (secrets.randbelow(1000) / 1000))
+            self._back_off()
             return False
         self._connected = True
-        self._backoff_seconds = 0.0
         self._release_acked(int(welcome.get("acked", 0)))
         try:
             # Resend whatever the host has not settled; it discards duplicates by sequence.
@@ -398,6 +407,7 @@ class RunnerLogHandler(logging.Handler):
             for last_seq, frame in list(self._unacked):
                 self._transport.send(frame)
                 self._transmitted_seq = last_seq
+                self._sent_high = max(self._sent_high, last_seq)
         except TransportError as error:
             self._on_disconnect(str(error))
             return False
@@ -409,7 +419,15 @@ class RunnerLogHandler(logging.Handler):
         self._transmitted_seq = self._acked_seq  # the rest may not have reached the host
         self._bye_sent = False
         self._transport.close()
-        self._next_attempt = time.monotonic() + 0.05
+        self._back_off()
+
+    def _back_off(self) -> None:
+        """Wait longer before each attempt, up to the cap; an acknowledgement starts over."""
+        cap = self._config.reconnect_max_backoff_millis / 1000.0
+        self._backoff_seconds = min(cap, max(0.05, self._backoff_seconds * 2))
+        # Jitter, so that runners of a restarted host do not reconnect in lockstep.
+        jitter = 0.8 + 0.4 * (secrets.randbelow(1000) / 1000)
+        self._next_attempt = time.monotonic() + self._backoff_seconds * jitter
 
     def _take_batch(self) -> list[tuple[Any, ...]]:
         """The oldest records by sequence, up to one batch, removed from the buffer."""
@@ -450,6 +468,7 @@ class RunnerLogHandler(logging.Handler):
             for last_seq, frame in frames:
                 self._transport.send(frame)
                 self._transmitted_seq = last_seq
+                self._sent_high = max(self._sent_high, last_seq)
 
     def _frames(self, items: list[tuple[Any, ...]]) -> list[tuple[int, bytes]]:
         frames: list[tuple[int, bytes]] = []
@@ -520,6 +539,8 @@ class RunnerLogHandler(logging.Handler):
 
     def _release_acked(self, seq: int) -> None:
         with self._lock:
+            if seq > self._acked_seq:
+                self._backoff_seconds = 0.0  # the host takes our records: a later drop retries soon
             self._acked_seq = max(self._acked_seq, seq)
             while self._unacked and self._unacked[0][0] <= seq:
                 _, frame = self._unacked.popleft()
@@ -567,7 +588,7 @@ class RunnerLogHandler(logging.Handler):
         if original:
             attributes[BODY_ORIGINAL_BYTES] = original
         if record.exc_info and record.exc_info[1] is not None:
-            exception = _exception_fields(record.exc_info[1], config.max_stacktrace_bytes, max_len)
+            exception = _exception_fields(record.exc_info, config.max_stacktrace_bytes, max_len)
         elif record.exc_text and exception is None:
             exception = ["", "", truncate_tail(record.exc_text, config.max_stacktrace_bytes)]
         if record.stack_info:
@@ -601,6 +622,8 @@ class RunnerLogHandler(logging.Handler):
     def force_flush(self, timeout_millis: int = 10_000) -> bool:
         """Wait until every record logged so far was sent. True if it was within the timeout."""
         deadline = time.monotonic() + timeout_millis / 1000.0
+        if self._closed:
+            return self._complete()  # after shutdown nothing more is sent
         target = self._last_seq
         if target == 0 or self._rejected is not None:
             return self._rejected is None
@@ -643,7 +666,7 @@ class RunnerLogHandler(logging.Handler):
         Records that could not be sent by the deadline are written to stderr with a marker and
         counted.
         """
-        with self._done:
+        with self._done, self._lock:
             if self._closed:
                 return self._complete()
             self._closed = True
@@ -652,12 +675,16 @@ class RunnerLogHandler(logging.Handler):
         self._stopping = True
         thread = self._thread
         if thread is None and (self._queued or self._unacked):
-            self._ensure_thread()
+            self._ensure_thread(closing=True)
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             self._wake.set()
             thread.join(max(0.0, self._shutdown_deadline - time.monotonic()) + 0.5)
-        if self._queued:
+        if thread is not None and thread.is_alive():
+            # Stuck in a send past the deadline: it finishes (bye, close) when that returns.
+            # Records not in a frame yet are given up here; frames stay the sender's.
+            self._give_up_queued(DROP_SHUTDOWN)
+        else:
             self._finish()
         return self._complete()
 
@@ -670,6 +697,10 @@ class RunnerLogHandler(logging.Handler):
         super().close()
 
     def _finish(self) -> None:
+        with self._lock:
+            if self._finish_done:
+                return
+            self._finish_done = True
         self._give_up_untransmitted()
         self._give_up_queued(DROP_SHUTDOWN)
         if self._connected and not self._bye_sent:
@@ -687,9 +718,14 @@ class RunnerLogHandler(logging.Handler):
         self._connected = False
 
     def _give_up_untransmitted(self) -> None:
-        """Frames that never went out by the deadline: their records go to stderr, counted."""
+        """Frames that never went out by the deadline: their records go to stderr, counted.
+
+        A frame that went out on an earlier connection may have reached the host: it is left
+        to the host's accounting (delivered, or a gap), never counted twice.
+        """
         with self._lock:
-            frames = [frame for last_seq, frame in self._unacked if last_seq > self._transmitted_seq]
+            sent = max(self._transmitted_seq, self._sent_high)
+            frames = [frame for last_seq, frame in self._unacked if last_seq > sent]
         for frame in frames:
             try:
                 records = msgpack.unpackb(frame[4:], raw=False).get("records", [])
@@ -740,7 +776,7 @@ class RunnerLogHandler(logging.Handler):
     def _after_fork_in_child(self) -> None:
         # The child is a new runner: empty buffer, its own stream and connection. Batches the
         # parent sent are the parent's to settle.
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._done = threading.Condition(threading.Lock())
         self._wake = threading.Event()
         close_after_fork = getattr(self._transport, "close_after_fork", None)
@@ -815,7 +851,8 @@ def truncate_tail(text: str, max_bytes: int) -> str:
     return "…[truncated]\n" + encoded[-max_bytes:].decode("utf-8", "ignore")
 
 
-def _exception_fields(error: BaseException, max_stacktrace_bytes: int, max_len: int) -> list[str]:
+def _exception_fields(exc_info: Any, max_stacktrace_bytes: int, max_len: int) -> list[str]:
+    error: BaseException = exc_info[1]
     kind = type(error)
     module = kind.__module__ or "builtins"
     qualified = f"{module}.{kind.__qualname__}"
@@ -824,7 +861,8 @@ def _exception_fields(error: BaseException, max_stacktrace_bytes: int, max_len: 
     except Exception:
         message = f"<unprintable {kind.__qualname__}>"
     try:
-        stack = "".join(traceback.format_exception(error))  # chained causes included
+        # The traceback captured at the logging call: the exception's own grows if re-raised.
+        stack = "".join(traceback.format_exception(kind, error, exc_info[2]))  # causes included
     except Exception as format_error:
         stack = f"<stack trace unavailable: {type(format_error).__name__}>"
     return [qualified, message[:max_len], truncate_tail(stack, max_stacktrace_bytes)]
