@@ -281,3 +281,122 @@ def test_a_broken_connection_mid_batch_loses_nothing() -> None:
     handler.shutdown(10_000)
     seqs = sorted({r[Rec.SEQ] for r in host.records})
     assert seqs == list(range(1, 61))
+
+
+class CountingConnects(InMemoryTransport):
+    """An in-memory transport that counts handshakes."""
+
+    def __init__(self, deliver: Any) -> None:
+        super().__init__(deliver)
+        self.hellos = 0
+
+    def connect(self, hello: dict[str, Any], timeout_seconds: float) -> dict[str, Any]:
+        self.hellos += 1
+        return super().connect(hello, timeout_seconds)
+
+
+def test_flush_after_shutdown_sends_nothing_and_never_reconnects() -> None:
+    """logging.shutdown() flushes handlers after our shutdown at exit: no second hello, nothing resent."""
+    host = Collecting()
+    transport = CountingConnects(host)
+    handler = RunnerLogHandler(transport)
+    _logger(handler).info("once")
+    assert handler.shutdown(5000)
+    frames = len(host.headers)
+    assert handler.force_flush(1000)
+    handler.flush()
+    time.sleep(0.2)
+    assert transport.hellos == 1 and len(host.headers) == frames
+    assert not [t for t in threading.enumerate() if t.name == "otel-plugin-logs-sender" and t.is_alive()]
+
+
+def test_records_that_went_out_before_a_disconnect_are_not_also_counted_dropped() -> None:
+    """A frame sent on a connection that later broke may have arrived: only what never went out is given up."""
+    frames: list[bytes] = []
+    transport = InMemoryTransport(lambda body: frames.append(body) or 0)  # a host that never acknowledges
+    handler = RunnerLogHandler(transport)
+    log = _logger(handler)
+    for i in range(3):
+        log.info("sent %d", i)
+    assert handler.force_flush(2000) and len(frames) == 1
+    transport.fail = True  # the connection breaks; that frame is unacknowledged
+    log.info("never sent")
+    assert handler.shutdown(300) is False
+    assert handler.stats()["dropped"] == {"shutdown_unsent": 1}
+
+
+SIGNAL_LOGGER = """
+import logging, signal, sys, time
+from otel_plugin_logs import InMemoryTransport, RunnerLogHandler
+handler = RunnerLogHandler(InMemoryTransport(lambda body: 0, fail=True), max_queue_records=500)
+log = logging.getLogger("unit")
+log.addHandler(handler)
+log.setLevel(logging.INFO)
+log.propagate = False
+calls = []
+def on_alarm(signum, frame):
+    log.warning("from the signal handler")
+    calls.append(signum)
+signal.signal(signal.SIGVTALRM, on_alarm)
+signal.setitimer(signal.ITIMER_VIRTUAL, 0.0002, 0.0002)
+deadline = time.monotonic() + 1.0
+while time.monotonic() < deadline:  # a lock-holding emit is interrupted sooner or later
+    log.info("busy")
+signal.setitimer(signal.ITIMER_VIRTUAL, 0)
+handler.shutdown(100)
+print("signal handler logged", len(calls), "times")
+"""
+
+
+def test_a_signal_handler_that_logs_during_emit_does_not_deadlock() -> None:
+    """Logging from a signal handler that interrupted emit (holding the handler's lock) goes through."""
+    import subprocess
+    import sys
+
+    # In a child process: a deadlock there is a timeout here, not a hung test run.
+    result = subprocess.run(
+        [sys.executable, "-c", SIGNAL_LOGGER], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert int(result.stdout.split()[3]) > 10
+
+
+def test_reconnects_back_off_when_the_host_drops_every_connection_after_its_welcome() -> None:
+    """A host that accepts the hello and then drops the connection is retried ever more slowly, not in a loop."""
+    from otel_plugin_logs._transport import TransportError
+
+    class DropsAfterWelcome(CountingConnects):
+        def send(self, frame: bytes) -> None:
+            raise TransportError("host closed the connection")
+
+    transport = DropsAfterWelcome(lambda body: 0)
+    handler = RunnerLogHandler(transport, reconnect_max_backoff_millis=5000)
+    log = _logger(handler)
+    log.info("never taken")
+    time.sleep(2.0)
+    handler.shutdown(100)
+    # Backoff 50, 100, 200, 400, 800 ms (with jitter) fits at most ~6 attempts in 2 s; no backoff: ~40.
+    assert 2 <= transport.hellos <= 8
+
+
+def test_stack_trace_is_the_one_at_the_logging_call_even_if_the_exception_travels_on() -> None:
+    """An exception logged and then re-raised: frames it passes through later are not in the logged trace."""
+    host = Collecting()
+    handler = RunnerLogHandler(InMemoryTransport(host), schedule_delay_millis=5000)
+    log = _logger(handler)
+
+    def inner() -> None:
+        try:
+            raise ZeroDivisionError("boom")
+        except ZeroDivisionError:
+            log.exception("failed")
+            raise
+
+    def outer_frame_after_logging() -> None:
+        inner()
+
+    with pytest.raises(ZeroDivisionError):
+        outer_frame_after_logging()
+    assert handler.shutdown(5000)
+    stack = host.records[0][Rec.EXCEPTION][2]
+    assert "in inner" in stack and "outer_frame_after_logging" not in stack
