@@ -389,7 +389,8 @@ class RunnerLogHandler(logging.Handler):
             "python": sys.version.split()[0],
         }
         try:
-            welcome = self._transport.connect(hello, 5.0)
+            timeout = 5.0 if not self._stopping else min(5.0, max(0.05, self._shutdown_deadline - now))
+            welcome = self._transport.connect(hello, timeout)
         except TransportRejected as error:
             self._rejected = error.reason
             self.last_error = str(error)
