@@ -128,7 +128,7 @@ class _Registration:
         self.digest = digest
         self.pid = pid
         self.connected = False
-        self.ended = False  # the host said its runner is gone (release_runner)
+        self.ended = False  # its process is known to be gone: exit seen, or release_runner()
 
 
 class _Ticket:
@@ -380,7 +380,6 @@ class HostLogBridge:
         self._saved_in_doubt: dict[str, int] = {}
         self._connections: set[_Connection] = set()
         self._handshaking: set[_Connection] = set()  # accepted, hello not processed yet
-        # Spawned runners known to have exited (insertion-ordered, capped: pids are reused).
         self._listen_fd = -1
         self._rejected: Counter[str] = Counter()
         self._warned: dict[tuple[str, str], float] = {}
