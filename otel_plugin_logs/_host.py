@@ -918,6 +918,7 @@ class HostLogBridge:
                     registration = self._registrations.get(stream.key[0])
                     if registration is not None and registration.pid == conn.peer_pid:
                         registration.ended = True  # e.g. a runner taken back after a host restart
+                        self._registry_dirty = True
                     if stream.conn is None and not stream.finished:
                         self._finish(stream)
                     self._release_registration(stream.key[0])
@@ -1330,6 +1331,7 @@ class HostLogBridge:
             registration = self._registrations.get(process._digest)
             if registration is not None:
                 registration.ended = True
+                self._registry_dirty = True
             for stream in list(plugin.streams.values()):
                 if stream.closed and stream.otel["runner_pid"] == process.pid:
                     self._finish(stream)
@@ -1410,6 +1412,8 @@ class HostLogBridge:
                 pid = info.get("pid")
                 if isinstance(pid, int) and not _process_alive(pid):
                     continue  # its runner died while no host was listening: nothing will come
+                if info.get("ended") is True:
+                    continue  # released, or seen exiting, before the last host stopped
                 self._registrations[digest] = _Registration(
                     info["plugin"], info.get("version"), None, digest, pid if isinstance(pid, int) else None
                 )
@@ -1444,7 +1448,7 @@ class HostLogBridge:
                 data: dict[str, Any] = {
                     "version": 1,
                     "runners": {
-                        digest: {"plugin": r.plugin, "version": r.version, "pid": r.pid}
+                        digest: {"plugin": r.plugin, "version": r.version, "pid": r.pid, "ended": r.ended}
                         for digest, r in self._registrations.items()
                     },
                     "streams": dict(self._saved_streams),

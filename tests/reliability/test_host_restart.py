@@ -404,3 +404,28 @@ def test_restarted_host_forgets_runners_that_died_and_shrugs_off_a_mangled_regis
         saved = json.loads((runtime / "registry.json").read_text())
     assert [r["plugin"] for r in saved["runners"].values()] == ["alive"]
     assert saved["streams"] == {} and saved["dropped"] == {} and saved["in_doubt"] == {}
+
+
+def test_restarted_host_refuses_the_token_of_a_runner_that_had_ended(tmp_path: Path, host_env: Path) -> None:
+    """A registration saved as ended (released, or its exit seen) is not taken back; a live one is."""
+    import hashlib
+
+    from helpers import MemorySink
+    from reliability_support import RawRunner
+
+    from otel_plugin_logs import HostLogBridge
+
+    runtime = tmp_path / "rt"
+    runtime.mkdir(mode=0o700)
+
+    def digest(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    runners = {
+        digest("ended-token"): {"plugin": "old", "version": None, "pid": None, "ended": True},
+        digest("live-token"): {"plugin": "old", "version": None, "pid": None, "ended": False},
+    }
+    (runtime / "registry.json").write_text(json.dumps({"version": 1, "runners": runners}))
+    with HostLogBridge(sink=MemorySink(), runtime_dir=str(runtime)) as bridge:
+        assert RawRunner(bridge.socket_path).hello("ended-token")["reason"].startswith("bad_token")
+        assert RawRunner(bridge.socket_path).hello("live-token")["t"] == "welcome"
