@@ -23,8 +23,8 @@ standard OpenTelemetry variables:
   OTEL_LOGS_EXPORTER                otlp | file | console | none (default: otlp if an
                                     endpoint is set, else file)
   OTEL_EXPORTER_OTLP[_LOGS]_ENDPOINT, _PROTOCOL (grpc | http/protobuf), _HEADERS,
-  _TIMEOUT (seconds), _COMPRESSION (gzip | deflate | none), _INSECURE, _CERTIFICATE, _CLIENT_KEY,
-  _CLIENT_CERTIFICATE
+  _TIMEOUT (seconds), _COMPRESSION (gzip | deflate | none), _INSECURE, _CERTIFICATE,
+  _CLIENT_KEY, _CLIENT_CERTIFICATE
   OTEL_BLRP_SCHEDULE_DELAY, OTEL_BLRP_MAX_QUEUE_SIZE, OTEL_BLRP_MAX_EXPORT_BATCH_SIZE,
   OTEL_BLRP_EXPORT_TIMEOUT          used when the OTEL_PLUGIN_LOGS_EXPORT_* twin is unset
   OTEL_[LOGRECORD_]ATTRIBUTE_COUNT_LIMIT, OTEL_[LOGRECORD_]ATTRIBUTE_VALUE_LENGTH_LIMIT

@@ -49,7 +49,7 @@ def install(
     required: bool = False,
     transport: Transport | None = None,
     plugin_version: str | None = None,
-    keep_console: bool = True,
+    keep_console: bool | None = True,
     **settings: Any,
 ) -> RunnerLogHandler | None:
     """Attach a ``RunnerLogHandler`` to the root logger, configured from the environment.
@@ -59,7 +59,8 @@ def install(
     plugin that calls it also runs on its own. Calling it again returns the same handler.
     When a level is given (argument or ``OTEL_PLUGIN_LOGS_LEVEL``) the root logger is lowered
     to it, so records of that level are created at all. ``keep_console=False`` makes a later
-    ``logging.basicConfig()`` skip its stderr handler (the host shows those records already).
+    ``logging.basicConfig()`` skip its stderr handler (the host shows those records already);
+    ``None`` takes it from ``OTEL_PLUGIN_LOGS_KEEP_CONSOLE``.
     """
     global _installed
     with _lock:
@@ -79,7 +80,7 @@ def install(
         if config.level and config.level < root.getEffectiveLevel():
             root.setLevel(config.level)
         root.addHandler(handler)
-        _patch_basic_config(keep_console=keep_console)
+        _patch_basic_config(keep_console=config.keep_console if keep_console is None else keep_console)
         _installed = handler
         return handler
 
@@ -148,7 +149,6 @@ def _auto_install() -> None:
     if os.environ.get(ENV_AUTO_INSTALL) != "1":
         return
     try:
-        config, _ = resolve(RunnerConfig, {})
-        install(keep_console=config.keep_console)
+        install(keep_console=None)  # the settings are resolved once, in install()
     except Exception as error:
         print(f"[otel-plugin-logs] could not install the log handler: {error}", file=sys.stderr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -159,7 +160,6 @@ def test_permanently_failing_exporter_counts_every_undelivered_record(
 
 def test_shutdown_counts_a_batch_still_exporting_at_its_deadline(tmp_path: Path, host_env: Path) -> None:
     """A sink that is still busy when the shutdown deadline passes: shutdown() says not everything went out."""
-    import threading
 
     release = threading.Event()
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -13,6 +15,7 @@ import pytest
 
 from otel_plugin_logs import ConfigError, InMemoryTransport, RunnerLogHandler
 from otel_plugin_logs._protocol import HEADER_BYTES, Rec
+from otel_plugin_logs._transport import TransportError
 
 
 class Collecting:
@@ -350,8 +353,6 @@ print("signal handler logged", len(calls), "times")
 
 def test_a_signal_handler_that_logs_during_emit_does_not_deadlock() -> None:
     """Logging from a signal handler that interrupted emit (holding the handler's lock) goes through."""
-    import subprocess
-    import sys
 
     # In a child process: a deadlock there is a timeout here, not a hung test run.
     result = subprocess.run(
@@ -363,7 +364,6 @@ def test_a_signal_handler_that_logs_during_emit_does_not_deadlock() -> None:
 
 def test_reconnects_back_off_when_the_host_drops_every_connection_after_its_welcome() -> None:
     """A host that accepts the hello and then drops the connection is retried ever more slowly, not in a loop."""
-    from otel_plugin_logs._transport import TransportError
 
     class DropsAfterWelcome(CountingConnects):
         def send(self, frame: bytes) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -15,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import PYTHON, write_plugin
-from reliability_support import HERE, numbered, read_sink_file, wait_for
+from helpers import PYTHON, MemorySink, write_plugin
+from reliability_support import HERE, RawRunner, numbered, read_sink_file, wait_for
 
+from otel_plugin_logs import HostLogBridge
 from otel_plugin_logs._export import FileSink
 from otel_plugin_logs._otlp import Entry, ResourceInfo
 
@@ -338,21 +341,10 @@ def test_registry_stays_whole_when_many_threads_register_runners_at_once(
     tmp_path: Path, host_env: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Concurrent saves of the runner registry never interleave: every save succeeds and the file lists every runner."""
-    import threading
-
-    from otel_plugin_logs import HostLogBridge
-    from otel_plugin_logs._export import Outcome
-
-    class NullSink:
-        def export(self, items: Any, timeout_seconds: float) -> Outcome:
-            return Outcome(True)
-
-        def shutdown(self) -> None:
-            pass
 
     runtime = tmp_path / "rt"
     errors: list[BaseException] = []
-    with HostLogBridge(sink=NullSink(), runtime_dir=str(runtime)) as bridge:
+    with HostLogBridge(sink=MemorySink(), runtime_dir=str(runtime)) as bridge:
 
         def register(n: int) -> None:
             try:
@@ -380,9 +372,6 @@ def test_restarted_host_forgets_runners_that_died_and_shrugs_off_a_mangled_regis
     tmp_path: Path, host_env: Path
 ) -> None:
     """Streams of runners that died while no host ran are not carried on; sections of the wrong type are ignored."""
-    from helpers import MemorySink
-
-    from otel_plugin_logs import HostLogBridge
 
     dead = subprocess.Popen([PYTHON, "-c", "pass"])
     dead.wait()
@@ -408,12 +397,6 @@ def test_restarted_host_forgets_runners_that_died_and_shrugs_off_a_mangled_regis
 
 def test_restarted_host_refuses_the_token_of_a_runner_that_had_ended(tmp_path: Path, host_env: Path) -> None:
     """A registration saved as ended (released, or its exit seen) is not taken back; a live one is."""
-    import hashlib
-
-    from helpers import MemorySink
-    from reliability_support import RawRunner
-
-    from otel_plugin_logs import HostLogBridge
 
     runtime = tmp_path / "rt"
     runtime.mkdir(mode=0o700)

@@ -15,7 +15,7 @@ import pytest
 from helpers import PYTHON, write_plugin
 from reliability_support import CountingSink, describe, drained, wait_for
 
-from otel_plugin_logs import HostLogBridge
+from otel_plugin_logs import HostLogBridge, InMemoryTransport, RunnerLogHandler
 
 SOAK_RUNNER = """
 import gc, json, logging, os, sys, time, tracemalloc
@@ -198,7 +198,6 @@ def test_host_memory_stays_flat_across_runner_restarts(
 
 def test_host_memory_stays_flat_across_rpc_runners_that_said_bye(host_env: Path) -> None:
     """Runners speaking through handle_batch leave nothing behind once they said bye; a retried bye changes nothing."""
-    from otel_plugin_logs import InMemoryTransport, RunnerLogHandler
 
     def frames_of_one_runner() -> list[bytes]:
         """What one runner sends over the host's RPC: a batch of one record, then its bye."""
