@@ -79,6 +79,9 @@ def _parser() -> argparse.ArgumentParser:
 
     add_demo_parser(commands, _settings_epilog(HostConfig, RunnerConfig))
     add_doctor_parser(commands, _settings_epilog(HostConfig, RunnerConfig))
+    from ._logs import add_logs_parser
+
+    add_logs_parser(commands)
     return parser
 
 

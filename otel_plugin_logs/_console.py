@@ -10,12 +10,14 @@ exports every record.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import IO, Any, Final
 
 from ._replay import REPLAY_ATTRIBUTE, ReplayedRecord, escape_controls, escape_multiline
@@ -64,10 +66,49 @@ def use_colour(stream: IO[str]) -> bool:
     return is_terminal(stream)
 
 
-def _fit(text: str, width: int) -> str:
+@dataclass(frozen=True, slots=True)
+class Symbols:
+    """The console's own marks; ASCII ones for a stream that cannot encode the others."""
+
+    ellipsis: str
+    gutter: str
+    check: str
+    cross: str
+    rule: str
+    play: str
+
+
+UNICODE_SYMBOLS: Final = Symbols(ellipsis="…", gutter="    │ ", check="✓", cross="✗", rule="─", play="▶")
+ASCII_SYMBOLS: Final = Symbols(
+    ellipsis="~", gutter="    | ", check="ok:", cross="FAILED:", rule="-", play=">"
+)
+
+
+def symbols_for(stream: IO[str]) -> Symbols:
+    """Unicode marks when the stream's encoding has them (PYTHONIOENCODING=ascii has not)."""
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    try:
+        "".join((UNICODE_SYMBOLS.ellipsis, UNICODE_SYMBOLS.gutter, UNICODE_SYMBOLS.check)).encode(encoding)
+        "".join((UNICODE_SYMBOLS.cross, UNICODE_SYMBOLS.rule, UNICODE_SYMBOLS.play)).encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return ASCII_SYMBOLS
+    return UNICODE_SYMBOLS
+
+
+def safe_output(stream: IO[str]) -> IO[str]:
+    """The stream, made to escape what its encoding cannot write instead of raising."""
+    reconfigure = getattr(stream, "reconfigure", None)
+    if symbols_for(stream) is ASCII_SYMBOLS and reconfigure is not None:
+        # A closed or detached stream is left as it is.
+        with contextlib.suppress(ValueError, OSError):
+            reconfigure(errors="backslashreplace")
+    return stream
+
+
+def _fit(text: str, width: int, ellipsis: str = "…") -> str:
     """Pad or cut to exactly ``width`` characters, marking a cut with an ellipsis."""
     if len(text) > width:
-        return text[: max(0, width - 1)] + "…"
+        return text[: max(0, width - len(ellipsis))] + ellipsis
     return f"{text:<{width}}"
 
 
@@ -86,6 +127,7 @@ class PluginConsoleFormatter(logging.Formatter):
         plugin_width: int = 10,
         logger_width: int = 18,
         max_stack_lines: int | None = None,
+        ascii_only: bool = False,
     ) -> None:
         super().__init__()
         self.colour = colour
@@ -93,6 +135,7 @@ class PluginConsoleFormatter(logging.Formatter):
         self.plugin_width = plugin_width
         self.logger_width = logger_width
         self.max_stack_lines = max_stack_lines
+        self.symbols = ASCII_SYMBOLS if ascii_only else UNICODE_SYMBOLS
         self._plugin_colours: dict[str, str] = {}
 
     def format(self, record: logging.LogRecord) -> str:
@@ -103,45 +146,53 @@ class PluginConsoleFormatter(logging.Formatter):
         if isinstance(info, ReplayedRecord):
             source = info.plugin
             logger = escape_controls(info.logger_name) or "root"
-            message = escape_controls(info.body)
+            message = info.body
             extras = self._attributes(info.attributes)
             trace = f"trace={info.trace_id[:8]}" if info.trace_id else ""
             stack = record.exc_text
         else:
             source = "host"
             logger = escape_controls(record.name.removeprefix(_OWN_PREFIX))
-            message = escape_controls(record.getMessage())
+            message = record.getMessage()
             extras = ""
             trace = ""
             stack = self.formatException(record.exc_info) if record.exc_info else None
+        first, *more = message.rstrip("\r\n").split("\n") or [""]
+        ellipsis = self.symbols.ellipsis
         parts = [
             self._paint(_DIM, clock),
             self._paint(_LEVEL_COLOURS.get(record.levelname, ""), f"{level:<5}"),
-            self._paint(self._plugin_colour(source), _fit(source, self.plugin_width)),
-            self._paint(_DIM, _fit(logger, self.logger_width)),
-            message,
+            self._paint(self._plugin_colour(source), _fit(source, self.plugin_width, ellipsis)),
+            self._paint(_DIM, _fit(logger, self.logger_width, ellipsis)),
+            escape_controls(first.removesuffix("\r")),
         ]
         if extras:
             parts.append(self._paint(_DIM, extras))
         if trace:
             parts.append(self._paint(_DIM, trace))
-        return " ".join(parts) + self._stack(stack)
+        return " ".join(parts) + self._continued(more) + self._stack(stack)
 
     def format_note(self, text: str) -> str:
         """A line of the console's own (sampling notes), dim and marked as such."""
         clock = time.strftime("%H:%M:%S") + f".{int(time.time() * 1000) % 1000:03d}"
-        return self._paint(_DIM, f"{clock} {'…':<5} {escape_controls(text)}")
+        return self._paint(_DIM, f"{clock} {self.symbols.ellipsis:<5} {escape_controls(text)}")
+
+    def _continued(self, lines: list[str]) -> str:
+        """A multi-line message's further lines, under the gutter: one record, never lines of its own."""
+        gutter = self._paint(_DIM, self.symbols.gutter)
+        return "".join(f"\n{gutter}{escape_controls(text.removesuffix(chr(13)))}" for text in lines)
 
     def _stack(self, stack: str | None) -> str:
         if not stack:
             return ""
         lines = stack.rstrip("\n").split("\n")
-        gutter = self._paint(_DIM, "    │ ")
+        gutter = self._paint(_DIM, self.symbols.gutter)
         shown = []
         if self.max_stack_lines is not None and len(lines) > self.max_stack_lines:
             hidden = len(lines) - self.max_stack_lines
             lines = lines[hidden:]
-            shown.append(f"\n{gutter}{self._paint(_DIM, f'… {hidden} earlier lines')}")
+            note = f"{self.symbols.ellipsis} {hidden} earlier lines"
+            shown.append(f"\n{gutter}{self._paint(_DIM, note)}")
         # Every continuation line starts with the gutter, so a stack trace cannot pass for records.
         shown.extend(f"\n{gutter}{escape_multiline(text)}" for text in lines)
         return "".join(shown)
@@ -153,7 +204,7 @@ class PluginConsoleFormatter(logging.Formatter):
                 continue
             text = escape_controls(str(value))
             if len(text) > _MAX_VALUE_CHARS:
-                text = text[: _MAX_VALUE_CHARS - 1] + "…"
+                text = text[: _MAX_VALUE_CHARS - 1] + self.symbols.ellipsis
             shown.append(f"{escape_controls(key)}={text}")
             if len(shown) >= self.max_attributes:
                 break
@@ -316,7 +367,10 @@ def install_console(
     handler = PluginConsoleHandler(target, status=status, max_lines_per_second=max_lines_per_second)
     handler.setFormatter(
         PluginConsoleFormatter(
-            colour=use_colour(target), plugin_width=plugin_width, max_stack_lines=max_stack_lines
+            colour=use_colour(target),
+            plugin_width=plugin_width,
+            max_stack_lines=max_stack_lines,
+            ascii_only=symbols_for(target) is ASCII_SYMBOLS,
         )
     )
     handler.setLevel(level)

@@ -1,0 +1,327 @@
+"""``otel-plugin-logs logs``: read the embedded file sink as ``journalctl`` reads the journal.
+
+Records are printed with the console formatter of ``run`` and ``demo``, filtered as they
+stream past (nothing is loaded whole: ``-n`` keeps only the last N matches), or as one OTLP
+record per line for ``jq``, or counted (``--stats``). Corrupt and partial lines are skipped
+and counted on stderr, so a damaged sink still shows everything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any, Final
+
+from ._console import ASCII_SYMBOLS, PluginConsoleFormatter, safe_output, symbols_for, use_colour
+from ._logs_filter import Filter, parse_severity, parse_time, positive_lines
+from ._logs_read import (
+    SINK_FILE_NAME,
+    LineReader,
+    ReadCounters,
+    SinkRecord,
+    follow,
+    read_files,
+    records_of,
+    sink_files,
+)
+from ._names import BRIDGE_COUNT_ATTRIBUTE, BRIDGE_EVENT_ATTRIBUTE, BRIDGE_REASON_ATTRIBUTE, BRIDGE_SCOPE_NAME
+from ._protocol import EXCEPTION_STACKTRACE
+from ._replay import REPLAY_ATTRIBUTE, ReplayedRecord
+
+_DROP_EVENTS: Final = ("dropped", "suppressed", "gap")
+_LEVEL_NAMES: Final = (
+    (21, "CRITICAL"),
+    (17, "ERROR"),
+    (13, "WARNING"),
+    (9, "INFO"),
+    (5, "DEBUG"),
+    (1, "TRACE"),
+)
+_DEFAULT_FOLLOW_LINES: Final = 10
+
+_DESCRIPTION: Final = f"""\
+Print the records of the embedded OTLP/JSON file sink (where records go when no OTLP endpoint
+is set): the current file and its rotated backups, oldest first, in the console format of
+'run'. PATH is another sink file or a directory holding {SINK_FILE_NAME}; the default is
+the one OTEL_PLUGIN_LOGS_FILE_DIR names. Filters combine (all must match).
+"""
+
+_EPILOG: Final = """\
+examples:
+  otel-plugin-logs logs --plugin payments --level ERROR
+  otel-plugin-logs logs -f                      the last 10 records, then new ones as they come
+  otel-plugin-logs logs --since 10m --grep timeout
+  otel-plugin-logs logs --json | jq -r .body.stringValue
+  otel-plugin-logs logs --stats
+
+--json writes each record as its OTLP/JSON logRecord with two more keys, "resource" and
+"scope", as the sink holds them. Corrupt lines and a partial last line are skipped and
+counted on stderr. Exit status: 0, 1 when there is no sink to read, 2 for invalid options.
+"""
+
+
+def add_logs_parser(commands: Any) -> None:
+    logs = commands.add_parser(
+        "logs",
+        help="print the records of the embedded file sink (filter, follow, JSON, stats)",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    logs.add_argument("path", nargs="?", help=f"a sink file, or a directory with {SINK_FILE_NAME}")
+    logs.add_argument(
+        "--plugin", "-p", action="append", default=[], metavar="NAME", help="only this plugin (repeatable)"
+    )
+    logs.add_argument(
+        "--level", "-l", type=parse_severity, metavar="LEVEL", help="only this severity and above"
+    )
+    logs.add_argument(
+        "--since", "-S", type=parse_time, metavar="WHEN", help="records at or after: 10m, 2h, or a time"
+    )
+    logs.add_argument(
+        "--until", "-U", type=parse_time, metavar="WHEN", help="records before: 10m, 2h, or a time"
+    )
+    logs.add_argument("--trace", metavar="TRACE_ID", help="only records of this trace (a prefix is enough)")
+    logs.add_argument(
+        "--grep", "-g", metavar="TEXT", help="message or stack trace contains TEXT (lowercase: any case)"
+    )
+    logs.add_argument("--logger", metavar="PREFIX", help="only this logger and its children")
+    logs.add_argument(
+        "--follow", "-f", action="store_true", help="keep printing new records (survives rotation)"
+    )
+    logs.add_argument(
+        "--lines", "-n", type=positive_lines, metavar="N", help="only the last N matching records"
+    )
+    shape = logs.add_mutually_exclusive_group()
+    shape.add_argument("--json", action="store_true", help="one OTLP/JSON record per line")
+    shape.add_argument("--stats", action="store_true", help="records per plugin and level, drops by reason")
+    logs.set_defaults(handler=run_logs)
+
+
+# --- output ----------------------------------------------------------------------------------
+
+
+def _level_name(record: SinkRecord) -> str:
+    if record.severity_text:
+        return record.severity_text
+    return next((name for floor, name in _LEVEL_NAMES if record.severity_number >= floor), "NOTSET")
+
+
+def as_log_record(record: SinkRecord) -> logging.LogRecord:
+    """The record as the console formatter of ``run`` sees a replayed one."""
+    level = _level_name(record)
+    log_record = logging.LogRecord(
+        f"plugin.{record.plugin}.{record.scope}", logging.INFO, "", 0, record.body, (), None
+    )
+    log_record.levelname = level
+    log_record.created = record.time_unix_nano / 1e9
+    log_record.msecs = float(record.time_unix_nano // 1_000_000 % 1000)
+    stack = record.attributes.get(EXCEPTION_STACKTRACE)
+    log_record.exc_text = stack if isinstance(stack, str) else None
+    replayed = ReplayedRecord(
+        record.plugin,
+        None,
+        0,
+        record.scope,
+        0,
+        record.body,
+        record.severity_number,
+        level,
+        record.time_unix_nano,
+        record.time_unix_nano,
+        record.attributes,
+        record.trace_id or None,
+        record.span_id or None,
+        0,
+        {},
+    )
+    setattr(log_record, REPLAY_ATTRIBUTE, replayed)
+    return log_record
+
+
+def as_json(record: SinkRecord) -> str:
+    shaped = {"resource": record.resource, "scope": {"name": record.scope}, **record.raw}
+    return json.dumps(shaped, ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass(slots=True)
+class Tally:
+    """What ``--stats`` prints: records per plugin and level, the bridge's drops by reason."""
+
+    records: Counter[tuple[str, str]] = field(default_factory=Counter)
+    drops: Counter[tuple[str, str]] = field(default_factory=Counter)
+    notices: Counter[str] = field(default_factory=Counter)
+
+    def add(self, record: SinkRecord) -> None:
+        if record.scope != BRIDGE_SCOPE_NAME:
+            self.records[(record.plugin, _level_name(record))] += 1
+            return
+        self.notices[record.plugin] += 1
+        event = record.attributes.get(BRIDGE_EVENT_ATTRIBUTE)
+        count = record.attributes.get(BRIDGE_COUNT_ATTRIBUTE)
+        if event in _DROP_EVENTS and isinstance(count, int):
+            self.drops[(record.plugin, str(record.attributes.get(BRIDGE_REASON_ATTRIBUTE)))] += count
+
+    def render(self) -> str:
+        levels = sorted({level for _, level in self.records}, key=_level_order)
+        plugins = sorted({plugin for plugin, _ in self.records} | set(self.notices))
+        headers = ["plugin", *levels, "total", "notices"]
+        rows = [
+            [
+                plugin,
+                *(f"{self.records[(plugin, level)]:,}" for level in levels),
+                f"{sum(n for (p, _), n in self.records.items() if p == plugin):,}",
+                f"{self.notices[plugin]:,}",
+            ]
+            for plugin in plugins
+        ]
+        rows.append(
+            [
+                "total",
+                *(f"{sum(n for (_, lv), n in self.records.items() if lv == level):,}" for level in levels),
+                f"{sum(self.records.values()):,}",
+                f"{sum(self.notices.values()):,}",
+            ]
+        )
+        widths = [max(len(row[i]) for row in (headers, *rows)) for i in range(len(headers))]
+        out = [
+            "  ".join(f"{c:<{widths[i]}}" if i == 0 else f"{c:>{widths[i]}}" for i, c in enumerate(r))
+            for r in (headers, *rows)
+        ]
+        out.append("")
+        if self.drops:
+            out.append("records the bridge dropped or suppressed (from its notices), by reason:")
+            for (plugin, reason), count in sorted(self.drops.items()):
+                out.append(f"  {plugin:<{widths[0]}}  {reason:<20} {count:>10,}")
+            by_reason: Counter[str] = Counter()
+            for (_, reason), count in self.drops.items():
+                by_reason[reason] += count
+            out.append("  " + ", ".join(f"{reason} {count:,}" for reason, count in sorted(by_reason.items())))
+        else:
+            out.append("no drop notices: the bridge dropped nothing it had to report")
+        return "\n".join(out)
+
+
+def _level_order(name: str) -> int:
+    return next((-floor for floor, level in _LEVEL_NAMES if level == name), 0)
+
+
+# --- running ---------------------------------------------------------------------------------
+
+
+def default_sink_path() -> str:
+    from ._config import HostConfig, resolve
+
+    config, _ = resolve(HostConfig)
+    return os.path.join(config.file_dir, SINK_FILE_NAME)
+
+
+def _history(
+    path: str, counters: ReadCounters, *, keep_open: bool
+) -> tuple[Iterator[SinkRecord], list[LineReader]]:
+    """The sink's records so far; with ``keep_open`` the current file's reader is handed back."""
+    files = sink_files(path)
+    base = os.path.join(path, SINK_FILE_NAME) if os.path.isdir(path) else path
+    if not keep_open or not files or files[-1] != base:
+        return read_files(files, counters), []
+    current = LineReader.open(base)  # opened before reading: the follow goes on from its end
+    backups = read_files(files[:-1], counters)
+
+    def chained() -> Iterator[SinkRecord]:
+        yield from backups
+        yield from records_of(current, counters)
+
+    return chained(), [current]
+
+
+def run_logs(args: argparse.Namespace, out: IO[str] | None = None, err: IO[str] | None = None) -> int:
+    stream = out or safe_output(sys.stdout)
+    errors = err or sys.stderr
+    path = os.path.expanduser(args.path) if args.path else default_sink_path()
+    if not args.follow and not sink_files(path):
+        print(
+            f"otel-plugin-logs logs: no sink at {path} (records go there when no OTLP endpoint is set; "
+            "give a PATH or set OTEL_PLUGIN_LOGS_FILE_DIR)",
+            file=errors,
+        )
+        return 1
+    wanted = Filter.from_args(args)
+    counters = ReadCounters()
+    lines = args.lines if args.lines is not None else (_DEFAULT_FOLLOW_LINES if args.follow else None)
+    history, open_readers = _history(path, counters, keep_open=args.follow)
+    matching: Iterable[SinkRecord] = (r for r in history if wanted.matches(r))
+    if lines is not None:
+        matching = deque(matching, maxlen=lines) if lines else ()
+    tally = Tally()
+    write = _writer(args, stream, tally)
+    try:
+        for record in matching:
+            write(record)
+        if args.follow:
+            start = open_readers[0] if open_readers else None
+            base = os.path.join(path, SINK_FILE_NAME) if os.path.isdir(path) else path
+            for record in follow(base, counters, start=start):
+                if wanted.matches(record):
+                    write(record)
+    except KeyboardInterrupt:
+        pass
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+        return 0
+    finally:
+        for reader in open_readers:
+            reader.close()
+    if args.stats:
+        print(tally.render(), file=stream)
+    _say_skipped(counters, errors)
+    return 0
+
+
+def _writer(args: argparse.Namespace, stream: IO[str], tally: Tally) -> Any:
+    if args.stats:
+        return tally.add
+    if args.json:
+
+        def write_json(record: SinkRecord) -> None:
+            stream.write(as_json(record) + "\n")
+            if args.follow:
+                stream.flush()
+
+        return write_json
+    formatter = PluginConsoleFormatter(
+        colour=use_colour(stream), plugin_width=10, ascii_only=symbols_for(stream) is ASCII_SYMBOLS
+    )
+
+    def write_text(record: SinkRecord) -> None:
+        stream.write(formatter.format(as_log_record(record)) + "\n")
+        if args.follow:
+            stream.flush()
+
+    return write_text
+
+
+def _say_skipped(counters: ReadCounters, errors: IO[str]) -> None:
+    if counters.corrupt_lines:
+        print(
+            f"otel-plugin-logs logs: skipped {counters.corrupt_lines:,} corrupt line(s); "
+            f"the first: {counters.first_corrupt}",
+            file=errors,
+        )
+    if counters.partial_lines:
+        print(
+            f"otel-plugin-logs logs: skipped {counters.partial_lines:,} partial last line(s) "
+            "(being written, or left by a host that was killed)",
+            file=errors,
+        )
+
+
+def _quiet_broken_pipe() -> None:
+    # `logs | head` closed the pipe: stop without the interpreter's own complaint at exit.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())

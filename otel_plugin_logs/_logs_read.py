@@ -1,0 +1,267 @@
+"""Reading the embedded OTLP/JSON file sink, line by line, for ``otel-plugin-logs logs``.
+
+The sink (``FileSink``) appends one ``ExportLogsServiceRequest`` per line and rotates by
+renaming: ``plugin-logs.otlp.jsonl`` is the newest, ``.1`` the file before it, ``.N`` the
+oldest. Files are read as a stream of lines (never loaded whole): memory is one line, however
+big the sink. A line without its newline at the end of a file is one being written (or left
+by a killed host); a line that is not OTLP/JSON is skipped. Both are counted, never raised.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any, Final
+
+from ._names import RESOURCE_PLUGIN_NAME
+
+SINK_FILE_NAME: Final = "plugin-logs.otlp.jsonl"  # what FileSink writes in OTEL_PLUGIN_LOGS_FILE_DIR
+_READ_CHUNK_BYTES: Final = 1 << 16
+_BACKUP_SUFFIX: Final = re.compile(r"\.([1-9][0-9]{0,5})$")
+
+
+@dataclass(slots=True)
+class ReadCounters:
+    """What reading met besides records: said once at the end, never silently skipped."""
+
+    lines: int = 0
+    records: int = 0
+    corrupt_lines: int = 0
+    partial_lines: int = 0
+    rotations_followed: int = 0
+    first_corrupt: str = ""  # "file:line: why", for the user to look at
+
+    def corrupt(self, path: str, line_number: int, why: str) -> None:
+        self.corrupt_lines += 1
+        if not self.first_corrupt:
+            self.first_corrupt = f"{path}:{line_number}: {why}"
+
+
+@dataclass(slots=True)
+class SinkRecord:
+    """One log record of the sink with the resource and scope it was exported under."""
+
+    plugin: str
+    scope: str
+    time_unix_nano: int
+    severity_number: int
+    severity_text: str
+    body: str
+    attributes: dict[str, Any]
+    trace_id: str
+    span_id: str
+    raw: dict[str, Any] = field(repr=False)  # the OTLP/JSON logRecord as written
+    resource: dict[str, Any] = field(repr=False)  # the OTLP/JSON resource as written
+
+
+def sink_files(path: str) -> list[str]:
+    """The sink's files, oldest first: a directory's sink file, or a file, and its backups."""
+    base = os.path.join(path, SINK_FILE_NAME) if os.path.isdir(path) else path
+    directory = os.path.dirname(base) or "."
+    prefix = os.path.basename(base)
+    backups: list[tuple[int, str]] = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        names = []
+    for name in names:
+        if name.startswith(prefix):
+            match = _BACKUP_SUFFIX.fullmatch(name[len(prefix) :])
+            if match:
+                backups.append((int(match.group(1)), os.path.join(directory, name)))
+    # FileSink shifts .1 to .2 and so on: the highest number is the oldest.
+    files = [name for _, name in sorted(backups, reverse=True)]
+    if os.path.exists(base):
+        files.append(base)
+    return files
+
+
+def any_value(value: Any) -> Any:
+    """An OTLP/JSON AnyValue as a Python value (ints were written as strings)."""
+    if not isinstance(value, dict) or not value:
+        return None
+    kind, inner = next(iter(value.items()))
+    if kind == "intValue":
+        try:
+            return int(inner)
+        except (TypeError, ValueError):
+            return inner
+    if kind == "arrayValue":
+        return [any_value(v) for v in (inner or {}).get("values", [])]
+    if kind == "kvlistValue":
+        return key_values((inner or {}).get("values", []))
+    return inner
+
+
+def key_values(pairs: Any) -> dict[str, Any]:
+    if not isinstance(pairs, list):
+        return {}
+    return {str(kv.get("key")): any_value(kv.get("value")) for kv in pairs if isinstance(kv, dict)}
+
+
+def _plugin_of(resource: dict[str, Any]) -> str:
+    name = resource.get("service.name") or resource.get(RESOURCE_PLUGIN_NAME) or "unknown"
+    return str(name)
+
+
+def parse_line(line: str | bytes) -> list[SinkRecord]:
+    """The records of one sink line; ValueError (with why) when it is not OTLP/JSON logs."""
+    try:
+        request = json.loads(line)
+    except (ValueError, RecursionError) as error:
+        raise ValueError(f"not JSON ({error})") from None
+    groups = request.get("resourceLogs") if isinstance(request, dict) else None
+    if not isinstance(groups, list):
+        raise ValueError("no resourceLogs")
+    out: list[SinkRecord] = []
+    try:
+        for group in groups:
+            resource_json = group.get("resource") or {}
+            resource = key_values(resource_json.get("attributes"))
+            plugin = _plugin_of(resource)
+            for scope_logs in group.get("scopeLogs") or []:
+                scope = str((scope_logs.get("scope") or {}).get("name", ""))
+                for raw in scope_logs.get("logRecords") or []:
+                    out.append(_record(raw, plugin, scope, resource_json))
+    except (AttributeError, TypeError, ValueError) as error:
+        raise ValueError(f"not OTLP/JSON logs ({type(error).__name__}: {error})") from None
+    return out
+
+
+def _record(raw: dict[str, Any], plugin: str, scope: str, resource_json: dict[str, Any]) -> SinkRecord:
+    body = any_value(raw.get("body"))
+    return SinkRecord(
+        plugin=plugin,
+        scope=scope,
+        time_unix_nano=int(raw.get("timeUnixNano") or raw.get("observedTimeUnixNano") or 0),
+        severity_number=int(raw.get("severityNumber") or 0),
+        severity_text=str(raw.get("severityText") or ""),
+        body=body if isinstance(body, str) else json.dumps(body, ensure_ascii=False),
+        attributes=key_values(raw.get("attributes")),
+        trace_id=str(raw.get("traceId") or ""),
+        span_id=str(raw.get("spanId") or ""),
+        raw=raw,
+        resource=resource_json,
+    )
+
+
+class LineReader:
+    """Complete lines of one open file, from where it is; a partial last line waits."""
+
+    def __init__(self, path: str, stream: IO[bytes]) -> None:
+        self.path = path
+        self.stream = stream
+        self.line_number = 0
+        self._pending = b""
+        self._identity = _identity(os.fstat(stream.fileno()))
+
+    @classmethod
+    def open(cls, path: str) -> LineReader:
+        return cls(path, open(path, "rb"))  # closed by close()
+
+    def lines(self) -> Iterator[bytes]:
+        """Lines available now; stops at the end of the file, keeping a partial line."""
+        while True:
+            chunk = self.stream.read(_READ_CHUNK_BYTES)
+            if not chunk:
+                return
+            data = self._pending + chunk
+            start = 0
+            while True:
+                end = data.find(b"\n", start)
+                if end < 0:
+                    break
+                self.line_number += 1
+                yield data[start:end]
+                start = end + 1
+            self._pending = data[start:]
+
+    def has_partial(self) -> bool:
+        return bool(self._pending.strip())
+
+    def replaced(self) -> bool:
+        """True when the path now names another file (rotated) or this one shrank (truncated)."""
+        try:
+            now = os.stat(self.path)
+        except OSError:
+            return False  # between the rename and the new file: wait for it
+        return _identity(now) != self._identity or now.st_size < self.stream.tell()
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+def _identity(status: os.stat_result) -> tuple[int, int]:
+    return (status.st_dev, status.st_ino)
+
+
+def records_of(reader: LineReader, counters: ReadCounters) -> Iterator[SinkRecord]:
+    """The records of the lines the reader has now; corrupt lines are counted and skipped."""
+    for line in reader.lines():
+        counters.lines += 1
+        if not line.strip():
+            continue
+        try:
+            records = parse_line(line)
+        except ValueError as error:
+            counters.corrupt(reader.path, reader.line_number, str(error))
+            continue
+        counters.records += len(records)
+        yield from records
+
+
+def read_files(files: list[str], counters: ReadCounters) -> Iterator[SinkRecord]:
+    """Every record of these files, in order; a file that vanished (rotated away) is skipped."""
+    for path in files:
+        try:
+            reader = LineReader.open(path)
+        except OSError:
+            continue
+        try:
+            yield from records_of(reader, counters)
+            if reader.has_partial():
+                counters.partial_lines += 1
+        finally:
+            reader.close()
+
+
+def follow(
+    path: str,
+    counters: ReadCounters,
+    *,
+    start: LineReader | None,
+    poll_seconds: float = 0.2,
+    keep_going: Callable[[], bool] = lambda: True,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[SinkRecord]:
+    """Records appended to ``path`` from now on, across rotations, while ``keep_going()``."""
+    reader = start
+    while keep_going():
+        if reader is None:
+            try:
+                reader = LineReader.open(path)
+            except OSError:
+                sleep(poll_seconds)  # not created yet, or between a rotation's rename and open
+                continue
+        got = False
+        for record in records_of(reader, counters):
+            got = True
+            yield record
+        if got:
+            continue
+        if reader.replaced():
+            # The old file is complete once renamed (the sink closed it first): drain it, move on.
+            yield from records_of(reader, counters)
+            if reader.has_partial():
+                counters.partial_lines += 1
+            reader.close()
+            reader = None
+            counters.rotations_followed += 1
+            continue
+        sleep(poll_seconds)
+    if reader is not None:
+        reader.close()
