@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Final
 
 from ._config import ConfigError, HostConfig, RunnerConfig, describe, resolve
+from ._console import UNICODE_SYMBOLS, Symbols, safe_output, symbols_for
 from ._names import DEFAULT_HOST_SERVICE_NAME, GRAFANA_URL, JAEGER_URL
 
 _log = logging.getLogger("otel_plugin_logs.demo")
@@ -278,7 +279,8 @@ class _Demo:
             stats, self.bridge, self.restarts, self.console.shown, self.console.hidden, self.elapsed
         )
         summary.interrupted = self.stop.requested
-        print(summary.render(), flush=True)
+        out = safe_output(sys.stdout)
+        print(summary.render(symbols_for(out)), file=out, flush=True)
         if self.args.summary_json:
             with open(self.args.summary_json, "w", encoding="utf-8") as out:
                 json.dump(summary.as_dict(), out, indent=2)
@@ -403,7 +405,7 @@ class _Demo:
         running = sum(1 for s in self.slots if s.process is not None and not s.process.exited.is_set())
         failing = "  export failing, records wait in the queue" if stats.export_failing else ""
         self.status.update(
-            f"  ▶ {clock}  {rate:7,.0f} records/s  queue {stats.queue_records:,}"
+            f"  {symbols_for(sys.stderr).play} {clock}  {rate:7,.0f} records/s  queue {stats.queue_records:,}"
             f"  exported {exported:,}  plugins {running}/{len(self.slots)}{failing}"
         )
         return received
@@ -556,7 +558,7 @@ class _Summary:
             },
         }
 
-    def render(self) -> str:
+    def render(self, symbols: Symbols = UNICODE_SYMBOLS) -> str:
         headers = ("plugin", "emitted", "replayed", "shown", "exported", "dropped", "pending", "restarts")
         table: list[tuple[str, ...]] = []
         for row in self.rows:
@@ -594,18 +596,18 @@ class _Summary:
             f"Summary: demo {ended} after {self.elapsed:.1f} s, {len(self.rows)} plugins",
             "",
             line(headers),
-            line(["─" * w for w in widths]),
+            line([symbols.rule * w for w in widths]),
             *(line(cells) for cells in table),
-            line(["─" * w for w in widths]),
+            line([symbols.rule * w for w in widths]),
             line(total),
             "",
         ]
-        out.extend(self._notes())
+        out.extend(self._notes(symbols))
         out.extend(self._where())
         out.append("")
         return "\n".join(out)
 
-    def _notes(self) -> list[str]:
+    def _notes(self, symbols: Symbols) -> list[str]:
         notes = []
         notes.append(
             "  emitted: logged by the plugin; replayed: into this host's logging; shown: on this "
@@ -628,12 +630,15 @@ class _Summary:
             notes.append(f"  not shown on the console (sampled, still exported): {sampled}")
         if self.uncounted:
             lost = ", ".join(f"{r.name} {r.uncounted:+,}" for r in self.rows if r.uncounted)
-            notes.append(f"  ✗ records unaccounted for (a bug: please report it): {lost}")
+            notes.append(f"  {symbols.cross} records unaccounted for (a bug: please report it): {lost}")
         else:
-            terms = "exported + discarded + dropped" if discarded else "exported + dropped"
-            notes.append(f"  ✓ every record is accounted for: emitted = {terms} + pending")
+            # The same rule as README's, whatever the terms are today (discarded is 0 unless export is off).
+            notes.append(
+                f"  {symbols.check} every record is accounted for: "
+                "emitted = exported + discarded + dropped + pending"
+            )
         if self.export_failing:
-            notes.append(f"  ✗ export was failing at the end: {self.last_export_error}")
+            notes.append(f"  {symbols.cross} export was failing at the end: {self.last_export_error}")
             notes.append("    run 'otel-plugin-logs doctor' to check the endpoint")
         return notes
 
@@ -643,8 +648,10 @@ class _Summary:
         if self.exporter == "file":
             out.append("  Records went to the OTLP/JSON file (appended; one export request per line):")
             out.append(f"    {settings.file_path}")
-            quoted = shlex.quote(settings.file_path)
-            out.append(f"  The last request, readable: tail -n 1 {quoted} | python3 -m json.tool")
+            quoted = shlex.quote(os.path.dirname(settings.file_path))
+            out.append(
+                f"  Read them: otel-plugin-logs logs {quoted}  (--plugin payments --level ERROR, -f, --stats)"
+            )
             out.append(
                 "  To see them in Grafana and Jaeger: docker compose up -d otel-collector loki jaeger grafana"
             )
@@ -842,8 +849,9 @@ def run_doctor(args: argparse.Namespace, out: IO[str] | None = None) -> int:
     from . import __version__
     from ._export import resolve_export
 
-    stream = out or sys.stdout
+    stream = out or safe_output(sys.stdout)
     env = os.environ
+    symbols = symbols_for(stream)
 
     def say(text: str = "") -> None:
         print(text, file=stream)
@@ -862,7 +870,7 @@ def run_doctor(args: argparse.Namespace, out: IO[str] | None = None) -> int:
         runner_config, runner_sources = resolve(RunnerConfig, {}, env)
         settings = resolve_export(config, env, endpoint=args.endpoint, protocol=args.protocol)
     except ConfigError as error:
-        say(f"✗ the configuration is invalid: {error}")
+        say(f"{symbols.cross} the configuration is invalid: {error}")
         say("  fix or unset that variable; 'otel-plugin-logs doctor --help' lists every variable")
         return 2
 
@@ -930,10 +938,10 @@ def run_doctor(args: argparse.Namespace, out: IO[str] | None = None) -> int:
 
     say("Checks:")
     for check in checks:
-        say(f"  {'✓' if check.ok else '✗'} {check.title}")
+        say(f"  {symbols.check if check.ok else symbols.cross} {check.title}")
         for fix in check.fixes:
             say(f"      {fix}")
     failed = [check for check in checks if not check.ok]
     say()
-    say("✗ some checks failed" if failed else "✓ all checks passed")
+    say(f"{symbols.cross} some checks failed" if failed else f"{symbols.check} all checks passed")
     return 1 if failed else 0

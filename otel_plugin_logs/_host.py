@@ -22,6 +22,7 @@ import os
 import re
 import secrets
 import select
+import selectors
 import shutil
 import socket
 import struct
@@ -433,7 +434,9 @@ class HostLogBridge:
             )
         if self._dedupe:
             _guard_otel_handlers()
-        loop = asyncio.new_event_loop()
+        # Given its selector, the loop does not log "Using selector: ..." (asyncio, DEBUG) into the
+        # host's handlers: the bridge's own machinery is not the user's business.
+        loop = asyncio.SelectorEventLoop(selectors.DefaultSelector())
         self._loop = loop
         ready = threading.Event()
 
@@ -1329,6 +1332,12 @@ class HostLogBridge:
             plugin.counters.exits.append(returncode)
             # A dead runner sends nothing more: what it announced but never sent is a gap now.
             registration = self._registrations.get(process._digest)
+            never_connected = (
+                process._connect_deadline is not None
+                and registration is not None
+                and not registration.connected
+            )
+            process._connect_deadline = None  # no "has not connected" warning for a process that ended
             if registration is not None:
                 registration.ended = True
                 self._registry_dirty = True
@@ -1345,6 +1354,15 @@ class HostLogBridge:
             text = f"plugin {process.name} (pid {process.pid}) exited with {described}"
             _log.warning("%s", text)
             self._export_notice(plugin, "runner_exit", described, 1, text)
+        if never_connected:
+            _log.info(
+                "plugin %s (pid %d) ended without connecting to the bridge: it sent no records, only its "
+                "stderr was captured. If it logged, its handler was not installed: is it a Python "
+                "process? Started with -I/-E or -S (no sitecustomize)? Did it replace PYTHONPATH? It can "
+                "call otel_plugin_logs.runner.install() itself.",
+                process.name,
+                process.pid,
+            )
         process.exited.set()
 
     def _on_stderr_line(

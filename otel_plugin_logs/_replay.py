@@ -254,7 +254,8 @@ class Replayer:
         fields["process"] = otel["runner_pid"]
         fields["processName"] = otel["plugin"]
         fields["exc_info"] = None
-        fields["exc_text"] = escape_multiline(stacktrace) if stacktrace else None
+        # As Formatter.formatException does: no final newline, or format() ends with a blank line.
+        fields["exc_text"] = escape_multiline(stacktrace.rstrip("\r\n")) if stacktrace else None
         fields["stack_info"] = None
         fields[REPLAY_ATTRIBUTE] = ReplayedRecord(
             otel["plugin"],

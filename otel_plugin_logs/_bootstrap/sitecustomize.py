@@ -36,5 +36,14 @@ def _otel_plugin_logs_bootstrap() -> None:
         print(f"[otel-plugin-logs] the shadowed sitecustomize failed: {error}", file=sys.stderr)
 
 
-_otel_plugin_logs_bootstrap()
+try:
+    _otel_plugin_logs_bootstrap()
+except Exception as _error:
+    # One line instead of Python's "Error in sitecustomize" and a traceback in the plugin's
+    # stderr (an older Python than the package supports, say). %-formatting: any Python 3 parses it.
+    sys.stderr.write(
+        "[otel-plugin-logs] log handler not installed (Python %d.%d, %s): %s: %s\n"
+        % (sys.version_info[0], sys.version_info[1], sys.executable, type(_error).__name__, _error)
+    )
+    del _error
 del _otel_plugin_logs_bootstrap
