@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import IO, Any, Final
 
+from ._console_order import TimeOrderedRelease
 from ._replay import REPLAY_ATTRIBUTE, ReplayedRecord, escape_controls, escape_multiline
 
 _HIDDEN_PREFIXES: Final = ("code.", "thread.", "exception.", "otel_plugin_logs.", "log.")
@@ -274,6 +275,10 @@ class PluginConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
     per second (and bursts of as many); the rest are not shown, counted in ``hidden`` and
     announced at most every few seconds. WARNING and above, and the host's own records, are
     always shown. Sampling is for the eyes only: the bridge replayed and exports them all.
+
+    With ``reorder_millis`` > 0 records are held that long and shown oldest first, so a
+    runner's stderr line does not print ahead of the records it logged before it (those come
+    in batches); ``flush()`` shows what is held at once.
     """
 
     def __init__(
@@ -282,10 +287,14 @@ class PluginConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
         *,
         status: StatusLine | None = None,
         max_lines_per_second: float = 0.0,
+        reorder_millis: int = 0,
     ) -> None:
         super().__init__(stream)
         self.status = status
         self.max_lines_per_second = max_lines_per_second
+        self._in_order: TimeOrderedRelease[logging.LogRecord] | None = None
+        if reorder_millis > 0:
+            self._in_order = TimeOrderedRelease(reorder_millis / 1000.0, self._show_held)
         self.shown: dict[str, int] = {}
         self.hidden: dict[str, int] = {}
         self._tokens: dict[str, tuple[float, float]] = {}  # plugin -> (tokens, at)
@@ -302,8 +311,35 @@ class PluginConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
             return
         if plugin is not None:
             self.shown[plugin] = self.shown.get(plugin, 0) + 1
-        self._write_with_status(lambda: super(PluginConsoleHandler, self).emit(record))
+        if self._in_order is not None:
+            self._in_order.push(record.created, record)
+        else:
+            self._write_with_status(lambda: super(PluginConsoleHandler, self).emit(record))
         self._maybe_announce()
+
+    def flush(self) -> None:
+        if self._in_order is not None:
+            self._in_order.drain()
+        super().flush()
+
+    def close(self) -> None:
+        if self._in_order is not None:
+            self._in_order.close()
+        super().close()
+
+    def _show_held(self, record: logging.LogRecord) -> None:
+        # Not through StreamHandler.emit: that takes the handler's lock and calls flush(), which
+        # waits for this very release (the lock may be held by logging.shutdown, flushing).
+        def write() -> None:
+            try:
+                self.stream.write(self.format(record) + self.terminator)
+                self.stream.flush()
+            except RecursionError:
+                raise
+            except Exception:
+                self.handleError(record)
+
+        self._write_with_status(write)
 
     def announce_hidden(self) -> None:
         """Say now how many records were not shown since the last note."""
@@ -320,7 +356,7 @@ class PluginConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
         def write() -> None:
             try:
                 self.stream.write(line + self.terminator)
-                self.flush()
+                self.stream.flush()  # not self.flush(): held records keep their order and window
             except (OSError, ValueError):
                 pass
 
@@ -361,10 +397,13 @@ def install_console(
     max_lines_per_second: float = 0.0,
     plugin_width: int = 10,
     max_stack_lines: int | None = None,
+    reorder_millis: int = 0,
 ) -> PluginConsoleHandler:
     """Put a console handler with ``PluginConsoleFormatter`` on the root logger."""
     target = stream or sys.stderr
-    handler = PluginConsoleHandler(target, status=status, max_lines_per_second=max_lines_per_second)
+    handler = PluginConsoleHandler(
+        target, status=status, max_lines_per_second=max_lines_per_second, reorder_millis=reorder_millis
+    )
     handler.setFormatter(
         PluginConsoleFormatter(
             colour=use_colour(target),

@@ -46,6 +46,9 @@ _TICK_SECONDS: Final = 0.1
 _PROGRESS_SECONDS: Final = 0.5
 _CONSOLE_LINES_PER_SECOND: Final = 4.0
 _CONSOLE_STACK_LINES: Final = 20
+# Longer than the runners' batch delay (50 ms, set below) plus a loaded machine's lag: stderr
+# lines and the records logged before them show in the order they happened.
+_CONSOLE_REORDER_MILLIS: Final = 300
 
 _DEMO_DESCRIPTION: Final = """\
 Start a host bridge and several plugin runners (real subprocesses, spawned with
@@ -247,6 +250,7 @@ class _Demo:
             max_lines_per_second=max(_CONSOLE_LINES_PER_SECOND, 2 * args.rate),
             plugin_width=max(8, *(len(name) for name in names)),
             max_stack_lines=_CONSOLE_STACK_LINES,
+            reorder_millis=_CONSOLE_REORDER_MILLIS,
         )
         self.stop = _Stop()
         self.slots: list[_Slot] = []
@@ -272,6 +276,7 @@ class _Demo:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+        self.console.flush()  # what is held for ordering, before the last note and the summary
         self.status.clear()
         self.console.announce_hidden()
         self.console.flush()

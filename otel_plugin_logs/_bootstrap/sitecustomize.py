@@ -40,10 +40,11 @@ try:
     _otel_plugin_logs_bootstrap()
 except Exception as _error:
     # One line instead of Python's "Error in sitecustomize" and a traceback in the plugin's
-    # stderr (an older Python than the package supports, say). %-formatting: any Python 3 parses it.
+    # stderr (an older Python than the package supports, say).
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
     sys.stderr.write(
-        "[otel-plugin-logs] log handler not installed (Python %d.%d, %s): %s: %s\n"
-        % (sys.version_info[0], sys.version_info[1], sys.executable, type(_error).__name__, _error)
+        f"[otel-plugin-logs] log handler not installed (Python {version}, {sys.executable}): "
+        f"{type(_error).__name__}: {_error}\n"
     )
-    del _error
+    del _error, version
 del _otel_plugin_logs_bootstrap

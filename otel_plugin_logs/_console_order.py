@@ -1,0 +1,117 @@
+"""Console records put back in time order within a short window.
+
+A runner's records reach the host in batches (up to its schedule delay later), while a line it
+writes to stderr is replayed the moment it is read: shown as they arrive, a stderr line can
+print ahead of records logged before it. Holding each record for a window a little longer than
+that delay, and releasing the held ones oldest first, shows them in the order they happened.
+A record never waits longer than the window after it arrived, whatever time it claims.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class TimeOrderedRelease(Generic[T]):
+    """Items pushed with their own time come out through ``release`` oldest first.
+
+    Each item is held at most ``window_seconds`` after it was pushed: when the item that has
+    waited longest is due, the held items are released oldest first up to and including it.
+    """
+
+    def __init__(
+        self,
+        window_seconds: float,
+        release: Callable[[T], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.window_seconds = window_seconds
+        self._release = release
+        self._clock = clock
+        self._held: list[tuple[float, int, T]] = []  # a heap of (the item's time, order, item)
+        self._arrivals: deque[tuple[float, int]] = deque()  # (due, order), in the order pushed
+        self._gone: set[int] = set()  # released out of arrival order, still in _arrivals
+        self._order = itertools.count()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._releasing = threading.Lock()  # one release at a time, in order
+
+    def push(self, at_seconds: float, item: T) -> None:
+        with self._cond:
+            if not self._closed:
+                order = next(self._order)
+                heapq.heappush(self._held, (at_seconds, order, item))
+                self._arrivals.append((self._clock() + self.window_seconds, order))
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name="otel-plugin-logs-console", daemon=True
+                    )
+                    self._thread.start()
+                self._cond.notify()
+                return
+        self._release(item)  # closed: nothing is held any more, shown at once
+
+    def held(self) -> int:
+        with self._cond:
+            return len(self._held)
+
+    def drain(self) -> None:
+        """Release everything held now, oldest first (at flush, before a summary, at close)."""
+        with self._releasing:
+            with self._cond:
+                items = [heapq.heappop(self._held)[2] for _ in range(len(self._held))]
+                self._arrivals.clear()
+                self._gone.clear()
+            for item in items:
+                self._release(item)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self.drain()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(1.0)
+
+    def _next_due(self) -> tuple[float, int] | None:
+        """(due, order) of the item held longest; lock held."""
+        while self._arrivals and self._arrivals[0][1] in self._gone:
+            self._gone.discard(self._arrivals.popleft()[1])
+        return self._arrivals[0] if self._arrivals else None
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if self._closed:
+                    return
+                first = self._next_due()
+                if first is None:
+                    self._cond.wait()
+                    continue
+                wait = first[0] - self._clock()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                self._releasing.acquire()
+                _, order, item = heapq.heappop(self._held)
+                if order == first[1]:
+                    self._arrivals.popleft()
+                else:
+                    self._gone.add(order)
+            try:
+                # The handler reports its own stream errors; this thread must go on regardless.
+                with contextlib.suppress(Exception):
+                    self._release(item)
+            finally:
+                self._releasing.release()
