@@ -10,18 +10,17 @@ exports every record.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sys
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import IO, Any, Final
 
 from ._console_order import TimeOrderedRelease
 from ._replay import REPLAY_ATTRIBUTE, ReplayedRecord, escape_controls, escape_multiline
+from ._symbols import ASCII_SYMBOLS, UNICODE_SYMBOLS, symbols_for
 
 _HIDDEN_PREFIXES: Final = ("code.", "thread.", "exception.", "otel_plugin_logs.", "log.")
 _OWN_PREFIX: Final = "otel_plugin_logs."
@@ -65,45 +64,6 @@ def use_colour(stream: IO[str]) -> bool:
     if os.environ.get("NO_COLOR"):
         return False
     return is_terminal(stream)
-
-
-@dataclass(frozen=True, slots=True)
-class Symbols:
-    """The console's own marks; ASCII ones for a stream that cannot encode the others."""
-
-    ellipsis: str
-    gutter: str
-    check: str
-    cross: str
-    rule: str
-    play: str
-
-
-UNICODE_SYMBOLS: Final = Symbols(ellipsis="…", gutter="    │ ", check="✓", cross="✗", rule="─", play="▶")
-ASCII_SYMBOLS: Final = Symbols(
-    ellipsis="~", gutter="    | ", check="ok:", cross="FAILED:", rule="-", play=">"
-)
-
-
-def symbols_for(stream: IO[str]) -> Symbols:
-    """Unicode marks when the stream's encoding has them (PYTHONIOENCODING=ascii has not)."""
-    encoding = getattr(stream, "encoding", None) or "utf-8"
-    try:
-        "".join((UNICODE_SYMBOLS.ellipsis, UNICODE_SYMBOLS.gutter, UNICODE_SYMBOLS.check)).encode(encoding)
-        "".join((UNICODE_SYMBOLS.cross, UNICODE_SYMBOLS.rule, UNICODE_SYMBOLS.play)).encode(encoding)
-    except (UnicodeEncodeError, LookupError):
-        return ASCII_SYMBOLS
-    return UNICODE_SYMBOLS
-
-
-def safe_output(stream: IO[str]) -> IO[str]:
-    """The stream, made to escape what its encoding cannot write instead of raising."""
-    reconfigure = getattr(stream, "reconfigure", None)
-    if symbols_for(stream) is ASCII_SYMBOLS and reconfigure is not None:
-        # A closed or detached stream is left as it is.
-        with contextlib.suppress(ValueError, OSError):
-            reconfigure(errors="backslashreplace")
-    return stream
 
 
 def _fit(text: str, width: int, ellipsis: str = "…") -> str:

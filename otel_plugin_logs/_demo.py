@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Final
 
 from ._config import ConfigError, HostConfig, RunnerConfig, describe, resolve
-from ._console import UNICODE_SYMBOLS, Symbols, safe_output, symbols_for
 from ._names import DEFAULT_HOST_SERVICE_NAME, GRAFANA_URL, JAEGER_URL
+from ._symbols import UNICODE_SYMBOLS, Symbols, safe_output, symbols_for
 
 _log = logging.getLogger("otel_plugin_logs.demo")
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, Final
 
-from ._console import ASCII_SYMBOLS, PluginConsoleFormatter, safe_output, symbols_for, use_colour
+from ._console import PluginConsoleFormatter, use_colour
 from ._logs_filter import Filter, parse_severity, parse_time, positive_lines
 from ._logs_read import (
     SINK_FILE_NAME,
@@ -26,6 +26,7 @@ from ._logs_read import (
     ReadCounters,
     SinkRecord,
     follow,
+    in_time_order,
     read_files,
     records_of,
     sink_files,
@@ -33,6 +34,7 @@ from ._logs_read import (
 from ._names import BRIDGE_COUNT_ATTRIBUTE, BRIDGE_EVENT_ATTRIBUTE, BRIDGE_REASON_ATTRIBUTE, BRIDGE_SCOPE_NAME
 from ._protocol import EXCEPTION_STACKTRACE
 from ._replay import REPLAY_ATTRIBUTE, ReplayedRecord
+from ._symbols import ASCII_SYMBOLS, safe_output, symbols_for
 
 _DROP_EVENTS: Final = ("dropped", "suppressed", "gap")
 _LEVEL_NAMES: Final = (
@@ -44,6 +46,8 @@ _LEVEL_NAMES: Final = (
     (1, "TRACE"),
 )
 _DEFAULT_FOLLOW_LINES: Final = 10
+# Export batches of different plugins interleave in the sink up to a few hundred ms apart.
+_ORDER_WINDOW_NANOS: Final = 2_000_000_000
 
 _DESCRIPTION: Final = f"""\
 Print the records of the embedded OTLP/JSON file sink (where records go when no OTLP endpoint
@@ -255,7 +259,9 @@ def run_logs(args: argparse.Namespace, out: IO[str] | None = None, err: IO[str] 
     counters = ReadCounters()
     lines = args.lines if args.lines is not None else (_DEFAULT_FOLLOW_LINES if args.follow else None)
     history, open_readers = _history(path, counters, keep_open=args.follow)
-    matching: Iterable[SinkRecord] = (r for r in history if wanted.matches(r))
+    matching: Iterable[SinkRecord] = in_time_order(
+        (r for r in history if wanted.matches(r)), _ORDER_WINDOW_NANOS
+    )
     if lines is not None:
         matching = deque(matching, maxlen=lines) if lines else ()
     tally = Tally()
@@ -266,9 +272,9 @@ def run_logs(args: argparse.Namespace, out: IO[str] | None = None, err: IO[str] 
         if args.follow:
             start = open_readers[0] if open_readers else None
             base = os.path.join(path, SINK_FILE_NAME) if os.path.isdir(path) else path
-            for record in follow(base, counters, start=start):
-                if wanted.matches(record):
-                    write(record)
+            new = (r for r in follow(base, counters, start=start) if r is None or wanted.matches(r))
+            for record in in_time_order(new, _ORDER_WINDOW_NANOS):
+                write(record)
     except KeyboardInterrupt:
         pass
     except BrokenPipeError:

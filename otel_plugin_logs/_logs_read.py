@@ -9,11 +9,13 @@ by a killed host); a line that is not OTLP/JSON is skipped. Both are counted, ne
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, Final
 
@@ -237,14 +239,18 @@ def follow(
     poll_seconds: float = 0.2,
     keep_going: Callable[[], bool] = lambda: True,
     sleep: Callable[[float], None] = time.sleep,
-) -> Iterator[SinkRecord]:
-    """Records appended to ``path`` from now on, across rotations, while ``keep_going()``."""
+) -> Iterator[SinkRecord | None]:
+    """Records appended to ``path`` from now on, across rotations, while ``keep_going()``.
+
+    None each time there is nothing new (a caller holding records back shows them then).
+    """
     reader = start
     while keep_going():
         if reader is None:
             try:
                 reader = LineReader.open(path)
             except OSError:
+                yield None
                 sleep(poll_seconds)  # not created yet, or between a rotation's rename and open
                 continue
         got = False
@@ -262,6 +268,29 @@ def follow(
             reader = None
             counters.rotations_followed += 1
             continue
+        yield None
         sleep(poll_seconds)
     if reader is not None:
         reader.close()
+
+
+def in_time_order(records: Iterable[SinkRecord | None], window_nanos: int) -> Iterator[SinkRecord]:
+    """Records sorted by time within ``window_nanos``; a None (nothing new) lets out all held.
+
+    The sink holds records in export order: batches of several plugins, each some hundred
+    milliseconds behind, interleave. A record is held until one ``window_nanos`` newer is seen.
+    """
+    held: list[tuple[int, int, SinkRecord]] = []
+    order = itertools.count()
+    newest = 0
+    for record in records:
+        if record is None:
+            while held:
+                yield heapq.heappop(held)[2]
+            continue
+        heapq.heappush(held, (record.time_unix_nano, next(order), record))
+        newest = max(newest, record.time_unix_nano)
+        while held and held[0][0] <= newest - window_nanos:
+            yield heapq.heappop(held)[2]
+    while held:
+        yield heapq.heappop(held)[2]
