@@ -159,7 +159,7 @@ class LineReader:
         self.stream = stream
         self.line_number = 0
         self._pending = b""
-        self._identity = _identity(os.fstat(stream.fileno()))
+        self.identity = _identity(os.fstat(stream.fileno()))
 
     @classmethod
     def open(cls, path: str) -> LineReader:
@@ -191,7 +191,7 @@ class LineReader:
             now = os.stat(self.path)
         except OSError:
             return False  # between the rename and the new file: wait for it
-        return _identity(now) != self._identity or now.st_size < self.stream.tell()
+        return _identity(now) != self.identity or now.st_size < self.stream.tell()
 
     def close(self) -> None:
         self.stream.close()
@@ -265,6 +265,8 @@ def follow(
             if reader.has_partial():
                 counters.partial_lines += 1
             reader.close()
+            # Several rotations since the last look: the files in between are backups by now.
+            yield from read_files(_newer_backups(path, reader.identity), counters)
             reader = None
             counters.rotations_followed += 1
             continue
@@ -272,6 +274,18 @@ def follow(
         sleep(poll_seconds)
     if reader is not None:
         reader.close()
+
+
+def _newer_backups(path: str, identity: tuple[int, int]) -> list[str]:
+    """The backups rotated after the file with this identity, oldest first (none if it is gone)."""
+    backups = sink_files(path)[:-1] if os.path.exists(path) else sink_files(path)
+    for index, name in enumerate(backups):
+        try:
+            if _identity(os.stat(name)) == identity:
+                return backups[index + 1 :]
+        except OSError:
+            continue
+    return []
 
 
 def in_time_order(records: Iterable[SinkRecord | None], window_nanos: int) -> Iterator[SinkRecord]:
