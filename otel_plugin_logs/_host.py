@@ -22,7 +22,6 @@ import os
 import re
 import secrets
 import select
-import selectors
 import shutil
 import socket
 import struct
@@ -434,9 +433,7 @@ class HostLogBridge:
             )
         if self._dedupe:
             _guard_otel_handlers()
-        # Given its selector, the loop does not log "Using selector: ..." (asyncio, DEBUG) into the
-        # host's handlers: the bridge's own machinery is not the user's business.
-        loop = asyncio.SelectorEventLoop(selectors.DefaultSelector())
+        loop = _quiet_new_event_loop()
         self._loop = loop
         ready = threading.Event()
 
@@ -1563,6 +1560,25 @@ class HostLogBridge:
                 return True
             time.sleep(0.005)
         return False
+
+
+def _quiet_new_event_loop() -> asyncio.AbstractEventLoop:
+    """A new loop, without asyncio's "Using selector: ..." DEBUG record reaching the host's handlers.
+
+    The bridge's own machinery is not the user's business; only that record, on this thread, is
+    held back: the user's own asyncio records pass as before.
+    """
+    thread = threading.get_ident()
+
+    def own_selector_note(record: logging.LogRecord) -> bool:
+        return not (record.thread == thread and record.msg == "Using selector: %s")
+
+    logger = logging.getLogger("asyncio")
+    logger.addFilter(own_selector_note)
+    try:
+        return asyncio.new_event_loop()
+    finally:
+        logger.removeFilter(own_selector_note)
 
 
 def _guard_otel_handlers() -> None:

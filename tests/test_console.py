@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import re
 import time
 from pathlib import Path
 
 import pytest
-from helpers import PYTHON, MemorySink, write_plugin
+from helpers import PYTHON, CaptureHandler, MemorySink, wait_until, write_plugin
 
 from otel_plugin_logs import HostLogBridge
 from otel_plugin_logs._console import (
@@ -19,8 +20,10 @@ from otel_plugin_logs._console import (
     install_console,
     use_colour,
 )
+from otel_plugin_logs._console_order import TimeOrderedRelease
 from otel_plugin_logs._otlp import Entry
 from otel_plugin_logs._replay import Replayer
+from otel_plugin_logs._symbols import safe_output
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -143,8 +146,9 @@ def test_hostile_text_is_escaped_in_every_field(monkeypatch: pytest.MonkeyPatch)
     text = ANSI.sub("", stream.getvalue())  # the console's own colour codes
     assert "\x1b" not in text and "\r" not in text and "\x07" not in text
     lines = text.rstrip("\n").split("\n")
-    assert len(lines) == 4  # the record, then three stack lines behind the gutter
-    assert lines[0].count("forged") == 1 and "\\n12:00:00.000 ERROR" in lines[0]
+    assert len(lines) == 5  # the record, its second message line, three stack lines: all behind the gutter
+    assert lines[0].endswith(" ok k\\x1b]0;title\\x07=v\\n\\x1b[31m")
+    assert lines[1].startswith("    │ 12:00:00.000 ERROR") and lines[1].count("forged") == 1
     assert all(line.startswith("    │ ") for line in lines[1:])
 
 
@@ -172,9 +176,10 @@ def test_plugin_messages_through_a_real_bridge_cannot_forge_lines(tmp_path: Path
     plugin_lines = [
         line for line in text.splitlines() if line[13:].startswith(("INFO  evil ", "WARN  evil "))
     ]
-    assert len(plugin_lines) == 3 and len(text.splitlines()) == 4, text  # and the bridge's exit notice
+    # The second line of the first message is under the gutter; then the bridge's exit notice.
+    assert len(plugin_lines) == 3 and len(text.splitlines()) == 5, text
     assert "\x1b" not in text and "\r" not in text and "\x07" not in text
-    assert "first\\nINFO  other    forged line" in plugin_lines[0]
+    assert plugin_lines[0].endswith(" first") and "\n    │ INFO  other    forged line\n" in text
     assert "\\x1b[2J\\x1b[Hscreen cleared?" in plugin_lines[1] and "x=\\x1b[31mred" in plugin_lines[1]
 
 
@@ -235,3 +240,162 @@ def test_status_line_only_on_a_terminal_and_kept_below_log_lines(monkeypatch: py
     text = terminal.getvalue()
     assert text.startswith("\r\x1b[K12 records/s\r\x1b[K")  # drawn, then cleared for the record
     assert "sunny\n12 records/s\r\x1b[K" in text  # redrawn below it, cleared at the end
+
+
+def test_a_multi_line_message_is_one_record_with_its_lines_under_the_gutter() -> None:
+    """uvicorn's "Exception in ASGI application\\n" loses its final newline; further lines are indented."""
+    formatter = PluginConsoleFormatter()
+    single = formatter.format(replayed("web", "Exception in ASGI application\n"))
+    assert single.endswith(" Exception in ASGI application") and "\n" not in single
+    lines = formatter.format(replayed("web", "first\r\nsecond\n\nfourth\ttab", attributes={"k": 1})).split(
+        "\n"
+    )
+    assert lines[0].endswith(" first k=1")
+    assert lines[1:] == ["    │ second", "    │ ", "    │ fourth\\ttab"]
+
+
+def test_an_ascii_stream_gets_ascii_marks_and_escaped_text() -> None:
+    """On a stream that cannot encode '│' or '…' (PYTHONIOENCODING=ascii) the console writes ASCII, never raises."""
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="ascii", errors="strict")
+    safe_output(stream)
+    install_console(logging.INFO, stream, plugin_width=4)
+    record = replayed("a-long-plugin", "Zürich ☃", stacktrace="Traceback\nValueError: ☃\n")
+    logging.getLogger("plugin").handle(record)
+    stream.flush()
+    text = raw.getvalue().decode("ascii")
+    assert "a..." in text and "Z\\xfcrich \\u2603" in text
+    assert text.splitlines()[1:] == ["    | Traceback", "    | ValueError: \\u2603"]
+
+
+def test_a_replayed_traceback_has_no_blank_line_under_a_stdlib_formatter(
+    tmp_path: Path, host_env: Path
+) -> None:
+    """A host handler with a plain logging.Formatter ends a plugin's exception record with the exception line."""
+    script = write_plugin(
+        tmp_path,
+        "failing",
+        """
+        import logging
+        try:
+            raise ValueError("bad input")
+        except ValueError:
+            logging.getLogger("app").exception("it failed")
+        """,
+    )
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(name)s %(message)s"))
+    logging.getLogger("plugin").addHandler(handler)
+    with HostLogBridge(sink=MemorySink()) as bridge:
+        assert bridge.spawn_plugin("failing", [PYTHON, str(script)]).wait(30) == 0
+        assert bridge.wait_for_plugin("failing", 10)
+    text = stream.getvalue()
+    assert "plugin.failing.app it failed\nTraceback (most recent call last):\n" in text
+    assert "ValueError: bad input\n" in text and "\n\n" not in text
+
+
+def test_held_records_come_out_in_time_order() -> None:
+    """With reorder_millis a record that arrives late but happened first is shown first."""
+    stream = io.StringIO()
+    handler = PluginConsoleHandler(stream, reorder_millis=60_000)
+    handler.setFormatter(PluginConsoleFormatter())
+    late, early = replayed("p", "stderr line"), replayed("p", "logged before it")
+    early.created = late.created - 0.1
+    handler.handle(late)
+    handler.handle(early)
+    assert stream.getvalue() == ""  # held: the window has not passed
+    handler.flush()
+    assert [line.split()[-1] for line in stream.getvalue().splitlines()] == ["it", "line"]
+    handler.close()
+
+
+def test_held_records_are_shown_once_their_window_passed() -> None:
+    """Without a flush, each record is released by the console's own thread after the window."""
+    stream = io.StringIO()
+    handler = PluginConsoleHandler(stream, reorder_millis=20)
+    handler.setFormatter(PluginConsoleFormatter())
+    for i in range(3):
+        handler.handle(replayed("p", f"record {i}"))
+    try:
+        assert wait_until(lambda: len(stream.getvalue().splitlines()) == 3, 10)
+    finally:
+        handler.close()
+
+
+def test_release_order_follows_the_items_time_not_their_arrival() -> None:
+    """TimeOrderedRelease with a clock that stands still: nothing is due, drain gives oldest first."""
+    released: list[str] = []
+    order = TimeOrderedRelease(1.0, released.append, clock=lambda: 100.0)
+    for at, name in ((5.0, "c"), (3.0, "a"), (4.0, "b")):
+        order.push(at, name)
+    assert order.held() == 3 and released == []
+    order.close()
+    assert released == ["a", "b", "c"]
+
+
+def test_a_stderr_line_prints_after_the_records_logged_before_it(tmp_path: Path, host_env: Path) -> None:
+    """A runner's records come in batches, its stderr at once: the reordering console shows them as they happened."""
+    script = write_plugin(
+        tmp_path,
+        "mixed",
+        """
+        import logging, sys
+        logging.getLogger("app").warning("logged first")
+        sys.stderr.write("written second\\n")
+        sys.stderr.flush()
+        """,
+    )
+    stream = io.StringIO()
+    # A window far longer than any batch delay on a loaded machine; flush() ends it.
+    handler = install_console(logging.INFO, stream, reorder_millis=30_000)
+    with HostLogBridge(sink=MemorySink()) as bridge:
+        assert bridge.spawn_plugin("mixed", [PYTHON, str(script)]).wait(30) == 0
+        assert bridge.wait_for_plugin("mixed", 10)
+    handler.flush()
+    text = stream.getvalue()
+    assert text.index("logged first") < text.index("written second"), text
+    handler.close()
+
+
+def test_the_hosts_asyncio_debug_record_does_not_reach_user_handlers(host_env: Path) -> None:
+    """A host logging at DEBUG sees nothing from asyncio when a bridge starts ("Using selector")."""
+    capture = CaptureHandler()
+    root = logging.getLogger()
+    root.addHandler(capture)
+    root.setLevel(logging.DEBUG)
+    with HostLogBridge(sink=MemorySink()):
+        pass
+    assert not [r for r in capture.records if r.name.startswith("asyncio")]
+
+
+def test_a_runner_that_ends_without_connecting_gets_a_hint(
+    tmp_path: Path, host_env: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """python -I ignores the bootstrap: at its exit (before the 10 s warning) the host says why it may be."""
+    script = write_plugin(tmp_path, "isolated", "import logging\nlogging.warning('lost')\n")
+    caplog.set_level(logging.INFO, logger="otel_plugin_logs")
+    with HostLogBridge(sink=MemorySink()) as bridge:
+        assert bridge.spawn_plugin("isolated", [PYTHON, "-I", str(script)]).wait(30) == 0
+    (hint,) = [r.getMessage() for r in caplog.records if "without connecting" in r.getMessage()]
+    assert "plugin isolated" in hint and "-I" in hint and "PYTHONPATH" in hint and "Python process" in hint
+    assert not [r for r in caplog.records if "has not connected" in r.getMessage()]
+
+
+def test_an_error_in_the_bootstrap_is_one_line(
+    tmp_path: Path, host_env: Path, capture: CaptureHandler
+) -> None:
+    """A package that fails to import with a TypeError (as on an old Python) gives one stderr line, no traceback."""
+    fake = tmp_path / "shadow" / "otel_plugin_logs"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(
+        "raise TypeError(\"unsupported operand type(s) for |: 'type' and 'type'\")\n"
+    )
+    script = write_plugin(tmp_path, "plain", "print('still runs')\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "shadow")}
+    with HostLogBridge(sink=MemorySink()) as bridge:
+        assert bridge.spawn_plugin("plain", [PYTHON, str(script)], env=env).wait(30) == 0
+    lines = [r.getMessage() for r in capture.records if r.name == "plugin.plain.stderr"]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("[otel-plugin-logs] log handler not installed (Python 3.")
+    assert lines[0].endswith("TypeError: unsupported operand type(s) for |: 'type' and 'type'")
