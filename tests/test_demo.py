@@ -338,3 +338,43 @@ def test_inventory_without_structlog_logs_the_same_events(tmp_path: Path, host_e
     entries = sink.entries("inventory")
     assert {e.body for e in entries} <= {"stock_updated", "low_stock", "sync_completed"}
     assert {"sku", "warehouse", "quantity"} <= set(entries[0].attributes)
+
+
+def test_an_ascii_only_output_gets_ascii_marks(tmp_path: Path, host_env: Path) -> None:
+    """PYTHONIOENCODING=ascii: no UnicodeEncodeError; the summary and console use ASCII marks, status 0."""
+    summary = tmp_path / "summary.json"
+    result = subprocess.run(
+        demo_argv(summary, "--duration", "2", "--plugins", "weather,payments"),
+        capture_output=True,
+        timeout=90,
+        check=False,
+        env={**os.environ, "PYTHONIOENCODING": "ascii"},
+    )
+    stdout, stderr = result.stdout.decode("ascii"), result.stderr.decode("ascii")  # raises if not ASCII
+    assert result.returncode == 0, stderr[-3000:]
+    assert "UnicodeEncodeError" not in stderr and "Error in sitecustomize" not in stderr
+    assert "  ok: every record is accounted for: emitted = exported + discarded + dropped + pending" in stdout
+    assert "  --------  -------" in stdout
+    assert "\n    | Traceback (most recent call last):\n" in stderr  # payments' failures, ASCII gutter
+
+
+def test_summary_states_the_balance_rule_of_the_readme_and_points_to_logs() -> None:
+    """The summary's rule names discarded as README does, and says how to read the file sink."""
+    stats = BridgeStats(
+        plugins={"weather": PluginStats("weather", 9, 9, 0, 9, 9, 0, {}, 0, 0, 0, {}, (0,))},
+        exporter="file x",
+        queue_records=0,
+        queue_bytes=0,
+        export_failing=False,
+        last_export_error="",
+        rejected_connections={},
+    )
+    bridge = SimpleNamespace(
+        export_settings=ExportSettings("file", file_path="/tmp/sink dir/plugin-logs.otlp.jsonl"),
+        sink_description="file",
+    )
+    text = _Summary.build(stats, bridge, {}, {"weather": 9}, {}, 1.0).render()
+    assert "emitted = exported + discarded + dropped + pending" in text
+    assert "otel-plugin-logs logs '/tmp/sink dir'" in text and "json.tool" not in text
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert "emitted = exported + discarded + dropped + pending" in readme
