@@ -98,39 +98,61 @@ class PluginConsoleFormatter(logging.Formatter):
         self.max_stack_lines = max_stack_lines
         self.symbols = ASCII_SYMBOLS if ascii_only else UNICODE_SYMBOLS
         self._plugin_colours: dict[str, str] = {}
+        self._clock_second = -1
+        self._clock_text = ""
 
     def format(self, record: logging.LogRecord) -> str:
         info = getattr(record, REPLAY_ATTRIBUTE, None)
-        clock = time.strftime("%H:%M:%S", time.localtime(record.created)) + f".{int(record.msecs):03d}"
-        level = escape_controls(record.levelname)
-        level = _SHORT_LEVELS.get(level, level)[:5]
         if isinstance(info, ReplayedRecord):
-            source = info.plugin
-            logger = escape_controls(info.logger_name) or "root"
-            message = info.body
-            extras = self._attributes(info.attributes)
-            trace = f"trace={info.trace_id[:8]}" if info.trace_id else ""
-            stack = record.exc_text
-        else:
-            source = "host"
-            logger = escape_controls(record.name.removeprefix(_OWN_PREFIX))
-            message = record.getMessage()
-            extras = ""
-            trace = ""
-            stack = self.formatException(record.exc_info) if record.exc_info else None
+            return self.format_fields(
+                record.created,
+                record.levelname,
+                info.plugin,
+                info.logger_name,
+                info.body,
+                info.attributes,
+                info.trace_id or "",
+                record.exc_text,
+            )
+        stack = self.formatException(record.exc_info) if record.exc_info else None
+        logger = record.name.removeprefix(_OWN_PREFIX)
+        return self.format_fields(
+            record.created, record.levelname, "host", logger, record.getMessage(), {}, "", stack
+        )
+
+    def format_fields(
+        self,
+        created: float,
+        level_name: str,
+        source: str,
+        logger_name: str,
+        message: str,
+        attributes: Mapping[str, Any],
+        trace_id: str,
+        stack: str | None,
+    ) -> str:
+        """The console's text of one record given as fields (``logs`` has no LogRecord to give)."""
+        second = int(created)
+        if second != self._clock_second:  # strftime is a good part of the cost of a line
+            self._clock_second, self._clock_text = second, time.strftime("%H:%M:%S", time.localtime(second))
+        clock = f"{self._clock_text}.{int((created - second) * 1000):03d}"
+        level = escape_controls(level_name)
+        level = _SHORT_LEVELS.get(level, level)[:5]
+        logger = escape_controls(logger_name) or "root"
+        extras = self._attributes(attributes)
         first, *more = message.rstrip("\r\n").split("\n") or [""]
         ellipsis = self.symbols.ellipsis
         parts = [
             self._paint(_DIM, clock),
-            self._paint(_LEVEL_COLOURS.get(record.levelname, ""), f"{level:<5}"),
+            self._paint(_LEVEL_COLOURS.get(level_name, ""), f"{level:<5}"),
             self._paint(self._plugin_colour(source), _fit(source, self.plugin_width, ellipsis)),
             self._paint(_DIM, _fit(logger, self.logger_width, ellipsis)),
             escape_controls(first.removesuffix("\r")),
         ]
         if extras:
             parts.append(self._paint(_DIM, extras))
-        if trace:
-            parts.append(self._paint(_DIM, trace))
+        if trace_id:
+            parts.append(self._paint(_DIM, f"trace={trace_id[:8]}"))
         return " ".join(parts) + self._continued(more) + self._stack(stack)
 
     def format_note(self, text: str) -> str:

@@ -9,12 +9,12 @@ and counted on stderr, so a damaged sink still shows everything else.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import logging
 import os
 import sys
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, Final
 
@@ -33,7 +33,6 @@ from ._logs_read import (
 )
 from ._names import BRIDGE_COUNT_ATTRIBUTE, BRIDGE_EVENT_ATTRIBUTE, BRIDGE_REASON_ATTRIBUTE, BRIDGE_SCOPE_NAME
 from ._protocol import EXCEPTION_STACKTRACE
-from ._replay import REPLAY_ATTRIBUTE, ReplayedRecord
 from ._symbols import ASCII_SYMBOLS, safe_output, symbols_for
 
 _DROP_EVENTS: Final = ("dropped", "suppressed", "gap")
@@ -115,38 +114,6 @@ def _level_name(record: SinkRecord) -> str:
     if record.severity_text:
         return record.severity_text
     return next((name for floor, name in _LEVEL_NAMES if record.severity_number >= floor), "NOTSET")
-
-
-def as_log_record(record: SinkRecord) -> logging.LogRecord:
-    """The record as the console formatter of ``run`` sees a replayed one."""
-    level = _level_name(record)
-    log_record = logging.LogRecord(
-        f"plugin.{record.plugin}.{record.scope}", logging.INFO, "", 0, record.body, (), None
-    )
-    log_record.levelname = level
-    log_record.created = record.time_unix_nano / 1e9
-    log_record.msecs = float(record.time_unix_nano // 1_000_000 % 1000)
-    stack = record.attributes.get(EXCEPTION_STACKTRACE)
-    log_record.exc_text = stack if isinstance(stack, str) else None
-    replayed = ReplayedRecord(
-        record.plugin,
-        None,
-        0,
-        record.scope,
-        0,
-        record.body,
-        record.severity_number,
-        level,
-        record.time_unix_nano,
-        record.time_unix_nano,
-        record.attributes,
-        record.trace_id or None,
-        record.span_id or None,
-        0,
-        {},
-    )
-    setattr(log_record, REPLAY_ATTRIBUTE, replayed)
-    return log_record
 
 
 def as_json(record: SinkRecord) -> str:
@@ -265,16 +232,26 @@ def run_logs(args: argparse.Namespace, out: IO[str] | None = None, err: IO[str] 
     if lines is not None:
         matching = deque(matching, maxlen=lines) if lines else ()
     tally = Tally()
-    write = _writer(args, stream, tally)
+    render = None if args.stats else _renderer(args, stream)
+    batched = _Batched(stream)
+
+    def show(record: SinkRecord) -> None:
+        if render is None:
+            tally.add(record)
+        else:
+            batched.write(render(record))
+
     try:
         for record in matching:
-            write(record)
+            show(record)
+        batched.flush()
         if args.follow:
             start = open_readers[0] if open_readers else None
             base = os.path.join(path, SINK_FILE_NAME) if os.path.isdir(path) else path
             new = (r for r in follow(base, counters, start=start) if r is None or wanted.matches(r))
             for record in in_time_order(new, _ORDER_WINDOW_NANOS):
-                write(record)
+                show(record)
+                batched.flush()  # following: each record as soon as it is let out
     except KeyboardInterrupt:
         pass
     except BrokenPipeError:
@@ -283,33 +260,60 @@ def run_logs(args: argparse.Namespace, out: IO[str] | None = None, err: IO[str] 
     finally:
         for reader in open_readers:
             reader.close()
+    with contextlib.suppress(BrokenPipeError):
+        batched.flush()
     if args.stats:
         print(tally.render(), file=stream)
     _say_skipped(counters, errors)
     return 0
 
 
-def _writer(args: argparse.Namespace, stream: IO[str], tally: Tally) -> Any:
-    if args.stats:
-        return tally.add
+class _Batched:
+    """Lines written in chunks: one write per line would be a system call per line on a pipe."""
+
+    def __init__(self, stream: IO[str], max_chars: int = 1 << 18) -> None:
+        self.stream = stream
+        self.max_chars = max_chars
+        self._parts: list[str] = []
+        self._chars = 0
+
+    def write(self, line: str) -> None:
+        self._parts.append(line)
+        self._chars += len(line)
+        if self._chars >= self.max_chars:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._parts:
+            text, self._parts, self._chars = "".join(self._parts), [], 0
+            self.stream.write(text)
+        self.stream.flush()
+
+
+def _renderer(args: argparse.Namespace, stream: IO[str]) -> Callable[[SinkRecord], str]:
     if args.json:
-
-        def write_json(record: SinkRecord) -> None:
-            stream.write(as_json(record) + "\n")
-            if args.follow:
-                stream.flush()
-
-        return write_json
+        return lambda record: as_json(record) + "\n"
     formatter = PluginConsoleFormatter(
         colour=use_colour(stream), plugin_width=10, ascii_only=symbols_for(stream) is ASCII_SYMBOLS
     )
 
-    def write_text(record: SinkRecord) -> None:
-        stream.write(formatter.format(as_log_record(record)) + "\n")
-        if args.follow:
-            stream.flush()
+    def text(record: SinkRecord) -> str:
+        stack = record.attributes.get(EXCEPTION_STACKTRACE)
+        return (
+            formatter.format_fields(
+                record.time_unix_nano / 1e9,
+                _level_name(record),
+                record.plugin,
+                record.scope,
+                record.body,
+                record.attributes,
+                record.trace_id,
+                stack if isinstance(stack, str) else None,
+            )
+            + "\n"
+        )
 
-    return write_text
+    return text
 
 
 def _say_skipped(counters: ReadCounters, errors: IO[str]) -> None:

@@ -115,7 +115,7 @@ def test_errors_of_one_plugin_are_exactly_those_the_sink_holds(demo_sink: DemoSi
     assert result.returncode == 0 and result.stderr == ""
     expected = [r for r in demo_sink.records if r.plugin == "payments" and r.severity_number >= 17]
     lines = record_lines(result.stdout)
-    assert len(lines) == len(expected) >= 3  # two failed charges (seed 1) and the crash
+    assert len(lines) == len(expected) >= 2  # a failed charge (seed 1) and the crash, at least
     assert all(line[13:].startswith(("ERROR payments ", "CRIT  payments ")) for line in lines)
     assert "    │ Traceback (most recent call last):" in result.stdout
 
