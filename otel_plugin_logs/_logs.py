@@ -23,6 +23,7 @@ from ._logs_filter import Filter, parse_severity, parse_time, positive_lines
 from ._logs_read import (
     SINK_FILE_NAME,
     LineReader,
+    LineTest,
     ReadCounters,
     SinkRecord,
     follow,
@@ -194,19 +195,19 @@ def default_sink_path() -> str:
 
 
 def _history(
-    path: str, counters: ReadCounters, *, keep_open: bool
+    path: str, counters: ReadCounters, keep: LineTest, *, keep_open: bool
 ) -> tuple[Iterator[SinkRecord], list[LineReader]]:
     """The sink's records so far; with ``keep_open`` the current file's reader is handed back."""
     files = sink_files(path)
     base = os.path.join(path, SINK_FILE_NAME) if os.path.isdir(path) else path
     if not keep_open or not files or files[-1] != base:
-        return read_files(files, counters), []
+        return read_files(files, counters, keep), []
     current = LineReader.open(base)  # opened before reading: the follow goes on from its end
-    backups = read_files(files[:-1], counters)
+    backups = read_files(files[:-1], counters, keep)
 
     def chained() -> Iterator[SinkRecord]:
         yield from backups
-        yield from records_of(current, counters)
+        yield from records_of(current, counters, keep)
 
     return chained(), [current]
 
@@ -225,7 +226,8 @@ def run_logs(args: argparse.Namespace, out: IO[str] | None = None, err: IO[str] 
     wanted = Filter.from_args(args)
     counters = ReadCounters()
     lines = args.lines if args.lines is not None else (_DEFAULT_FOLLOW_LINES if args.follow else None)
-    history, open_readers = _history(path, counters, keep_open=args.follow)
+    keep = wanted.line_test()
+    history, open_readers = _history(path, counters, keep, keep_open=args.follow)
     matching: Iterable[SinkRecord] = in_time_order(
         (r for r in history if wanted.matches(r)), _ORDER_WINDOW_NANOS
     )
@@ -248,7 +250,9 @@ def run_logs(args: argparse.Namespace, out: IO[str] | None = None, err: IO[str] 
         if args.follow:
             start = open_readers[0] if open_readers else None
             base = os.path.join(path, SINK_FILE_NAME) if os.path.isdir(path) else path
-            new = (r for r in follow(base, counters, start=start) if r is None or wanted.matches(r))
+            new = (
+                r for r in follow(base, counters, start=start, keep=keep) if r is None or wanted.matches(r)
+            )
             for record in in_time_order(new, _ORDER_WINDOW_NANOS):
                 show(record)
                 batched.flush()  # following: each record as soon as it is let out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
@@ -15,6 +16,7 @@ from ._protocol import EXCEPTION_STACKTRACE
 _SEVERITIES: Final = {"TRACE": 1, "DEBUG": 5, "INFO": 9, "WARN": 13, "WARNING": 13, "ERROR": 17}
 _SEVERITIES_HIGH: Final = {"FATAL": 21, "CRITICAL": 21}
 _DURATION: Final = re.compile(r"^(?P<amount>[0-9]+(?:\.[0-9]+)?)(?P<unit>ms|s|m|h|d)$")
+_PLAIN: Final = re.compile(r"[A-Za-z0-9 _.,:;=+*#@!?%$~^|()\[\]{}'`/-]+")
 _UNIT_SECONDS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
@@ -92,10 +94,40 @@ class Filter:
             return False
         return not self.text or self._text_matches(record)
 
+    def line_test(self) -> Callable[[bytes], bool] | None:
+        """A cheap test on a raw sink line, False only when no record of it can match; or None.
+
+        Whatever wrote the line, a string holding only plain ASCII characters appears in it as
+        they are: a line without the plugin's name or the text is not worth parsing.
+        """
+        names = [name.encode() for name in self.plugins]
+        if not all(map(_plain, self.plugins)):
+            names = []
+        text = self.text.encode() if _plain(self.text) else b""
+        if not names and not text:
+            return None
+        lower = self.ignore_case
+
+        def may_match(line: bytes) -> bool:
+            if names and not any(name in line for name in names):
+                return False
+            if not text:
+                return True
+            if lower:
+                return not line.isascii() or text in line.lower()
+            return text in line
+
+        return may_match
+
     def _text_matches(self, record: SinkRecord) -> bool:
         stack = record.attributes.get(EXCEPTION_STACKTRACE)
         haystack = record.body if not isinstance(stack, str) else f"{record.body}\n{stack}"
         return self.text in (haystack.lower() if self.ignore_case else haystack)
+
+
+def _plain(text: str) -> bool:
+    """Characters no JSON writer escapes (Go's escapes <, > and &; some escape all non-ASCII)."""
+    return bool(text) and _PLAIN.fullmatch(text) is not None
 
 
 def _under(name: str, prefix: str) -> bool:

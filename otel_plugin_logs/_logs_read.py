@@ -212,11 +212,14 @@ def _identity(status: os.stat_result) -> tuple[int, int]:
     return (status.st_dev, status.st_ino)
 
 
-def records_of(reader: LineReader, counters: ReadCounters) -> Iterator[SinkRecord]:
+LineTest = Callable[[bytes], bool] | None  # False: no record of this raw line can match
+
+
+def records_of(reader: LineReader, counters: ReadCounters, keep: LineTest = None) -> Iterator[SinkRecord]:
     """The records of the lines the reader has now; corrupt lines are counted and skipped."""
     for line in reader.lines():
         counters.lines += 1
-        if not line.strip():
+        if not line.strip() or (keep is not None and not keep(line)):
             continue
         try:
             records = parse_line(line)
@@ -227,7 +230,7 @@ def records_of(reader: LineReader, counters: ReadCounters) -> Iterator[SinkRecor
         yield from records
 
 
-def read_files(files: list[str], counters: ReadCounters) -> Iterator[SinkRecord]:
+def read_files(files: list[str], counters: ReadCounters, keep: LineTest = None) -> Iterator[SinkRecord]:
     """Every record of these files, in order; a file that vanished (rotated away) is skipped."""
     for path in files:
         try:
@@ -235,7 +238,7 @@ def read_files(files: list[str], counters: ReadCounters) -> Iterator[SinkRecord]
         except OSError:
             continue
         try:
-            yield from records_of(reader, counters)
+            yield from records_of(reader, counters, keep)
             if reader.has_partial():
                 counters.partial_lines += 1
         finally:
@@ -250,6 +253,7 @@ def follow(
     poll_seconds: float = 0.2,
     keep_going: Callable[[], bool] = lambda: True,
     sleep: Callable[[float], None] = time.sleep,
+    keep: LineTest = None,
 ) -> Iterator[SinkRecord | None]:
     """Records appended to ``path`` from now on, across rotations, while ``keep_going()``.
 
@@ -265,19 +269,19 @@ def follow(
                 sleep(poll_seconds)  # not created yet, or between a rotation's rename and open
                 continue
         got = False
-        for record in records_of(reader, counters):
+        for record in records_of(reader, counters, keep):
             got = True
             yield record
         if got:
             continue
         if reader.replaced():
             # The old file is complete once renamed (the sink closed it first): drain it, move on.
-            yield from records_of(reader, counters)
+            yield from records_of(reader, counters, keep)
             if reader.has_partial():
                 counters.partial_lines += 1
             reader.close()
             # Several rotations since the last look: the files in between are backups by now.
-            yield from read_files(_newer_backups(path, reader.identity), counters)
+            yield from read_files(_newer_backups(path, reader.identity), counters, keep)
             reader = None
             counters.rotations_followed += 1
             continue
