@@ -115,7 +115,8 @@ def _run(args: Any, parser: argparse.ArgumentParser) -> int:
     level = logging.getLevelName(args.level.upper())
     if not isinstance(level, int):
         parser.error(f"run: unknown level {args.level!r}")
-    install_console(level)
+    # Held 400 ms (twice the runner's batch delay): stderr lines show after the records logged before them.
+    console = install_console(level, reorder_millis=400)
     bridge = HostLogBridge(otlp_endpoint=args.endpoint, otlp_protocol=args.protocol)
     bridge.start()
     _log.info("logs of plugin %s go to %s", args.plugin, bridge.export_settings.destination())
@@ -141,6 +142,7 @@ def _run(args: Any, parser: argparse.ArgumentParser) -> int:
             signal.signal(sig, handler)
     bridge.wait_for_plugin(args.plugin, 5.0)
     complete = bridge.shutdown()
+    console.flush()  # what the console still holds for ordering, before the counters
     stats = bridge.stats().plugins.get(args.plugin)
     if args.stats and stats is not None:
         print(_format_stats(stats), file=sys.stderr)
