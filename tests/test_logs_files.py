@@ -14,6 +14,7 @@ from helpers import PYTHON, wait_until
 
 from otel_plugin_logs._export import FileSink
 from otel_plugin_logs._logs_read import LineReader
+from otel_plugin_logs._names import BRIDGE_SCOPE_NAME
 from otel_plugin_logs._otlp import Entry, ResourceInfo
 
 SINK_FILE = "plugin-logs.otlp.jsonl"
@@ -177,3 +178,69 @@ def test_a_partial_line_is_held_until_its_newline_arrives(tmp_path: Path) -> Non
         assert list(reader.lines()) == [b'{"second": 2}'] and not reader.has_partial()
     finally:
         reader.close()
+
+
+def test_stats_sum_the_bridges_drop_notices_by_reason(tmp_path: Path) -> None:
+    """--stats adds up bridge.count of the bridge's dropped/suppressed/gap notices per plugin and reason."""
+    sink = FileSink(str(tmp_path / SINK_FILE), 1 << 20, 1)
+    write(sink, "alpha", 0, 4)
+    notices = [
+        ("alpha", "dropped", "export_queue_full", 5),
+        ("alpha", "dropped", "export_queue_full", 7),
+        ("beta", "suppressed", "rate_limited", 300),
+        ("beta", "gap", "gap", 2),
+        ("beta", "runner_exit", "code 1", 1),  # an exit is a notice, not a drop
+    ]
+    for number, (plugin, event, reason, count) in enumerate(notices):
+        attributes = {"bridge.event": event, "bridge.reason": reason, "bridge.count": count}
+        notice = Entry(
+            0,
+            time.time_ns() + number,
+            0,
+            13,
+            "WARNING",
+            "notice",
+            BRIDGE_SCOPE_NAME,
+            attributes,
+            None,
+            None,
+            0,
+        )
+        assert sink.export([(resource(plugin), notice, None, 1)], 5.0).ok
+    sink.shutdown()
+    result = run_logs(str(tmp_path), "--stats")
+    table, drops = result.stdout.split("\n\n", 1)
+    rows = {line.split()[0]: line.split() for line in table.splitlines()}
+    assert rows["plugin"] == ["plugin", "INFO", "total", "notices"]
+    assert rows["alpha"] == ["alpha", "4", "4", "2"] and rows["beta"] == ["beta", "0", "0", "3"]
+    assert [line.split() for line in drops.splitlines()[1:4]] == [
+        ["alpha", "export_queue_full", "12"],
+        ["beta", "gap", "2"],
+        ["beta", "rate_limited", "300"],
+    ]
+    assert "export_queue_full 12, gap 2, rate_limited 300" in drops
+
+
+def test_a_reader_that_closes_the_pipe_ends_quietly(tmp_path: Path) -> None:
+    """`logs | head -n 1`: exit 0 and nothing on stderr once the pipe is closed."""
+    sink = FileSink(str(tmp_path / SINK_FILE), 1 << 24, 1)
+    for batch in range(100):
+        write(sink, "alpha", batch * 50, 50)
+    sink.shutdown()
+    process = subprocess.Popen(
+        [PYTHON, "-m", "otel_plugin_logs", "logs", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None and process.stderr is not None
+        assert b"record 00000" in process.stdout.readline()
+        process.stdout.close()
+        assert process.wait(60) == 0
+        assert process.stderr.read() == b""
+    finally:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(10)
+        if process.stderr is not None:
+            process.stderr.close()
