@@ -117,9 +117,30 @@ def _level_name(record: SinkRecord) -> str:
     return next((name for floor, name in _LEVEL_NAMES if record.severity_number >= floor), "NOTSET")
 
 
-def as_json(record: SinkRecord) -> str:
-    shaped = {"resource": record.resource, "scope": {"name": record.scope}, **record.raw}
-    return json.dumps(shaped, ensure_ascii=False, separators=(",", ":"))
+class JsonShaper:
+    """One OTLP/JSON record per line: its logRecord with the resource and scope it came under.
+
+    The resource of a sink line is shared by its records: encoded once per line, not per record.
+    """
+
+    def __init__(self) -> None:
+        self._resources: dict[int, tuple[dict[str, Any], str]] = {}  # id -> (kept alive, text)
+
+    def __call__(self, record: SinkRecord) -> str:
+        key = id(record.resource)
+        known = self._resources.get(key)
+        if known is None or known[0] is not record.resource:
+            if len(self._resources) > 64:
+                self._resources.clear()
+            known = (record.resource, _dumps(record.resource))
+            self._resources[key] = known
+        head = f'{{"resource":{known[1]},"scope":{_dumps({"name": record.scope})}'
+        rest = _dumps(record.raw)
+        return f"{head},{rest[1:]}\n" if len(rest) > 2 else f"{head}}}\n"
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 @dataclass(slots=True)
@@ -296,7 +317,7 @@ class _Batched:
 
 def _renderer(args: argparse.Namespace, stream: IO[str]) -> Callable[[SinkRecord], str]:
     if args.json:
-        return lambda record: as_json(record) + "\n"
+        return JsonShaper()
     formatter = PluginConsoleFormatter(
         colour=use_colour(stream), plugin_width=10, ascii_only=symbols_for(stream) is ASCII_SYMBOLS
     )

@@ -128,9 +128,17 @@ def any_value(value: Any) -> Any:
 
 
 def key_values(pairs: Any) -> dict[str, Any]:
+    """OTLP/JSON key-value pairs as a dict; strings, the most of them by far, take a short cut."""
     if not isinstance(pairs, list):
         return {}
-    return {str(kv.get("key")): any_value(kv.get("value")) for kv in pairs if isinstance(kv, dict)}
+    out: dict[str, Any] = {}
+    for kv in pairs:
+        if kv.__class__ is not dict:
+            continue
+        value = kv.get("value")
+        text = value.get("stringValue") if value.__class__ is dict else None
+        out[str(kv.get("key"))] = text if text.__class__ is str else any_value(value)
+    return out
 
 
 def _plugin_of(resource: dict[str, Any]) -> str:
