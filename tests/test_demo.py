@@ -378,3 +378,17 @@ def test_summary_states_the_balance_rule_of_the_readme_and_points_to_logs() -> N
     assert "otel-plugin-logs logs '/tmp/sink dir'" in text and "json.tool" not in text
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     assert "emitted = exported + discarded + dropped + pending" in readme
+
+
+def test_doctor_on_an_ascii_only_output_uses_ascii_marks(host_env: Path) -> None:
+    """`doctor` under PYTHONIOENCODING=ascii prints its checks with ASCII marks instead of failing."""
+    result = subprocess.run(
+        [PYTHON, "-m", "otel_plugin_logs", "doctor", "--no-send"],
+        capture_output=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PYTHONIOENCODING": "ascii"},
+    )
+    assert result.returncode == 0, result.stderr.decode("utf-8", "replace")[-2000:]
+    stdout = result.stdout.decode("ascii")
+    assert stdout.rstrip().endswith("ok: all checks passed") and "  ok: the configuration is valid" in stdout
