@@ -2,8 +2,9 @@
 
 This is the host's local replay as the CLI sets it up, with ordinary logging handlers; the
 library's replay itself stays handler-agnostic. Colour only on a terminal, never with
-``NO_COLOR``; every field a plugin controls goes through ``escape_controls`` so a record is
-one line and cannot move the cursor or clear the screen. A chatty plugin can be sampled on the
+``NO_COLOR``; every field a plugin controls goes through ``escape_controls``, so a record
+cannot move the cursor or clear the screen, and its further lines (a multi-line message, a
+stack trace) start with the gutter: they cannot pass for records. A chatty plugin can be sampled on the
 console only (``max_lines_per_second``): what it hides is counted and said, and the bridge still
 exports every record.
 """
@@ -11,16 +12,14 @@ exports every record.
 from __future__ import annotations
 
 import logging
-import os
 import sys
-import threading
 import time
 from collections.abc import Mapping
 from typing import IO, Any, Final
 
 from ._console_order import TimeOrderedRelease
 from ._replay import REPLAY_ATTRIBUTE, ReplayedRecord, escape_controls, escape_multiline
-from ._symbols import ASCII_SYMBOLS, UNICODE_SYMBOLS, symbols_for
+from ._terminal import ASCII_SYMBOLS, UNICODE_SYMBOLS, StatusLine, symbols_for, use_colour
 
 _HIDDEN_PREFIXES: Final = ("code.", "thread.", "exception.", "otel_plugin_logs.", "log.")
 _OWN_PREFIX: Final = "otel_plugin_logs."
@@ -44,26 +43,9 @@ _PLUGIN_COLOURS: Final = (
 _DIM: Final = "\x1b[2m"
 _BOLD: Final = "\x1b[1m"
 _RESET: Final = "\x1b[0m"
-_CLEAR_LINE: Final = "\r\x1b[K"
 _SHORT_LEVELS: Final = {"WARNING": "WARN", "CRITICAL": "CRIT"}
 _MAX_VALUE_CHARS: Final = 40
 _NOTE_INTERVAL_SECONDS: Final = 5.0
-
-
-def is_terminal(stream: IO[str]) -> bool:
-    """True when the stream is an interactive terminal that understands escape codes."""
-    isatty = getattr(stream, "isatty", None)
-    try:
-        return bool(isatty and isatty()) and os.environ.get("TERM") != "dumb"
-    except ValueError:  # a closed stream
-        return False
-
-
-def use_colour(stream: IO[str]) -> bool:
-    """Colour when the stream is a terminal and NO_COLOR is not set (https://no-color.org)."""
-    if os.environ.get("NO_COLOR"):
-        return False
-    return is_terminal(stream)
 
 
 def _fit(text: str, width: int, ellipsis: str = "…") -> str:
@@ -204,50 +186,6 @@ class PluginConsoleFormatter(logging.Formatter):
 
     def _paint(self, colour: str, text: str) -> str:
         return f"{colour}{text}{_RESET}" if self.colour and colour else text
-
-
-class StatusLine:
-    """One live line at the bottom of a terminal (progress), redrawn around log lines.
-
-    Inactive unless the stream is a terminal: a file or a pipe never gets ``\\r`` or escape
-    codes. The console handler clears it before writing a record and draws it again after.
-    """
-
-    def __init__(self, stream: IO[str]) -> None:
-        self.stream = stream
-        self.active = is_terminal(stream)
-        self.lock = threading.RLock()
-        self._text = ""
-
-    def update(self, text: str) -> None:
-        if not self.active:
-            return
-        with self.lock:
-            self._text = text
-            self._write(_CLEAR_LINE + text)
-
-    def clear(self) -> None:
-        """Remove the line for good (before a summary is printed)."""
-        if not self.active:
-            return
-        with self.lock:
-            self._text = ""
-            self._write(_CLEAR_LINE)
-
-    def hide(self) -> None:
-        if self.active and self._text:
-            self._write(_CLEAR_LINE)
-
-    def show(self) -> None:
-        if self.active and self._text:
-            self._write(self._text)
-
-    def _write(self, text: str) -> None:
-        try:
-            self.stream.write(text)
-            self.stream.flush()
-        except (OSError, ValueError):
-            self.active = False
 
 
 class PluginConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]

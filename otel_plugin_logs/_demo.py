@@ -24,7 +24,7 @@ from typing import IO, Any, Final
 
 from ._config import ConfigError, HostConfig, RunnerConfig, describe, resolve
 from ._names import DEFAULT_HOST_SERVICE_NAME, GRAFANA_URL, JAEGER_URL
-from ._symbols import UNICODE_SYMBOLS, Symbols, safe_output, symbols_for
+from ._terminal import UNICODE_SYMBOLS, StatusLine, Symbols, safe_output, symbols_for
 
 _log = logging.getLogger("otel_plugin_logs.demo")
 
@@ -232,7 +232,7 @@ class _Stop:
 
 class _Demo:
     def __init__(self, args: argparse.Namespace, names: list[str], level: int) -> None:
-        from ._console import StatusLine, install_console
+        from ._console import install_console
         from ._host import HostLogBridge
 
         self.args = args

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, Final
 
-from ._console import PluginConsoleFormatter, use_colour
+from ._console import PluginConsoleFormatter
 from ._logs_filter import Filter, parse_severity, parse_time, positive_lines
 from ._logs_read import (
     SINK_FILE_NAME,
@@ -34,7 +34,7 @@ from ._logs_read import (
 )
 from ._names import BRIDGE_COUNT_ATTRIBUTE, BRIDGE_EVENT_ATTRIBUTE, BRIDGE_REASON_ATTRIBUTE, BRIDGE_SCOPE_NAME
 from ._protocol import EXCEPTION_STACKTRACE
-from ._symbols import ASCII_SYMBOLS, safe_output, symbols_for
+from ._terminal import ASCII_SYMBOLS, safe_output, symbols_for, use_colour
 
 _DROP_EVENTS: Final = ("dropped", "suppressed", "gap")
 _LEVEL_NAMES: Final = (
@@ -233,6 +233,20 @@ def _history(
     return chained(), [current]
 
 
+def _selected(
+    args: argparse.Namespace, path: str, wanted: Filter, keep: LineTest, counters: ReadCounters
+) -> tuple[Iterable[SinkRecord], list[LineReader]]:
+    """The matching records so far, in time order, the last ``-n`` only; and what ``-f`` goes on with."""
+    lines = args.lines if args.lines is not None else (_DEFAULT_FOLLOW_LINES if args.follow else None)
+    history, open_readers = _history(path, counters, keep, keep_open=args.follow)
+    matching: Iterable[SinkRecord] = in_time_order(
+        (r for r in history if wanted.matches(r)), _ORDER_WINDOW_NANOS
+    )
+    if lines is not None:
+        matching = deque(matching, maxlen=lines) if lines else ()
+    return matching, open_readers
+
+
 def run_logs(args: argparse.Namespace, out: IO[str] | None = None, err: IO[str] | None = None) -> int:
     stream = out or safe_output(sys.stdout)
     errors = err or sys.stderr
@@ -246,14 +260,8 @@ def run_logs(args: argparse.Namespace, out: IO[str] | None = None, err: IO[str] 
         return 1
     wanted = Filter.from_args(args)
     counters = ReadCounters()
-    lines = args.lines if args.lines is not None else (_DEFAULT_FOLLOW_LINES if args.follow else None)
     keep = wanted.line_test()
-    history, open_readers = _history(path, counters, keep, keep_open=args.follow)
-    matching: Iterable[SinkRecord] = in_time_order(
-        (r for r in history if wanted.matches(r)), _ORDER_WINDOW_NANOS
-    )
-    if lines is not None:
-        matching = deque(matching, maxlen=lines) if lines else ()
+    matching, open_readers = _selected(args, path, wanted, keep, counters)
     tally = Tally()
     render = None if args.stats else _renderer(args, stream)
     batched = _Batched(stream)
