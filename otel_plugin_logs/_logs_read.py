@@ -23,6 +23,7 @@ from ._names import RESOURCE_PLUGIN_NAME
 
 SINK_FILE_NAME: Final = "plugin-logs.otlp.jsonl"  # what FileSink writes in OTEL_PLUGIN_LOGS_FILE_DIR
 _READ_CHUNK_BYTES: Final = 1 << 16
+MAX_LINE_BYTES: Final = 256 * 1024 * 1024  # requests are at most EXPORT_MAX_BATCH_BYTES (3 MiB) of protobuf
 _BACKUP_SUFFIX: Final = re.compile(r"\.([1-9][0-9]{0,5})$")
 
 
@@ -171,38 +172,54 @@ def parse_line(line: str | bytes) -> list[SinkRecord]:
 
 
 class LineReader:
-    """Complete lines of one open file, from where it is; a partial last line waits."""
+    """Complete lines of one open file, from where it is; a partial last line waits.
 
-    def __init__(self, path: str, stream: IO[bytes]) -> None:
+    A line longer than ``max_line_bytes`` (no sink writes one: its requests are a few MB) is
+    not kept in memory: it comes out as None, and its bytes are skipped up to its newline.
+    """
+
+    def __init__(self, path: str, stream: IO[bytes], max_line_bytes: int = MAX_LINE_BYTES) -> None:
         self.path = path
         self.stream = stream
+        self.max_line_bytes = max_line_bytes
         self.line_number = 0
-        self._pending = b""
+        self._parts: list[bytes] = []  # the partial line, in the chunks it came in
+        self._partial_bytes = 0
+        self._skipping = False
         self.identity = _identity(os.fstat(stream.fileno()))
 
     @classmethod
     def open(cls, path: str) -> LineReader:
         return cls(path, open(path, "rb"))  # closed by close()
 
-    def lines(self) -> Iterator[bytes]:
-        """Lines available now; stops at the end of the file, keeping a partial line."""
+    def lines(self) -> Iterator[bytes | None]:
+        """Lines available now (None for one too long); stops at the end of the file."""
         while True:
             chunk = self.stream.read(_READ_CHUNK_BYTES)
             if not chunk:
                 return
-            data = self._pending + chunk
             start = 0
-            while True:
-                end = data.find(b"\n", start)
-                if end < 0:
-                    break
+            end = chunk.find(b"\n")
+            if end >= 0 and (self._parts or self._skipping):
                 self.line_number += 1
-                yield data[start:end]
+                yield None if self._skipping else b"".join((*self._parts, chunk[:end]))
+                self._parts, self._partial_bytes, self._skipping = [], 0, False
                 start = end + 1
-            self._pending = data[start:]
+                end = chunk.find(b"\n", start)
+            while end >= 0:
+                self.line_number += 1
+                yield chunk[start:end]
+                start = end + 1
+                end = chunk.find(b"\n", start)
+            rest = chunk[start:]
+            if rest and not self._skipping:
+                self._parts.append(rest)
+                self._partial_bytes += len(rest)
+                if self._partial_bytes > self.max_line_bytes:
+                    self._parts, self._partial_bytes, self._skipping = [], 0, True
 
     def has_partial(self) -> bool:
-        return bool(self._pending.strip())
+        return self._skipping or any(part.strip() for part in self._parts)
 
     def replaced(self) -> bool:
         """True when the path now names another file (rotated) or this one shrank (truncated)."""
@@ -227,6 +244,9 @@ def records_of(reader: LineReader, counters: ReadCounters, keep: LineTest = None
     """The records of the lines the reader has now; corrupt lines are counted and skipped."""
     for line in reader.lines():
         counters.lines += 1
+        if line is None:
+            counters.corrupt(reader.path, reader.line_number, f"longer than {reader.max_line_bytes:,} bytes")
+            continue
         if not line.strip() or (keep is not None and not keep(line)):
             continue
         try:

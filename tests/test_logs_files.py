@@ -244,3 +244,13 @@ def test_a_reader_that_closes_the_pipe_ends_quietly(tmp_path: Path) -> None:
             process.wait(10)
         if process.stderr is not None:
             process.stderr.close()
+
+
+def test_a_line_longer_than_the_bound_is_skipped_not_kept(tmp_path: Path) -> None:
+    """Beyond max_line_bytes a line comes out as None (counted as corrupt by `logs`); the next one is intact."""
+    path = tmp_path / "lines.jsonl"
+    path.write_bytes(b"first\n" + b"x" * 200_000 + b"\nlast\n")
+    with open(path, "rb") as stream:
+        reader = LineReader(str(path), stream, max_line_bytes=1000)
+        assert list(reader.lines()) == [b"first", None, b"last"] and reader.line_number == 3
+        assert not reader.has_partial()
