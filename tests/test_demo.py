@@ -267,12 +267,12 @@ def test_progress_and_colour_only_on_a_terminal(
     """On a terminal the console is coloured and a live records/s line is drawn (and cleared before the summary)."""
     monkeypatch.setenv("TERM", "xterm")
     monkeypatch.delenv("NO_COLOR", raising=False)
-    argv = demo_argv(tmp_path / "summary.json", "--duration", "2", "--plugins", "weather,inventory")
-    code, text = run_on_a_terminal(argv)
+    argv = demo_argv(tmp_path / "summary.json", "--duration", "0", "--plugins", "weather,inventory")
+    code, text = run_on_a_terminal(argv, interrupt_after=b"records/s")
     assert code == 0
     assert "\x1b[32mINFO" in text  # coloured level
     assert "records/s" in text and "\r\x1b[K" in text
-    summary_at = text.index("Summary: demo finished")
+    summary_at = text.index("Summary: demo interrupted by SIGINT")
     assert "records/s" not in text[summary_at:]
 
 
