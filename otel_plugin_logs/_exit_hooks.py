@@ -5,7 +5,10 @@ supervisors end a process) and a fatal signal with its default action (SIGTERM, 
 what ``Pool.terminate`` sends, and what uvicorn re-raises after its graceful shutdown) run no
 ``atexit`` handler, so the records still in the runner's buffer would die with it. Both get a
 short, bounded flush first; the process then ends exactly as it would have (same exit code,
-same signal). What could not be sent in time is counted by the host from the exit counter.
+same signal). The flush is the handler's shutdown: its bye and half-close let the host read to
+the end (a socket closed with the host's acknowledgements unread resets the connection, and
+the host loses what it had not read yet). What could not be sent in time is counted by the
+host from the exit counter.
 
 A signal gets the flush only where its handler is still the default: a plugin's own handler
 is never replaced, and one that restores the previous handler before re-raising (uvicorn)

@@ -112,7 +112,7 @@ def install(
             root.setLevel(config.level)
         keep = config.keep_console if keep_console is None else keep_console
         capture = Capture(handler.capture, hide_console=not keep)
-        exit_hooks = ExitHooks(handler.force_flush, config.exit_flush_timeout_millis)
+        exit_hooks = ExitHooks(handler.shutdown, config.exit_flush_timeout_millis)
         capture.install()
         exit_hooks.install()
         _installed = _Installation(handler, capture, exit_hooks)
