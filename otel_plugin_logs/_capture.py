@@ -31,9 +31,9 @@ _CallHandlers = Callable[[logging.Logger, logging.LogRecord], None]
 
 
 class _DispatchState(threading.local):
-    # Class attributes are the per-thread defaults: reading them never raises.
+    # The carried record this thread is dispatching, if any. A class attribute is the
+    # per-thread default: reading it never raises.
     current: logging.LogRecord | None = None
-    hidden = 0
 
 
 class ConsoleGate:
@@ -44,12 +44,12 @@ class ConsoleGate:
         self._gated_state = state
 
     def write(self, text: str) -> int:
-        if self._gated_state.hidden:
+        if self._gated_state.current is not None:
             return len(text)
         return self._gated_stream.write(text)
 
     def writelines(self, lines: Iterable[str]) -> None:
-        if not self._gated_state.hidden:
+        if self._gated_state.current is None:
             self._gated_stream.writelines(lines)
 
     def __getattr__(self, name: str) -> Any:
@@ -110,7 +110,6 @@ class Capture:
     def _hook(self, original: _CallHandlers) -> _CallHandlers:
         accept = self._accept
         state = self._state
-        hide = 1 if self._hide_console else 0
 
         def call_handlers(logger: logging.Logger, record: logging.LogRecord) -> None:
             # A handler that hands the record it is handling to another logger dispatches it
@@ -119,13 +118,11 @@ class Capture:
                 original(logger, record)
                 return
             outer = state.current
-            state.current = record
-            state.hidden += hide
+            state.current = record  # what the gate hides while it is set (if it is installed)
             try:
                 original(logger, record)
             finally:
                 state.current = outer
-                state.hidden -= hide
 
         call_handlers.__wrapped__ = original  # type: ignore[attr-defined]
         return call_handlers
