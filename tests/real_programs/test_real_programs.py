@@ -175,3 +175,14 @@ def test_sigkill_mid_stream_delivers_or_counts_every_record(tmp_path: Path) -> N
     assert stats["exported"] + sum(bridged.dropped.values()) == stats["emitted"]
     assert set(bridged.dropped) <= {"unsent_at_exit", "gap"}
     assert len(bridged.records) == stats["exported"]
+
+
+def test_daemon_thread_logging_through_exit_is_delivered_or_counted(tmp_path: Path) -> None:
+    """A daemon thread still logging while the interpreter exits: what came after shutdown is counted."""
+    bridged = run_bridged(_argv("hard_exit.py", "10", "daemon_thread"), tmp_path, "prog")
+    logged = len(truth(tmp_path))
+    stats = bridged.stats
+    assert bridged.returncode == 0
+    assert logged - 1 <= stats["emitted"] <= logged
+    assert stats["exported"] + sum(bridged.dropped.values()) == stats["emitted"]
+    assert set(bridged.dropped) <= {"unsent_at_exit"}

@@ -27,6 +27,17 @@ elif how == "thread_error":
     thread.start()
     thread.join()
     os._exit(0)
+elif how == "daemon_thread":
+    import time
+
+    def chatter() -> None:
+        i = 0
+        while True:
+            logging.getLogger("daemon").info("tick %d", i)
+            i += 1
+
+    threading.Thread(target=chatter, daemon=True).start()
+    time.sleep(0.2)  # then the main thread returns: atexit runs while the thread still logs
 elif how == "after_shutdown":
     logging.shutdown()
     log.warning("logged after logging.shutdown()")
