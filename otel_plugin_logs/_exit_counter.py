@@ -126,6 +126,20 @@ def read_counters(directory: str, tag: str) -> list[CounterReading]:
     return readings
 
 
+def prune(directory: str, known_tags: set[str]) -> int:
+    """Remove the counters of runner identities the host no longer knows; how many went."""
+    removed = 0
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return 0
+    for name in names:
+        if name.endswith(SUFFIX) and name.split("-", 1)[0] not in known_tags:
+            remove(os.path.join(directory, name))
+            removed += 1
+    return removed
+
+
 def mark_accounted(path: str, accounted: int) -> None:
     """Record that the host counted the stream up to ``accounted`` (survives a host restart)."""
     with contextlib.suppress(OSError), open(path, "r+b") as handle:

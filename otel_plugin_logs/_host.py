@@ -487,6 +487,8 @@ class HostLogBridge:
             self._runtime_dir = tempfile.mkdtemp(prefix="otel-plugin-logs-")
             self._owns_runtime_dir = True
         os.makedirs(self._exit_counter_dir, mode=0o700, exist_ok=True)
+        # Counters of runners an earlier host instance forgot would otherwise stay forever.
+        _exit_counter.prune(self._exit_counter_dir, set(self._registrations))
         if len(self.socket_path.encode()) > 100:
             raise ValueError(
                 f"socket path {self.socket_path} is too long for a Unix socket: "
