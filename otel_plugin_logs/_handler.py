@@ -230,6 +230,7 @@ class RunnerLogHandler(logging.Handler):
         self._next_attempt = 0.0
         self._bye_sent = False
         self._flush_asked = 0
+        self._ack_probe = False  # wait_acked asks: an empty batch makes the host answer with its position
         self._flush_answered = 0
         self.last_error: str | None = None
 
@@ -413,6 +414,12 @@ class RunnerLogHandler(logging.Handler):
                 else:
                     # Nothing left to send: an empty batch carries the answer.
                     self._transport.send(encode_message_with_records(self._batch_header(), []))
+            elif self._ack_probe and self._unacked and not self._queued and not self._stopping:
+                # A transport that only hears from the host in reply to a frame (an RPC, the
+                # in-memory double) learns of records settled since through an empty batch.
+                self._ack_probe = False
+                self._transport.send(encode_message_with_records(self._batch_header(), []))
+                self._read_acks(0.0)
             if self._stopping and self._queued == 0 and not self._bye_sent:
                 self._transport.send(encode_message(self._bye_message()))
                 self._bye_sent = True
@@ -706,8 +713,9 @@ class RunnerLogHandler(logging.Handler):
         while self._unacked:
             if time.monotonic() >= deadline:
                 return False
+            self._ack_probe = True
             self._wake.set()
-            time.sleep(0.005)
+            time.sleep(0.02)
         return True
 
     def shutdown(self, timeout_millis: int | None = None) -> bool:
