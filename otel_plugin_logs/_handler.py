@@ -80,6 +80,8 @@ ATTRIBUTES_DROPPED_BYTES: Final = "otel_plugin_logs.attributes.dropped_bytes"
 _STDERR_MARKER: Final = "[otel-plugin-logs gave up]"
 _MAX_STDERR_LINES_PER_SECOND: Final = 200
 
+# How long a batch gathers after a send before the next one goes (unless it fills up first).
+_LINGER_SECONDS: Final = 0.005
 _AckHook = Callable[[int], None]
 
 
@@ -375,16 +377,25 @@ class RunnerLogHandler(logging.Handler):
             self._sender_ident = thread.ident
 
     def _run(self) -> None:
+        lingering = False
         while True:
             waiting_for_acks = self._unacked and self._connected
             with self._lock:  # an emit after this sees the flag and wakes us
-                self._sender_idle = self._queued == 0
-            self._wake.wait(0.02 if (self._stopping or waiting_for_acks) else self._delay())
+                self._sender_idle = self._queued == 0 and not lingering
+            if lingering:
+                timeout = _LINGER_SECONDS
+            else:
+                timeout = 0.02 if (self._stopping or waiting_for_acks) else self._delay()
+            self._wake.wait(timeout)
             self._wake.clear()
+            created = self._created_seq
             try:
                 self._cycle()
             except Exception as error:  # the sender must survive anything
                 self.last_error = f"sender: {type(error).__name__}: {error}"
+            # A record that finds the link idle goes at once; after a send, the next batch
+            # gathers for a moment, so a burst goes in few frames rather than one per record.
+            lingering = self._created_seq > created
             with self._done:
                 self._done.notify_all()
             if self._stopping and (self._finished() or time.monotonic() >= self._shutdown_deadline):
