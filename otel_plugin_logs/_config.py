@@ -403,6 +403,14 @@ class HostConfig:
     max_frame_bytes: int = _frame_bytes_setting()
     max_body_bytes: int = _body_bytes_setting()
     max_attribute_length: int = _attribute_length_setting()
+    plugin_log_export: bool = _setting(
+        False,
+        PREFIX + "PLUGIN_LOG_EXPORT",
+        parse_bool,
+        "Let a spawned plugin's own OpenTelemetry SDK export its logs as well (off: its environment "
+        "turns that off, so each record is exported once, by the bridge; its spans are untouched).",
+        "true or false",
+    )
 
 
 ConfigT = TypeVar("ConfigT", RunnerConfig, HostConfig)

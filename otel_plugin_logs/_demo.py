@@ -24,6 +24,7 @@ from typing import IO, Any, Final
 
 from ._config import ConfigError, HostConfig, RunnerConfig, describe, resolve
 from ._names import DEFAULT_HOST_SERVICE_NAME, GRAFANA_URL, JAEGER_URL
+from ._resource import with_resource_attributes
 
 _log = logging.getLogger("otel_plugin_logs.demo")
 
@@ -320,11 +321,9 @@ class _Demo:
         # and the same namespace (the host's name) as the bridge gives its logs.
         env["OTEL_SERVICE_NAME"] = name
         host = os.environ.get("OTEL_SERVICE_NAME", "").strip() or DEFAULT_HOST_SERVICE_NAME
-        attributes = env.get("OTEL_RESOURCE_ATTRIBUTES", "").strip()
-        if "service.namespace=" not in attributes:
-            env["OTEL_RESOURCE_ATTRIBUTES"] = ",".join(
-                filter(None, (attributes, f"service.namespace={host}"))
-            )
+        env["OTEL_RESOURCE_ATTRIBUTES"] = with_resource_attributes(
+            env.get("OTEL_RESOURCE_ATTRIBUTES", ""), {"service.namespace": host}
+        )
         settings = self.bridge.export_settings
         if settings.exporter == "otlp" and settings.endpoint_source == "argument":
             # --endpoint is for the plugins' spans too.

@@ -24,6 +24,7 @@ from typing import Any, Final, Protocol
 from ._config import ConfigError, HostConfig, parse_bool
 from ._names import DEFAULT_OTLP_GRPC_ENDPOINT
 from ._otlp import Entry, ResourceInfo, SdkRecordBuilder, encode_json_line, encode_request
+from ._resource import ENV_RESOURCE_ATTRIBUTES, parse_resource_attributes
 
 _log = logging.getLogger("otel_plugin_logs.export")
 
@@ -136,6 +137,7 @@ def validate_standard_env(environ: Mapping[str, str]) -> None:
         for pair in filter(None, (p.strip() for p in raw.split(","))):
             if "=" not in pair or not pair.split("=", 1)[0].strip():
                 raise ConfigError(f"{name} has an invalid entry {pair!r}: expected key=value pairs")
+    parse_resource_attributes(_env(environ, ENV_RESOURCE_ATTRIBUTES))
     for name in _FILE_VARS:
         raw = _env(environ, name)
         if raw and not os.path.isfile(raw):

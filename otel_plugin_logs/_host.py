@@ -84,6 +84,7 @@ from ._protocol import (
     truncate_utf8,
 )
 from ._replay import ReplayedRecordFilter, Replayer, escape_controls
+from ._resource import detect_host_resource, with_resource_attributes
 from ._stats import BridgeStats, PluginCounters, PluginStats
 from ._validate import (
     BatchHeader,
@@ -106,6 +107,15 @@ _PEERCRED: Final = struct.Struct("3i")
 _REGISTRY: Final = "registry.json"
 _MAX_RETIRED_RPC_STREAMS: Final = 4096
 _BOOTSTRAP_DIR: Final = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_bootstrap")
+
+# In a spawned runner's environment: what `opentelemetry-instrument` (the SDK's configurator,
+# the distro, opentelemetry-instrumentation-logging) reads to export the process's logs
+# itself. The bridge already exports them; traces and metrics are left alone.
+PLUGIN_OWN_LOG_EXPORT_OFF: Final = {
+    "OTEL_LOGS_EXPORTER": "none",
+    "OTEL_PYTHON_LOG_AUTO_INSTRUMENTATION": "false",
+    "OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED": "false",
+}
 
 # Host-side drop reasons.
 DROP_RATE_LIMITED: Final = "rate_limited"
@@ -490,17 +500,7 @@ class HostLogBridge:
             )
 
     def _host_resource(self) -> tuple[dict[str, Any], str]:
-        from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.version import __version__ as sdk_version
-
-        sdk = Resource(
-            {
-                "telemetry.sdk.language": "python",
-                "telemetry.sdk.name": "opentelemetry",
-                "telemetry.sdk.version": sdk_version,
-            }
-        )
-        attributes = dict(sdk.merge(_resource_from(self._environ)).attributes)
+        attributes = detect_host_resource(self._environ)
         host_service = (
             self._service_name
             or self._environ.get("OTEL_SERVICE_NAME", "").strip()
@@ -701,10 +701,12 @@ class HostLogBridge:
         # The plugin's own OTel SDK (its spans) names the same service as its logs: the plugin,
         # in the host's namespace. The host's own OTEL_SERVICE_NAME must not leak into it.
         child_env["OTEL_SERVICE_NAME"] = name
-        child_env["OTEL_RESOURCE_ATTRIBUTES"] = _with_resource_attributes(
+        child_env["OTEL_RESOURCE_ATTRIBUTES"] = with_resource_attributes(
             child_env.get("OTEL_RESOURCE_ATTRIBUTES", ""),
             {"service.namespace": self._host_service, RESOURCE_PLUGIN_NAME: name},
         )
+        if not self.config.plugin_log_export:
+            child_env.update(PLUGIN_OWN_LOG_EXPORT_OFF)
         digest = hashlib.sha256(token.encode()).hexdigest()
         with self._lock:  # the child cannot be authenticated before its pid is recorded
             popen = subprocess.Popen(
@@ -1598,28 +1600,6 @@ def _fallback_path() -> str:
     if msgpack_dir not in paths:
         paths.append(msgpack_dir)
     return os.pathsep.join(paths)
-
-
-def _with_resource_attributes(existing: str, extra: Mapping[str, str]) -> str:
-    """OTEL_RESOURCE_ATTRIBUTES with ``extra`` added unless already there."""
-    present = {pair.split("=", 1)[0].strip() for pair in existing.split(",") if "=" in pair}
-    added = [f"{key}={value}" for key, value in extra.items() if key not in present]
-    return ",".join(part for part in (existing.strip(), *added) if part)
-
-
-def _resource_from(environ: Mapping[str, str]) -> Any:
-    from opentelemetry.sdk.resources import Resource
-
-    attributes: dict[str, Any] = {}
-    for pair in environ.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
-        if "=" in pair:
-            key, value = pair.split("=", 1)
-            if key.strip():
-                attributes[key.strip()] = value.strip()
-    service = environ.get("OTEL_SERVICE_NAME", "").strip()
-    if service:
-        attributes["service.name"] = service
-    return Resource(attributes)
 
 
 __all__ = ["HostLogBridge", "PluginProcess"]

@@ -1,0 +1,158 @@
+"""OpenTelemetry conventions the bridge follows: resource variables, a plugin's own SDK, detectors."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+from helpers import PYTHON, Collector, MemorySink, parse_rotel_logs, wait_until, write_plugin
+
+from otel_plugin_logs import ConfigError, HostLogBridge
+
+QUIET = """
+import logging
+logging.getLogger("quiet").warning("one record")
+"""
+
+# The resource the plugin's own SDK builds from the environment the bridge gave it.
+SDK_RESOURCE = """
+import json, sys
+from opentelemetry.sdk.resources import Resource
+with open(sys.argv[1], "w") as out:
+    json.dump(dict(Resource.create().attributes), out)
+"""
+
+# Under opentelemetry-instrument: the bridge's handler (installed explicitly, since the
+# instrument command's sitecustomize runs instead of the bridge's) and the SDK the
+# instrumentation configured, with a span around one record.
+INSTRUMENTED = """
+import logging, sys
+from otel_plugin_logs import runner
+runner.install()
+from opentelemetry import trace
+log = logging.getLogger("instrumented")
+with trace.get_tracer("instrumented").start_as_current_span("work"):
+    log.warning("inside a span")
+trace.get_tracer_provider().force_flush()
+with open(sys.argv[1], "w") as out:
+    out.write(" ".join(type(h).__module__ + "." + type(h).__name__ for h in logging.getLogger().handlers))
+"""
+
+
+def _resources(sink: MemorySink, plugin: str) -> list[dict[str, object]]:
+    return [r.attributes for r, e in sink.items if e.seq and r.attributes.get("plugin.name") == plugin]
+
+
+def _run_quiet(bridge: HostLogBridge, tmp_path: Path, name: str) -> None:
+    script = write_plugin(tmp_path, "quiet", QUIET)
+    assert bridge.spawn_plugin(name, [PYTHON, str(script)]).wait(60) == 0
+    assert bridge.wait_for_plugin(name, 20)
+    assert bridge.force_flush(10_000)
+
+
+def test_resource_attribute_values_are_percent_decoded(
+    tmp_path: Path, host_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OTEL_RESOURCE_ATTRIBUTES values are percent-decoded as the SDK does: team=a%2Cb is 'a,b'."""
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "team=a%2Cb, owner = x%3Dy%20z ,,")
+    sink = MemorySink()
+    with HostLogBridge(sink=sink) as bridge:
+        _run_quiet(bridge, tmp_path, "weather")
+    (attributes, *_) = _resources(sink, "weather")
+    assert attributes["team"] == "a,b" and attributes["owner"] == "x=y z"
+
+
+def test_resource_attributes_without_a_key_fail_at_start_naming_the_variable(
+    host_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An OTEL_RESOURCE_ATTRIBUTES entry that is not key=value is refused at start-up, naming it."""
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "team=bots,oops")
+    with pytest.raises(ConfigError, match="OTEL_RESOURCE_ATTRIBUTES has an invalid entry 'oops'"):
+        HostLogBridge().start()
+
+
+def test_runner_environment_gives_the_plugin_sdk_the_host_name_intact(
+    tmp_path: Path, host_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The appended service.namespace is percent-encoded: the plugin's SDK reads 'bot,eu=1 %' back."""
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "bot,eu=1 %")
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "team=a%2Cb")
+    script = write_plugin(tmp_path, "sdk_resource", SDK_RESOURCE)
+    out = tmp_path / "resource.json"
+    with HostLogBridge(sink=MemorySink()) as bridge:
+        assert bridge.spawn_plugin("weather", [PYTHON, str(script), str(out)]).wait(60) == 0
+    resource = json.loads(out.read_text())
+    assert resource["service.namespace"] == "bot,eu=1 %"
+    assert resource["team"] == "a,b" and resource["service.name"] == "weather"
+
+
+def test_configured_resource_detectors_add_host_name(
+    tmp_path: Path, host_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OTEL_EXPERIMENTAL_RESOURCE_DETECTORS=host,os adds host.name and os.type, not the host's process.*."""
+    monkeypatch.setenv("OTEL_EXPERIMENTAL_RESOURCE_DETECTORS", "host,os,process")
+    sink = MemorySink()
+    with HostLogBridge(sink=sink) as bridge:
+        _run_quiet(bridge, tmp_path, "weather")
+    (attributes, *_) = _resources(sink, "weather")
+    assert attributes["host.name"] == socket.gethostname() and attributes["os.type"] == "linux"
+    assert attributes["process.pid"] != os.getpid() and "process.executable.path" not in attributes
+
+
+def test_unknown_resource_detector_fails_at_start_naming_it(
+    host_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A detector name the SDK does not know is refused at start-up with the installed names."""
+    monkeypatch.setenv("OTEL_EXPERIMENTAL_RESOURCE_DETECTORS", "host,nosuch")
+    with pytest.raises(ConfigError, match=r"unknown detector\(s\) nosuch: installed are .*host"):
+        HostLogBridge().start()
+
+
+def _instrumented_run(tmp_path: Path, collector: Collector, own_export: bool) -> tuple[MemorySink, str]:
+    instrument = shutil.which("opentelemetry-instrument", path=os.path.dirname(PYTHON))
+    assert instrument is not None, "opentelemetry-instrument is in the test extra"
+    script = write_plugin(tmp_path, "instrumented", INSTRUMENTED)
+    handlers = tmp_path / "handlers.txt"
+    sink = MemorySink()
+    with HostLogBridge(sink=sink, plugin_log_export=own_export) as bridge:
+        process = bridge.spawn_plugin("weather", [instrument, PYTHON, str(script), str(handlers)])
+        assert process.wait(120) == 0
+        assert bridge.wait_for_plugin("weather", 20)
+        assert bridge.force_flush(10_000)
+    return sink, handlers.read_text()
+
+
+@pytest.mark.collector
+def test_instrumented_plugin_exports_its_spans_but_not_its_logs(
+    tmp_path: Path, host_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under opentelemetry-instrument a plugin's logs reach the collector once (the bridge's), its spans too."""
+    with Collector(tmp_path / "rotel", debug_log=("logs", "traces")) as collector:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.grpc_endpoint)
+        monkeypatch.setenv("OTEL_LOGS_EXPORTER", "otlp")  # what the host itself runs with
+        monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
+        sink, handlers = _instrumented_run(tmp_path, collector, own_export=False)
+        assert wait_until(lambda: "Span #0" in collector.output(), 20)
+        assert "instrumentation.logging" not in handlers and "LoggingHandler" not in handlers
+        assert [e.body for e in sink.entries("weather")] == ["inside a span"]
+        assert [r for r in parse_rotel_logs(collector.output()) if r["scope"] == "instrumented"] == []
+
+
+@pytest.mark.collector
+def test_plugin_log_export_opt_out_lets_the_plugin_export_its_logs(
+    tmp_path: Path, host_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With OTEL_PLUGIN_LOGS_PLUGIN_LOG_EXPORT=true the plugin's own SDK exports its logs as it would alone."""
+    with Collector(tmp_path / "rotel", debug_log=("logs", "traces")) as collector:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.grpc_endpoint)
+        monkeypatch.setenv("OTEL_LOGS_EXPORTER", "otlp")
+        monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
+        _, handlers = _instrumented_run(tmp_path, collector, own_export=True)
+        assert "LoggingHandler" in handlers
+        assert wait_until(
+            lambda: any(r["scope"] == "instrumented" for r in parse_rotel_logs(collector.output())), 20
+        )
