@@ -237,12 +237,12 @@ class RunnerConfig:
     )
 
 
-ExporterName = Literal["otlp", "file", "console", "none"]
+ExporterName = Literal["otlp", "file", "otlp_json_file", "console", "none"]
 
 
 def _parse_exporter(text: str) -> str:
     value = text.strip().lower()
-    if value not in ("otlp", "file", "console", "none", ""):
+    if value not in ("otlp", "file", "otlp_json_file", "console", "none", ""):
         raise ValueError
     return value
 
@@ -263,8 +263,9 @@ class HostConfig:
         "",
         ("OTEL_LOGS_EXPORTER",),
         _parse_exporter,
-        "otlp, file, console or none; empty: otlp when an OTLP endpoint is set, else file.",
-        "otlp, file, console or none",
+        "otlp, file, otlp_json_file (OTLP/JSON lines on stdout), console or none; empty: otlp when an "
+        "OTLP endpoint is set, else file.",
+        "otlp, file, otlp_json_file, console or none",
     )
     file_dir: str = _setting(
         os.path.join(

@@ -39,8 +39,8 @@ def test_invalid_variable_fails_at_start_naming_it(host_env: Path, monkeypatch: 
     ):
         HostLogBridge()
     monkeypatch.delenv("OTEL_PLUGIN_LOGS_EXPORT_MAX_QUEUE_RECORDS")
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
-    with pytest.raises(ConfigError, match="OTEL_EXPORTER_OTLP_PROTOCOL='http/json' is invalid"):
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/thrift")
+    with pytest.raises(ConfigError, match="OTEL_EXPORTER_OTLP_PROTOCOL='http/thrift' is invalid"):
         HostLogBridge()
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "soon")

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import shutil
 import socket
+import subprocess
+import threading
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from helpers import PYTHON, Collector, MemorySink, parse_rotel_logs, wait_until, write_plugin
@@ -156,3 +160,73 @@ def test_plugin_log_export_opt_out_lets_the_plugin_export_its_logs(
         assert wait_until(
             lambda: any(r["scope"] == "instrumented" for r in parse_rotel_logs(collector.output())), 20
         )
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """Keeps the content type and body of each POST; answers 200."""
+
+    posts: ClassVar[list[tuple[str, bytes]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.posts.append((self.headers.get("Content-Type", ""), body))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+def test_http_json_protocol_posts_otlp_json_with_its_content_type(tmp_path: Path, host_env: Path) -> None:
+    """OTEL_EXPORTER_OTLP_PROTOCOL=http/json posts application/json OTLP/JSON (hex ids, string int64s)."""
+    _Recorder.posts = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        endpoint = f"http://127.0.0.1:{server.server_address[1]}/v1/logs"
+        with HostLogBridge(otlp_endpoint=endpoint, otlp_protocol="http/json") as bridge:
+            assert bridge.sink_description.startswith("OTLP/HTTP/JSON")
+            _run_quiet(bridge, tmp_path, "weather")
+    finally:
+        server.shutdown()
+        server.server_close()
+    content_types = {content_type for content_type, _ in _Recorder.posts}
+    assert content_types == {"application/json"}
+    records = [
+        record
+        for _, body in _Recorder.posts
+        for resource_logs in json.loads(body)["resourceLogs"]
+        for scope_logs in resource_logs["scopeLogs"]
+        for record in scope_logs["logRecords"]
+        if scope_logs["scope"]["name"] == "quiet"
+    ]
+    assert [r["body"] for r in records] == [{"stringValue": "one record"}]
+    assert records[0]["severityNumber"] == 13 and isinstance(records[0]["timeUnixNano"], str)
+
+
+def test_otlp_json_file_exporter_writes_otlp_json_lines_to_stdout(tmp_path: Path, host_env: Path) -> None:
+    """OTEL_LOGS_EXPORTER=otlp_json_file: `run` writes each export request as one OTLP/JSON line on stdout."""
+    script = write_plugin(tmp_path, "quiet", QUIET)
+    cli = shutil.which("otel-plugin-logs", path=os.path.dirname(PYTHON))
+    assert cli is not None
+    env = {**os.environ, "OTEL_LOGS_EXPORTER": "otlp_json_file"}
+    result = subprocess.run(
+        [cli, "run", "--plugin", "weather", "--", PYTHON, str(script)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith('{"resourceLogs"')]
+    bodies = [
+        record["body"]["stringValue"]
+        for line in lines
+        for resource_logs in line["resourceLogs"]
+        for scope_logs in resource_logs["scopeLogs"]
+        for record in scope_logs["logRecords"]
+        if scope_logs["scope"]["name"] == "quiet"
+    ]
+    assert bodies == ["one record"]
+    assert not (host_env / "plugin-logs.otlp.jsonl").exists()

@@ -58,7 +58,7 @@ def _run_traced(
     return records, trace_id, span_id, process.pid
 
 
-@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf", "http/json"])
 def test_records_reach_a_real_collector_with_every_field(
     tmp_path: Path, host_env: Path, protocol: str
 ) -> None:
