@@ -442,7 +442,7 @@ class HostLogBridge:
                 None if self._owns_runtime_dir else self._mark_in_doubt,
             )
         if self._dedupe:
-            _guard_otel_handlers()
+            _guard_otel_handlers(self.config.replay_logger_prefix)
         loop = asyncio.new_event_loop()
         self._loop = loop
         ready = threading.Event()
@@ -1549,13 +1549,31 @@ class HostLogBridge:
         return False
 
 
-def _guard_otel_handlers() -> None:
-    """Keep an OTel LoggingHandler on the root logger from exporting plugin records again."""
-    for handler in logging.getLogger().handlers:
-        kind = type(handler)
-        is_otel = kind.__name__ == "LoggingHandler" and kind.__module__.startswith("opentelemetry")
-        if is_otel and not any(isinstance(f, ReplayedRecordFilter) for f in handler.filters):
-            handler.addFilter(ReplayedRecordFilter())
+def _guard_otel_handlers(replay_prefix: str) -> None:
+    """Keep an OTel ``LoggingHandler`` a replayed record passes from exporting it again.
+
+    The current one is ``opentelemetry-instrumentation-logging``'s (what
+    ``opentelemetry-instrument`` installs on the root logger); the SDK's deprecated one and
+    subclasses of either are recognised too. Replayed records pass the loggers of the
+    replay prefix on their way to the root, so those are guarded as well.
+    """
+    loggers = [logging.getLogger()]
+    if replay_prefix:
+        parts = replay_prefix.split(".")
+        loggers += [logging.getLogger(".".join(parts[: i + 1])) for i in range(len(parts))]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if _is_otel_logging_handler(handler) and not any(
+                isinstance(f, ReplayedRecordFilter) for f in handler.filters
+            ):
+                handler.addFilter(ReplayedRecordFilter())
+
+
+def _is_otel_logging_handler(handler: logging.Handler) -> bool:
+    return any(
+        kind.__name__ == "LoggingHandler" and kind.__module__.startswith("opentelemetry.")
+        for kind in type(handler).__mro__
+    )
 
 
 def _same_or_descendant(pid: int, ancestor: int) -> bool:

@@ -28,6 +28,18 @@ _LOGS_SERVICE_EXPORT: Final = "/opentelemetry.proto.collector.logs.v1.LogsServic
 JSON_CONTENT_TYPE: Final = "application/json"
 
 
+class SdkChangedError(RuntimeError):
+    """The installed SDK lacks a private name this module uses: said at start-up, with versions."""
+
+    def __init__(self, error: AttributeError) -> None:
+        from importlib.metadata import version
+
+        super().__init__(
+            f"opentelemetry-exporter-otlp {version('opentelemetry-exporter-otlp')} changed an internal "
+            f"the bridge uses ({error}); supported are 1.45.x: install opentelemetry-exporter-otlp~=1.45.0"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class GrpcResult:
     """What one gRPC export attempt (with the SDK's retries inside it) came to."""
@@ -117,9 +129,12 @@ class GrpcBytesExporter:
 
         self._responses = responses
         self._exporter = _Exporter(endpoint=endpoint, timeout=timeout_seconds)
-        self._capture = _CaptureResult(self._exporter._metrics)
-        self._exporter._metrics = self._capture
-        self._configured_timeout_seconds = float(self._exporter._timeout)
+        try:
+            self._capture = _CaptureResult(self._exporter._metrics)
+            self._exporter._metrics = self._capture
+            self._configured_timeout_seconds = float(self._exporter._timeout)
+        except AttributeError as error:
+            raise SdkChangedError(error) from None
         self.endpoint = endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "")
 
     def send(self, data: bytes, timeout_seconds: float) -> GrpcResult:
@@ -158,9 +173,12 @@ class HttpBytesExporter:
 
         headers = {"Content-Type": content_type} if content_type else None
         self._exporter = OTLPLogExporter(endpoint=endpoint, timeout=timeout_seconds, headers=headers)
-        self._client = self._exporter._client
-        self._configured_timeout_seconds = float(self._client._timeout)
-        self.endpoint = str(self._exporter._endpoint)
+        try:
+            self._client = self._exporter._client
+            self._configured_timeout_seconds = float(self._client._timeout)
+            self.endpoint = str(self._exporter._endpoint)
+        except AttributeError as error:
+            raise SdkChangedError(error) from None
 
     def send(self, data: bytes, timeout_seconds: float) -> HttpResult:
         """Post one encoded request within ``timeout_seconds`` (never more than configured)."""

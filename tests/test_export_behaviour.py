@@ -217,28 +217,48 @@ def test_drops_are_reported_once_per_interval(
     assert total == 1900
 
 
-def test_host_otel_handler_on_root_does_not_export_plugin_records_twice(
-    tmp_path: Path, host_env: Path
-) -> None:
-    """An OTel LoggingHandler already on the root logger gets a filter that keeps replayed plugin records out."""
+def _otel_logging_handler(kind: str, provider: Any) -> logging.Handler:
     import warnings
 
-    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    if kind == "sdk":  # deprecated since SDK 1.40, still recognised
+        from opentelemetry.sdk._logs import LoggingHandler as SdkHandler
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return SdkHandler(logger_provider=provider)
+    from opentelemetry.instrumentation.logging.handler import LoggingHandler
+
+    if kind == "subclass":
+
+        class AppHandler(LoggingHandler):
+            pass
+
+        return AppHandler(logger_provider=provider)
+    return LoggingHandler(logger_provider=provider)
+
+
+@pytest.mark.parametrize(("kind", "where"), [("instrumentation", ""), ("sdk", ""), ("subclass", "plugin")])
+def test_host_otel_handler_does_not_export_plugin_records_twice(
+    tmp_path: Path, host_env: Path, kind: str, where: str
+) -> None:
+    """An OTel LoggingHandler (instrumentation-logging's, the SDK's, a subclass) on root or on the replay
+    prefix gets a filter that keeps replayed plugin records out."""
+    from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 
     exporter = InMemoryLogRecordExporter()
     provider = LoggerProvider()
     provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        host_handler = LoggingHandler(logger_provider=provider)
-    root = logging.getLogger()
-    root.addHandler(host_handler)
-    root.setLevel(logging.INFO)
-    with HostLogBridge(sink=MemorySink()) as bridge:
-        assert any(isinstance(f, ReplayedRecordFilter) for f in host_handler.filters)
-        logging.getLogger("host.app").info("the host's own record")
-        _run(bridge, tmp_path, "weather", 5)
+    host_handler = _otel_logging_handler(kind, provider)
+    logging.getLogger(where).addHandler(host_handler)
+    logging.getLogger().setLevel(logging.INFO)
+    try:
+        with HostLogBridge(sink=MemorySink()) as bridge:
+            assert any(isinstance(f, ReplayedRecordFilter) for f in host_handler.filters)
+            logging.getLogger(where or "host.app").info("the host's own record")
+            _run(bridge, tmp_path, "weather", 5)
+    finally:
+        logging.getLogger(where).removeHandler(host_handler)
     bodies = [r.log_record.body for r in exporter.get_finished_logs()]
     assert "the host's own record" in bodies
     assert not any(str(b).startswith("record ") for b in bodies)
