@@ -539,13 +539,16 @@ class HostLogBridge:
             asyncio.run_coroutine_threadsafe(self._close_server(), loop).result(
                 timeout=max(0.1, deadline - time.monotonic())
             )
+        # Nothing arrives any more: the last gaps and drops are known now, and their notices
+        # go into the export queue ahead of its shutdown, so they are exported like the rest.
+        self._finalize_streams()
+        self._report(final=True)
         left = 0
         if self._pipeline is not None:
             left = self._pipeline.shutdown(deadline)
         elif self._sink is not None:
             self._sink.shutdown()
-        self._finalize_streams()
-        self._report(final=True)
+        self._report(final=True)  # what the export queue had to drop: logged, nowhere left to export
         self._save_registry()
         loop.call_soon_threadsafe(loop.stop)
         if self._loop_thread is not None:
@@ -1263,7 +1266,7 @@ class HostLogBridge:
     def _export_notice(self, plugin: _Plugin, event: str, reason: str, count: int, text: str) -> None:
         pipeline = self._pipeline
         resource = plugin.last_resource
-        if pipeline is None or resource is None or (self._stopped and event != "runner_exit"):
+        if pipeline is None or resource is None:
             return
         now = time.time_ns()
         entry = Entry(
@@ -1279,7 +1282,9 @@ class HostLogBridge:
             None,
             0,
         )
-        pipeline.offer([(resource, entry, None, entry.size_estimate())])
+        if pipeline.offer([(resource, entry, None, entry.size_estimate())]):
+            _log.debug("bridge notice not exported (export queue full or stopped): %s", text)
+            return
         with self._lock:
             plugin.counters.notices += 1
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -320,3 +322,35 @@ def test_sdk_disabled_replays_but_exports_nothing(
     assert len(capture.plugin_records("weather")) == 10
     assert stats.exported == 0 and stats.discarded == 10 and stats.uncounted == 0
     assert not os.path.exists(host_env)
+
+
+def test_notice_produced_at_shutdown_is_exported(tmp_path: Path, host_env: Path) -> None:
+    """A plugin rate-limited just before it exits: `run` exports the 'suppressed 20' notice to the sink too."""
+    script = write_plugin(tmp_path, "burst", BURST)
+    cli = os.path.join(os.path.dirname(PYTHON), "otel-plugin-logs")
+    env = {
+        **os.environ,
+        "OTEL_PLUGIN_LOGS_RATE_LIMIT_RECORDS_PER_SECOND": "1",
+        "OTEL_PLUGIN_LOGS_RATE_LIMIT_BURST_RECORDS": "2",
+    }
+    result = subprocess.run(
+        [cli, "run", "--plugin", "flood", "--", PYTHON, str(script), "22"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "suppressed 20 records of plugin flood" in result.stderr
+    sink_file = host_env / "plugin-logs.otlp.jsonl"
+    notices = [
+        record
+        for line in sink_file.read_text().splitlines()
+        for resource_logs in json.loads(line)["resourceLogs"]
+        for scope_logs in resource_logs["scopeLogs"]
+        if scope_logs["scope"]["name"] == "otel_plugin_logs.bridge"
+        for record in scope_logs["logRecords"]
+    ]
+    assert [n["body"]["stringValue"] for n in notices] == [
+        "suppressed 20 records of plugin flood (rate limit 1 records/s)"
+    ]
