@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import hmac
 import json
@@ -1057,6 +1058,9 @@ class HostLogBridge:
                 ticket.pending = 0
                 self._advance(stream)
             return
+        prefix = _record_uid_prefix(plugin.name, stream.key)
+        for entry in entries:
+            entry.uid = f"{prefix}{entry.seq:016x}"
         items: list[Item] = [(resource, entry, ticket, entry.size_estimate()) for entry in entries]
         refused = pipeline.offer(items)
         if refused:
@@ -1281,6 +1285,7 @@ class HostLogBridge:
             None,
             None,
             0,
+            event_name=f"{BRIDGE_SCOPE_NAME}.{event}",
         )
         if pipeline.offer([(resource, entry, None, entry.size_estimate())]):
             _log.debug("bridge notice not exported (export queue full or stopped): %s", text)
@@ -1612,6 +1617,17 @@ def _process_alive(pid: int) -> bool:
         return True
     end = stat.rindex(b")")
     return stat[end + 2 : end + 3] not in (b"Z", b"X")
+
+
+@functools.lru_cache(maxsize=4096)
+def _record_uid_prefix(plugin: str, stream_key: tuple[str, int]) -> str:
+    """The first half of each ``log.record.uid`` of a stream (the second is the sequence).
+
+    From the plugin, the token's hash and the runner's stream id, which a restarted host
+    gets back from its registry and the runner's hello: a resent record keeps its uid.
+    """
+    material = f"{plugin}\0{stream_key[0]}\0{stream_key[1]}".encode()
+    return hashlib.sha256(material).hexdigest()[:16]
 
 
 def _fallback_path() -> str:

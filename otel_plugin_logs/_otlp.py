@@ -27,6 +27,14 @@ if TYPE_CHECKING:
     from opentelemetry.sdk._logs import ReadableLogRecord
 
 
+# A plugin names an event with ``extra={"event.name": ...}``: the host lifts it into the
+# LogRecord's event_name (proto field 12, OTLP/JSON ``eventName``), so runners need nothing new.
+EVENT_NAME_ATTRIBUTE: Final = "event.name"
+# Deterministic per record (runner stream and sequence): a resend after a host restart has
+# the same id, so a gateway or backend can drop the duplicate.
+RECORD_UID_ATTRIBUTE: Final = "log.record.uid"
+
+
 class Entry:
     """One validated plugin record, ready to export. Built by the host, never by a runner."""
 
@@ -34,6 +42,7 @@ class Entry:
         "attributes",
         "body",
         "dropped_attributes",
+        "event_name",
         "flags",
         "observed_time",
         "scope",
@@ -43,6 +52,7 @@ class Entry:
         "span_id",
         "time",
         "trace_id",
+        "uid",
     )
 
     def __init__(
@@ -59,6 +69,7 @@ class Entry:
         span_id: bytes | None,
         flags: int,
         dropped_attributes: int = 0,
+        event_name: str = "",
     ) -> None:
         self.seq = seq
         self.time = time
@@ -72,6 +83,8 @@ class Entry:
         self.span_id = span_id
         self.flags = flags
         self.dropped_attributes = dropped_attributes
+        self.event_name = event_name
+        self.uid = ""  # log.record.uid, set by the host when it enqueues the record for export
 
     def size_estimate(self) -> int:
         """Bytes this record holds in memory (what the export queue's byte bound counts)."""
@@ -193,6 +206,25 @@ def _severity(number: int, text: str) -> bytes:
     return encoded
 
 
+def event_name_of(entry: Entry) -> str:
+    """The record's event name: the bridge's own, or a plugin's ``extra={"event.name": ...}``."""
+    if entry.event_name:
+        return entry.event_name
+    name = entry.attributes.get(EVENT_NAME_ATTRIBUTE)
+    return name if name.__class__ is str else ""
+
+
+def exported_attributes(entry: Entry) -> Iterable[tuple[str, Any]]:
+    """The attributes as exported: a string ``event.name`` is lifted into the event-name field,
+    and ``log.record.uid`` is added."""
+    attributes: Iterable[tuple[str, Any]] = entry.attributes.items()
+    if EVENT_NAME_ATTRIBUTE in entry.attributes and event_name_of(entry):
+        attributes = [(k, v) for k, v in entry.attributes.items() if k != EVENT_NAME_ATTRIBUTE]
+    if entry.uid:
+        attributes = [*attributes, (RECORD_UID_ATTRIBUTE, entry.uid)]
+    return attributes
+
+
 def _log_record(entry: Entry) -> bytes:
     body = entry.body
     value = _ld(b"\x0a", body.encode("utf-8", "surrogatepass")) if body.__class__ is str else _any_value(body)
@@ -202,7 +234,13 @@ def _log_record(entry: Entry) -> bytes:
         _severity(entry.severity_number, entry.severity_text),
         _ld(b"\x2a", value),
     ]
-    parts.extend([_attribute(k, v) for k, v in entry.attributes.items()])
+    attributes = entry.attributes
+    if EVENT_NAME_ATTRIBUTE in attributes and event_name_of(entry):
+        parts.extend([_attribute(k, v) for k, v in attributes.items() if k != EVENT_NAME_ATTRIBUTE])
+    else:
+        parts.extend([_attribute(k, v) for k, v in attributes.items()])
+    if entry.uid:  # unique per record: kept out of the pair cache
+        parts.append(_ld(b"\x32", _kv_body(RECORD_UID_ATTRIBUTE, entry.uid)))
     if entry.dropped_attributes:
         parts.append(b"\x38" + _varint(entry.dropped_attributes))
     if entry.flags:
@@ -213,6 +251,9 @@ def _log_record(entry: Entry) -> bytes:
         parts.append(b"\x52\x08" + entry.span_id)
     if entry.observed_time:
         parts.append(b"\x59" + _pack_fixed64(entry.observed_time))
+    event_name = event_name_of(entry)
+    if event_name:
+        parts.append(_ld(b"\x62", event_name.encode("utf-8", "surrogatepass")))  # field 12
     return _ld(b"\x12", b"".join(parts))
 
 
@@ -286,8 +327,11 @@ def _json_record(entry: Entry) -> dict[str, Any]:
         "severityNumber": entry.severity_number,
         "severityText": entry.severity_text,
         "body": _json_value(entry.body),
-        "attributes": [_json_kv(k, v) for k, v in entry.attributes.items()],
+        "attributes": [_json_kv(k, v) for k, v in exported_attributes(entry)],
     }
+    event_name = event_name_of(entry)
+    if event_name:
+        record["eventName"] = event_name
     if entry.dropped_attributes:
         record["droppedAttributesCount"] = entry.dropped_attributes
     if entry.flags:
@@ -405,7 +449,8 @@ class SdkRecordBuilder:
                 severity_number=SeverityNumber(entry.severity_number),
                 severity_text=entry.severity_text,
                 body=entry.body,
-                attributes=entry.attributes,
+                attributes=dict(exported_attributes(entry)),
+                event_name=event_name_of(entry) or None,
             )
             written = sink.records.pop()
             out.append(

@@ -354,3 +354,4 @@ def test_notice_produced_at_shutdown_is_exported(tmp_path: Path, host_env: Path)
     assert [n["body"]["stringValue"] for n in notices] == [
         "suppressed 20 records of plugin flood (rate limit 1 records/s)"
     ]
+    assert notices[0]["eventName"] == "otel_plugin_logs.bridge.suppressed"

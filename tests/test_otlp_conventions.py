@@ -230,3 +230,38 @@ def test_otlp_json_file_exporter_writes_otlp_json_lines_to_stdout(tmp_path: Path
     ]
     assert bodies == ["one record"]
     assert not (host_env / "plugin-logs.otlp.jsonl").exists()
+
+
+EVENTS = """
+import logging
+logging.getLogger().setLevel(logging.INFO)
+log = logging.getLogger("shop")
+log.info("order placed", extra={"event.name": "shop.order_placed", "order": 7})
+log.info("plain record")
+"""
+
+
+def test_plugin_event_name_and_record_uid_reach_the_export_request(tmp_path: Path, host_env: Path) -> None:
+    """extra={"event.name": ...} is exported as eventName; every record gets its own log.record.uid."""
+    script = write_plugin(tmp_path, "events", EVENTS)
+    with HostLogBridge() as bridge:
+        assert bridge.spawn_plugin("shop", [PYTHON, str(script)]).wait(60) == 0
+        assert bridge.wait_for_plugin("shop", 20)
+        assert bridge.force_flush(10_000)
+        path = Path(bridge.export_settings.file_path)
+    records = [
+        record
+        for line in path.read_text().splitlines()
+        for resource_logs in json.loads(line)["resourceLogs"]
+        for scope_logs in resource_logs["scopeLogs"]
+        if scope_logs["scope"]["name"] == "shop"
+        for record in scope_logs["logRecords"]
+    ]
+    placed, plain = records
+    assert placed["eventName"] == "shop.order_placed" and "eventName" not in plain
+    keys = [kv["key"] for kv in placed["attributes"]]
+    assert "event.name" not in keys and "order" in keys
+    uids = [
+        {kv["key"]: kv["value"] for kv in r["attributes"]}["log.record.uid"]["stringValue"] for r in records
+    ]
+    assert len(set(uids)) == 2 and all(len(uid) == 32 for uid in uids)
