@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 from helpers import PYTHON, Collector, MemorySink, parse_rotel_logs, wait_until, write_plugin
 
 from otel_plugin_logs import ConfigError, HostLogBridge
+from otel_plugin_logs._protocol import severity_number
 
 QUIET = """
 import logging
@@ -265,3 +267,32 @@ def test_plugin_event_name_and_record_uid_reach_the_export_request(tmp_path: Pat
         {kv["key"]: kv["value"] for kv in r["attributes"]}["log.record.uid"]["stringValue"] for r in records
     ]
     assert len(set(uids)) == 2 and all(len(uid) == 32 for uid in uids)
+
+
+def _numbers(cell: str) -> list[int]:
+    """'10, 11, 12 (10 is DEBUG)' -> [10, 11, 12]; '13-19' -> [13, 19] (a range's ends)."""
+    cell = cell.split("(", 1)[0]
+    return [int(n) for n in re.findall(r"\d+", cell)]
+
+
+def test_readme_severity_table_is_the_mapping_the_bridge_applies() -> None:
+    """Every row of the README's severity table holds for every stdlib level number it covers."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    table = readme[readme.index("| stdlib `levelno` | `severity_number` | OTel name |") :]
+    lines = table.split("\n\n", 1)[0].splitlines()[2:]
+    rows = [line.split("|")[1:3] for line in lines]
+    covered: set[int] = set()
+    for levels_cell, numbers_cell in rows:
+        levels, numbers = _numbers(levels_cell), _numbers(numbers_cell)
+        if "-" in levels_cell.split("(", 1)[0]:
+            span = range(levels[0], levels[1] + 1)
+            mapped = [severity_number(level) for level in span]
+            assert mapped == sorted(mapped) and {mapped[0], mapped[-1]} <= set(
+                range(numbers[0], numbers[-1] + 1)
+            )
+            assert mapped[0] == numbers[0] and mapped[-1] == numbers[-1], levels_cell
+        else:
+            span = range(levels[0], levels[-1] + 1)
+            assert [severity_number(level) for level in levels] == numbers, levels_cell
+        covered.update(span)
+    assert covered == set(range(101))
