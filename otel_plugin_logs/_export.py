@@ -10,6 +10,7 @@ exported or as dropped with a reason, and the host acknowledges it to its runner
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import random
@@ -163,6 +164,23 @@ def resolve_export(
 ) -> ExportSettings:
     """Pick the exporter: arguments, then OTEL_* variables, then the embedded file sink."""
     env = os.environ if environ is None else environ
+    settings = _resolve_export(config, env, endpoint, protocol)
+    config_file = _env(env, "OTEL_CONFIG_FILE")
+    if config_file:
+        # Declarative configuration is still experimental in Python (opentelemetry-configuration
+        # 0.x); reading half of it would be worse than saying plainly that none of it is read.
+        note = (
+            f"OTEL_CONFIG_FILE={config_file} is ignored: the bridge does not read declarative "
+            "configuration; it uses the OTEL_* variables and OTEL_PLUGIN_LOGS_* settings shown here "
+            "(an SDK configured from that file would ignore those)"
+        )
+        settings = dataclasses.replace(settings, notes=(*settings.notes, note))
+    return settings
+
+
+def _resolve_export(
+    config: HostConfig, env: Mapping[str, str], endpoint: str | None, protocol: str | None
+) -> ExportSettings:
     validate_standard_env(env)
     if _env(env, "OTEL_SDK_DISABLED") and parse_bool(_env(env, "OTEL_SDK_DISABLED")):
         return ExportSettings(

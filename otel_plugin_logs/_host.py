@@ -433,6 +433,9 @@ class HostLogBridge:
             return self
         self._started = True
         self._base_resource, self._host_service = self._host_resource()
+        for note in self.export_settings.notes:
+            if "OTEL_CONFIG_FILE" in note:
+                _log.warning("%s", note)
         self._prepare_runtime_dir()
         self._sink = self._sink_override or build_sink(self.export_settings, self.config)
         if not isinstance(self._sink, NullSink):

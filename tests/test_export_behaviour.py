@@ -355,3 +355,25 @@ def test_notice_produced_at_shutdown_is_exported(tmp_path: Path, host_env: Path)
         "suppressed 20 records of plugin flood (rate limit 1 records/s)"
     ]
     assert notices[0]["eventName"] == "otel_plugin_logs.bridge.suppressed"
+
+
+def test_declarative_config_file_is_said_to_be_ignored_by_doctor_and_at_start(
+    tmp_path: Path, host_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """OTEL_CONFIG_FILE set: `doctor` and the bridge's start-up both say plainly that it is not read."""
+    from otel_plugin_logs._cli import main
+
+    config_file = tmp_path / "otel.yaml"
+    config_file.write_text("file_format: '1.0'\n")
+    monkeypatch.setenv("OTEL_CONFIG_FILE", str(config_file))
+    assert main(["doctor", "--no-send"]) == 0
+    assert f"note: OTEL_CONFIG_FILE={config_file} is ignored" in capsys.readouterr().out
+    warnings = CaptureHandler()
+    logging.getLogger("otel_plugin_logs").addHandler(warnings)
+    try:
+        with HostLogBridge(sink=MemorySink()):
+            pass
+    finally:
+        logging.getLogger("otel_plugin_logs").removeHandler(warnings)
+    said = [r.getMessage() for r in warnings.records if r.levelno == logging.WARNING]
+    assert any(f"OTEL_CONFIG_FILE={config_file} is ignored" in text for text in said)
