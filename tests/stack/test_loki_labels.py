@@ -54,8 +54,10 @@ RESOURCE_ATTRIBUTES = (
     "host.name",
     "os.type",
     "k8s.pod.name",
+    "k8s.namespace.name",
     "k8s.node.name",
 )
+LOKI_HELM_VALUES = REPO / "deploy" / "helm" / "loki.values.yaml"
 
 
 def _loki() -> dict[str, Any]:
@@ -105,6 +107,12 @@ def test_loki_index_labels_are_exactly_the_documented_ones() -> None:
     effective = effective_index_labels(_loki())
     for doc in DOCS:
         assert effective == documented_index_labels(doc), doc.name
+
+
+def test_loki_helm_values_index_the_same_labels_as_the_compose_stack() -> None:
+    """deploy/helm/loki.values.yaml's structuredConfig gives the same index labels as loki.yaml."""
+    values = yaml.safe_load(LOKI_HELM_VALUES.read_text(encoding="utf-8"))
+    assert effective_index_labels(values["loki"]["structuredConfig"]) == effective_index_labels(_loki())
 
 
 def test_loki_keeps_per_run_attributes_out_of_the_stream_labels() -> None:
