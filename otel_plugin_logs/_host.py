@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import hashlib
 import hmac
 import json
@@ -1622,12 +1621,12 @@ def _process_alive(pid: int) -> bool:
     return stat[end + 2 : end + 3] not in (b"Z", b"X")
 
 
-@functools.lru_cache(maxsize=4096)
 def _record_uid_prefix(plugin: str, stream_key: tuple[str, int]) -> str:
     """The first half of each ``log.record.uid`` of a stream (the second is the sequence).
 
     From the plugin, the token's hash and the runner's stream id, which a restarted host
     gets back from its registry and the runner's hello: a resent record keeps its uid.
+    One hash per batch, not cached: a host keeps nothing per runner that has ended.
     """
     material = f"{plugin}\0{stream_key[0]}\0{stream_key[1]}".encode()
     return hashlib.sha256(material).hexdigest()[:16]
