@@ -206,6 +206,10 @@ def _severity(number: int, text: str) -> bytes:
     return encoded
 
 
+# The KeyValue of a 32-character log.record.uid, up to the value's bytes.
+_UID_HEAD: Final = _ld(b"\x32", _kv_body(RECORD_UID_ATTRIBUTE, "0" * 32))[:-32]
+
+
 def event_name_of(entry: Entry) -> str:
     """The record's event name: the bridge's own, or a plugin's ``extra={"event.name": ...}``."""
     if entry.event_name:
@@ -239,8 +243,13 @@ def _log_record(entry: Entry) -> bytes:
         parts.extend([_attribute(k, v) for k, v in attributes.items() if k != EVENT_NAME_ATTRIBUTE])
     else:
         parts.extend([_attribute(k, v) for k, v in attributes.items()])
-    if entry.uid:  # unique per record: kept out of the pair cache
-        parts.append(_ld(b"\x32", _kv_body(RECORD_UID_ATTRIBUTE, entry.uid)))
+    uid = entry.uid
+    if uid:  # unique per record: kept out of the pair cache; the host's are all 32 characters
+        parts.append(
+            _UID_HEAD + uid.encode()
+            if len(uid) == 32 and uid.isascii()
+            else _ld(b"\x32", _kv_body(RECORD_UID_ATTRIBUTE, uid))
+        )
     if entry.dropped_attributes:
         parts.append(b"\x38" + _varint(entry.dropped_attributes))
     if entry.flags:
