@@ -24,7 +24,8 @@ from typing import Any, Final, Protocol
 
 from ._config import ConfigError, HostConfig, parse_bool
 from ._names import DEFAULT_OTLP_GRPC_ENDPOINT
-from ._otlp import Entry, ResourceInfo, SdkRecordBuilder, encode_json_line, encode_request
+from ._otlp import Entry, ResourceInfo, encode_json_line, encode_request
+from ._otlp_sdk import SdkRecordBuilder
 from ._resource import ENV_RESOURCE_ATTRIBUTES, parse_resource_attributes
 from ._sdk_internals import JSON_CONTENT_TYPE, GrpcBytesExporter, HttpBytesExporter
 

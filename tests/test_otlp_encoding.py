@@ -12,11 +12,11 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from otel_plugin_logs._otlp import (
     Entry,
     ResourceInfo,
-    SdkRecordBuilder,
     encode_json_line,
     encode_request,
     json_line_to_request,
 )
+from otel_plugin_logs._otlp_sdk import SdkRecordBuilder
 
 RESOURCE_A = ResourceInfo(
     {"service.name": "weather", "plugin.name": "weather", "process.pid": 41, "service.namespace": "bot"}
