@@ -32,13 +32,11 @@ with open(sys.argv[1], "w") as out:
     json.dump(dict(Resource.create().attributes), out)
 """
 
-# Under opentelemetry-instrument: the bridge's handler (installed explicitly, since the
-# instrument command's sitecustomize runs instead of the bridge's) and the SDK the
+# Under opentelemetry-instrument (whose sitecustomize runs instead of the bridge's: the
+# handler comes from the package's opentelemetry_pre_instrument entry point) and the SDK the
 # instrumentation configured, with a span around one record.
 INSTRUMENTED = """
 import logging, sys
-from otel_plugin_logs import runner
-runner.install()
 from opentelemetry import trace
 log = logging.getLogger("instrumented")
 with trace.get_tracer("instrumented").start_as_current_span("work"):
