@@ -26,13 +26,12 @@ import logging
 import queue
 import random
 import time
-import warnings
 from collections import deque
 from collections.abc import Callable
 from logging.handlers import QueueHandler
 from typing import Any
 
-from ._common import median
+from ._common import median, otel_logging_handler
 
 
 class DoNothing(logging.Handler):
@@ -99,8 +98,8 @@ class DrainedQueueHandler(QueueHandler):
 
 
 def _sdk_handler() -> tuple[logging.Handler, Callable[[], None]]:
-    """The OTel SDK's LoggingHandler → BatchLogRecordProcessor → an exporter that discards."""
-    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    """The OTel LoggingHandler (instrumentation-logging's) → BatchLogRecordProcessor → an exporter that discards."""
+    from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExportResult
     from opentelemetry.sdk.resources import Resource
 
@@ -116,9 +115,7 @@ def _sdk_handler() -> tuple[logging.Handler, Callable[[], None]]:
 
     provider = LoggerProvider(resource=Resource({"service.name": "bench"}), shutdown_on_exit=False)
     provider.add_log_record_processor(BatchLogRecordProcessor(Discard()))  # type: ignore[arg-type]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        handler = LoggingHandler(logger_provider=provider)
+    handler = otel_logging_handler(provider)
     return handler, provider.shutdown
 
 
@@ -174,7 +171,7 @@ def build_variants(round_size: int) -> tuple[dict[str, dict[str, Any]], Callable
         "otel_sdk_handler": {
             "handler": sdk_handler,
             "span": False,
-            "label": "OTel SDK LoggingHandler (BLRP)",
+            "label": "OTel LoggingHandler (BLRP)",
         },
         "runner": {
             "handler": _runner_handler(True, round_size),

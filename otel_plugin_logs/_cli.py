@@ -20,9 +20,9 @@ standard OpenTelemetry variables:
   OTEL_SDK_DISABLED                 true: replay only, export nothing
   OTEL_SERVICE_NAME                 the host's name; each plugin's service.namespace
   OTEL_RESOURCE_ATTRIBUTES          key=value,... added to every plugin's resource
-  OTEL_LOGS_EXPORTER                otlp | file | console | none (default: otlp if an
+  OTEL_LOGS_EXPORTER                otlp | file | otlp_json_file | console | none (default: otlp if an
                                     endpoint is set, else file)
-  OTEL_EXPORTER_OTLP[_LOGS]_ENDPOINT, _PROTOCOL (grpc | http/protobuf), _HEADERS,
+  OTEL_EXPORTER_OTLP[_LOGS]_ENDPOINT, _PROTOCOL (grpc | http/protobuf | http/json), _HEADERS,
   _TIMEOUT (seconds), _COMPRESSION (gzip | deflate | none), _INSECURE, _CERTIFICATE,
   _CLIENT_KEY, _CLIENT_CERTIFICATE
   OTEL_BLRP_SCHEDULE_DELAY, OTEL_BLRP_MAX_QUEUE_SIZE, OTEL_BLRP_MAX_EXPORT_BATCH_SIZE,
@@ -71,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--plugin-version", help="the plugin's version (resource attribute plugin.version)")
     run.add_argument("--level", default="INFO", help="lowest level shown on the console (default INFO)")
     run.add_argument("--endpoint", help="OTLP endpoint (overrides OTEL_EXPORTER_OTLP_ENDPOINT)")
-    run.add_argument("--protocol", choices=("grpc", "http/protobuf"), help="OTLP protocol")
+    run.add_argument("--protocol", choices=("grpc", "http/protobuf", "http/json"), help="OTLP protocol")
     run.add_argument("--stats", action="store_true", help="print the bridge's counters at the end")
     run.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND ...")
 

@@ -245,12 +245,12 @@ class RunnerConfig:
     )
 
 
-ExporterName = Literal["otlp", "file", "console", "none"]
+ExporterName = Literal["otlp", "file", "otlp_json_file", "console", "none"]
 
 
 def _parse_exporter(text: str) -> str:
     value = text.strip().lower()
-    if value not in ("otlp", "file", "console", "none", ""):
+    if value not in ("otlp", "file", "otlp_json_file", "console", "none", ""):
         raise ValueError
     return value
 
@@ -271,8 +271,9 @@ class HostConfig:
         "",
         ("OTEL_LOGS_EXPORTER",),
         _parse_exporter,
-        "otlp, file, console or none; empty: otlp when an OTLP endpoint is set, else file.",
-        "otlp, file, console or none",
+        "otlp, file, otlp_json_file (OTLP/JSON lines on stdout), console or none; empty: otlp when an "
+        "OTLP endpoint is set, else file.",
+        "otlp, file, otlp_json_file, console or none",
     )
     file_dir: str = _setting(
         os.path.join(
@@ -411,6 +412,14 @@ class HostConfig:
     max_frame_bytes: int = _frame_bytes_setting()
     max_body_bytes: int = _body_bytes_setting()
     max_attribute_length: int = _attribute_length_setting()
+    plugin_log_export: bool = _setting(
+        False,
+        PREFIX + "PLUGIN_LOG_EXPORT",
+        parse_bool,
+        "Let a spawned plugin's own OpenTelemetry SDK export its logs as well (off: its environment "
+        "turns that off, so each record is exported once, by the bridge; its spans are untouched).",
+        "true or false",
+    )
 
 
 ConfigT = TypeVar("ConfigT", RunnerConfig, HostConfig)

@@ -10,6 +10,7 @@ exported or as dropped with a reason, and the host acknowledges it to its runner
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import random
@@ -23,7 +24,10 @@ from typing import Any, Final, Protocol
 
 from ._config import ConfigError, HostConfig, parse_bool
 from ._names import DEFAULT_OTLP_GRPC_ENDPOINT
-from ._otlp import Entry, ResourceInfo, SdkRecordBuilder, encode_json_line, encode_request
+from ._otlp import Entry, ResourceInfo, encode_json_line, encode_request
+from ._otlp_sdk import SdkRecordBuilder
+from ._resource import ENV_RESOURCE_ATTRIBUTES, parse_resource_attributes
+from ._sdk_internals import JSON_CONTENT_TYPE, GrpcBytesExporter, HttpBytesExporter
 
 _log = logging.getLogger("otel_plugin_logs.export")
 
@@ -45,6 +49,7 @@ _GRPC_RETRYABLE: Final = frozenset(
     }
 )
 _HTTP_RETRYABLE: Final = frozenset({408, 429, 502, 503, 504})
+PROTOCOLS: Final = ("grpc", "http/protobuf", "http/json")
 # A partial batch goes out once the queue has not grown for this long (or the delay passed).
 _IDLE_SLICE_SECONDS: Final = 0.025
 
@@ -56,8 +61,8 @@ _IDLE_SLICE_SECONDS: Final = 0.025
 class ExportSettings:
     """The exporter the host will use, resolved from arguments and OTEL_* variables."""
 
-    exporter: str  # otlp | file | console | none
-    protocol: str = "grpc"  # grpc | http/protobuf
+    exporter: str  # otlp | file | otlp_json_file | console | none
+    protocol: str = "grpc"  # grpc | http/protobuf | http/json
     protocol_source: str = "default"  # argument, the variable it came from, or default
     endpoint: str = ""
     endpoint_source: str = ""
@@ -69,8 +74,11 @@ class ExportSettings:
         """Where records go, in words for a person."""
         if self.exporter == "file":
             return f"the OTLP/JSON file {self.file_path}"
+        if self.exporter == "otlp_json_file":
+            return "OTLP/JSON lines on stdout"
         if self.exporter == "otlp":
-            return f"OTLP/{'gRPC' if self.protocol == 'grpc' else 'HTTP'} {self.endpoint}"
+            transport = {"grpc": "gRPC", "http/json": "HTTP/JSON"}.get(self.protocol, "HTTP")
+            return f"OTLP/{transport} {self.endpoint}"
         if self.exporter == "none":
             return "nowhere (export is off: OTEL_SDK_DISABLED or OTEL_LOGS_EXPORTER=none)"
         return "the console (stdout)"
@@ -128,14 +136,14 @@ def validate_standard_env(environ: Mapping[str, str]) -> None:
             raise ConfigError(f"{name}={raw!r} is invalid: expected gzip, deflate or none")
     for name in ("OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL"):
         raw = _env(environ, name)
-        if raw and raw not in ("grpc", "http/protobuf"):
-            hint = " (http/json is not supported by the Python exporter)" if raw == "http/json" else ""
-            raise ConfigError(f"{name}={raw!r} is invalid: expected grpc or http/protobuf{hint}")
+        if raw and raw not in PROTOCOLS:
+            raise ConfigError(f"{name}={raw!r} is invalid: expected grpc, http/protobuf or http/json")
     for name in ("OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_LOGS_HEADERS"):
         raw = _env(environ, name)
         for pair in filter(None, (p.strip() for p in raw.split(","))):
             if "=" not in pair or not pair.split("=", 1)[0].strip():
                 raise ConfigError(f"{name} has an invalid entry {pair!r}: expected key=value pairs")
+    parse_resource_attributes(_env(environ, ENV_RESOURCE_ATTRIBUTES))
     for name in _FILE_VARS:
         raw = _env(environ, name)
         if raw and not os.path.isfile(raw):
@@ -157,6 +165,23 @@ def resolve_export(
 ) -> ExportSettings:
     """Pick the exporter: arguments, then OTEL_* variables, then the embedded file sink."""
     env = os.environ if environ is None else environ
+    settings = _resolve_export(config, env, endpoint, protocol)
+    config_file = _env(env, "OTEL_CONFIG_FILE")
+    if config_file:
+        # Declarative configuration is still experimental in Python (opentelemetry-configuration
+        # 0.x); reading half of it would be worse than saying plainly that none of it is read.
+        note = (
+            f"OTEL_CONFIG_FILE={config_file} is ignored: the bridge does not read declarative "
+            "configuration; it uses the OTEL_* variables and OTEL_PLUGIN_LOGS_* settings shown here "
+            "(an SDK configured from that file would ignore those)"
+        )
+        settings = dataclasses.replace(settings, notes=(*settings.notes, note))
+    return settings
+
+
+def _resolve_export(
+    config: HostConfig, env: Mapping[str, str], endpoint: str | None, protocol: str | None
+) -> ExportSettings:
     validate_standard_env(env)
     if _env(env, "OTEL_SDK_DISABLED") and parse_bool(_env(env, "OTEL_SDK_DISABLED")):
         return ExportSettings(
@@ -176,8 +201,10 @@ def resolve_export(
         )
     else:
         chosen_protocol, protocol_source = "grpc", "default"
-    if chosen_protocol not in ("grpc", "http/protobuf"):
-        raise ConfigError(f"protocol {chosen_protocol!r} is invalid: expected grpc or http/protobuf")
+    if chosen_protocol not in PROTOCOLS:
+        raise ConfigError(
+            f"protocol {chosen_protocol!r} is invalid: expected grpc, http/protobuf or http/json"
+        )
     if endpoint:
         url, source = endpoint, "argument"
     elif _env(env, "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"):
@@ -193,7 +220,7 @@ def resolve_export(
     if exporter == "file":
         path = os.path.join(config.file_dir, "plugin-logs.otlp.jsonl")
         return ExportSettings("file", file_path=path)
-    if exporter in ("console", "none"):
+    if exporter in ("console", "none", "otlp_json_file"):
         return ExportSettings(exporter)
     return ExportSettings(
         "otlp",
@@ -246,146 +273,68 @@ def _pairs(items: Sequence[Item]) -> list[tuple[ResourceInfo, Entry]]:
     return [(item[0], item[1]) for item in items]
 
 
-class _CaptureResult:
-    """Stands in for the SDK exporter's metrics hook to learn why an export failed.
-
-    The SDK exporters return only SUCCESS/FAILURE; their metrics hook is handed the error
-    and the status code, which is what tells a retryable outage from a permanent refusal.
-    """
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.error: Exception | None = None
-        self.error_attrs: Mapping[str, Any] | None = None
-
-    def export_operation(self, num_items: int) -> Any:
-        owner = self
-
-        class _Context:
-            def __enter__(self) -> Any:
-                self._cm = owner.inner.export_operation(num_items)
-                self._result = self._cm.__enter__()
-                return self._result
-
-            def __exit__(self, *exc: object) -> Any:
-                owner.error = getattr(self._result, "error", None)
-                owner.error_attrs = getattr(self._result, "error_attrs", None)
-                return self._cm.__exit__(*exc)
-
-        return _Context()
-
-
-def _identity_serializer(request: Any) -> bytes:
-    return request if isinstance(request, bytes) else bytes(request.SerializeToString())
-
-
 class OtlpGrpcSink:
-    """The SDK's gRPC ``OTLPLogExporter``, fed pre-encoded request bytes."""
+    """OTLP/gRPC through the SDK's exporter, fed the bytes ``encode_request`` wrote."""
 
     def __init__(self, endpoint: str | None = None, timeout_seconds: float | None = None) -> None:
-        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
-        from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
-            ExportLogsServiceResponse,
-        )
-
-        responses: list[Any] = []
-
-        class _RawStub:
-            def __init__(self, channel: Any) -> None:
-                call = channel.unary_unary(
-                    "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
-                    request_serializer=_identity_serializer,
-                    response_deserializer=ExportLogsServiceResponse.FromString,
-                )
-
-                def export(*args: Any, **kwargs: Any) -> Any:
-                    response = call(*args, **kwargs)
-                    responses.append(response)
-                    return response
-
-                self.Export = export
-
-        class _Exporter(OTLPLogExporter):
-            def _initialize_channel_and_stub(self) -> None:
-                self._stub = _RawStub
-                super()._initialize_channel_and_stub()  # type: ignore[no-untyped-call]
-
-            def _translate_data(self, data: Any) -> Any:
-                return data  # already an encoded ExportLogsServiceRequest
-
-            def _count_data(self, data: Any) -> int:
-                return 1
-
-        self._responses = responses
-        self._exporter = _Exporter(endpoint=endpoint, timeout=timeout_seconds)
-        self._capture = _CaptureResult(self._exporter._metrics)
-        self._exporter._metrics = self._capture
-        self._configured_timeout = float(self._exporter._timeout)
-        self.description = (
-            f"OTLP/gRPC {endpoint or os.environ.get('OTEL_EXPORTER_OTLP_ENDPOINT', '')}".strip()
-        )
+        self._exporter = GrpcBytesExporter(endpoint, timeout_seconds)
+        self.description = f"OTLP/gRPC {self._exporter.endpoint}".strip()
 
     def export(self, items: Sequence[Item], timeout_seconds: float) -> Outcome:
         try:
             data = encode_request(_pairs(items))
         except Exception as error:
             return Outcome(False, error=f"encoding failed: {error}")
-        self._exporter._timeout = max(0.05, min(self._configured_timeout, timeout_seconds))
-        self._capture.error = None
-        self._capture.error_attrs = None
-        self._responses.clear()
         try:
-            result = self._exporter._export(data)  # type: ignore[arg-type]  # bytes pass through _translate_data
+            result = self._exporter.send(data, timeout_seconds)
         except Exception as error:
             return Outcome(False, retryable=True, error=f"{type(error).__name__}: {error}")
-        if result.name == "SUCCESS":
-            rejected = 0
-            for response in self._responses:
-                if response is not None and response.HasField("partial_success"):
-                    rejected += int(response.partial_success.rejected_log_records)
-            return Outcome(True, rejected=rejected)
-        attrs: Mapping[str, Any] = self._capture.error_attrs or {}
-        code = str(attrs.get("rpc.response.status_code", ""))
-        failure = self._capture.error
-        details = getattr(failure, "details", None)
-        detail = details() if callable(details) else (str(failure) if failure else "no detail")
+        if result.ok:
+            return Outcome(True, rejected=result.rejected_records)
+        code = result.status_code
         return Outcome(
-            False, retryable=(code in _GRPC_RETRYABLE or not code), error=f"{code or 'error'}: {detail}"
+            False,
+            retryable=(code in _GRPC_RETRYABLE or not code),
+            error=f"{code or 'error'}: {result.detail}",
         )
 
     def shutdown(self) -> None:
-        self._exporter.shutdown(timeout_millis=1000)
+        self._exporter.shutdown()
 
 
 class OtlpHttpSink:
-    """The SDK's http/protobuf ``OTLPLogExporter``, fed pre-encoded request bytes."""
+    """OTLP/HTTP through the SDK's exporter: protobuf (``http/protobuf``) or JSON (``http/json``)."""
 
-    def __init__(self, endpoint: str | None = None, timeout_seconds: float | None = None) -> None:
-        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
-
-        self._exporter = OTLPLogExporter(endpoint=endpoint, timeout=timeout_seconds)
-        self._client = self._exporter._client
-        self._configured_timeout = float(self._client._timeout)
-        self.description = f"OTLP/HTTP {self._exporter._endpoint}"
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        timeout_seconds: float | None = None,
+        *,
+        json_encoding: bool = False,
+    ) -> None:
+        self._json = json_encoding
+        content_type = JSON_CONTENT_TYPE if json_encoding else ""
+        self._exporter = HttpBytesExporter(endpoint, timeout_seconds, content_type)
+        self.description = f"OTLP/HTTP{'/JSON' if json_encoding else ''} {self._exporter.endpoint}"
 
     def export(self, items: Sequence[Item], timeout_seconds: float) -> Outcome:
         try:
-            data = encode_request(_pairs(items))
+            pairs = _pairs(items)
+            data = encode_json_line(pairs).encode("utf-8") if self._json else encode_request(pairs)
         except Exception as error:
             return Outcome(False, error=f"encoding failed: {error}")
-        self._client._timeout = max(0.05, min(self._configured_timeout, timeout_seconds))
         try:
-            result = self._client.export(data)
+            result = self._exporter.send(data, timeout_seconds)
         except Exception as error:
             return Outcome(False, retryable=True, error=f"{type(error).__name__}: {error}")
-        if result.success:
+        if result.ok:
             return Outcome(True)
         status = result.status_code
         retryable = status is None or status in _HTTP_RETRYABLE
-        return Outcome(False, retryable=retryable, error=f"HTTP {status}: {result.reason or result.error}")
+        return Outcome(False, retryable=retryable, error=f"HTTP {status}: {result.detail}")
 
     def shutdown(self) -> None:
-        self._exporter.shutdown()  # type: ignore[no-untyped-call]
+        self._exporter.shutdown()
 
 
 class SdkExporterSink:
@@ -459,6 +408,28 @@ class FileSink:
             self._file.close()
 
 
+class StdoutJsonSink:
+    """``OTEL_LOGS_EXPORTER=otlp_json_file``: OTLP/JSON lines on stdout, as that Python exporter
+    writes by default (one export request per line, the file sink's format)."""
+
+    description = "OTLP/JSON lines on stdout"
+
+    def export(self, items: Sequence[Item], timeout_seconds: float) -> Outcome:
+        try:
+            line = encode_json_line(_pairs(items)) + "\n"
+        except Exception as error:
+            return Outcome(False, error=f"encoding failed: {error}")
+        try:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+        except (OSError, ValueError) as error:  # ValueError: stdout closed
+            return Outcome(False, retryable=True, error=f"{type(error).__name__}: {error}")
+        return Outcome(True)
+
+    def shutdown(self) -> None:
+        return None
+
+
 class NullSink:
     """OTEL_LOGS_EXPORTER=none or OTEL_SDK_DISABLED: records are replayed but not exported."""
 
@@ -475,11 +446,14 @@ def build_sink(settings: ExportSettings, config: HostConfig) -> Sink:
     timeout_seconds = config.export_timeout_millis / 1000.0
     if settings.exporter == "otlp":
         endpoint = settings.endpoint if settings.endpoint_source == "argument" else None
+        timeout = timeout_seconds if _explicit_timeout() is None else None
         if settings.protocol == "grpc":
-            return OtlpGrpcSink(endpoint, timeout_seconds if _explicit_timeout() is None else None)
-        return OtlpHttpSink(endpoint, timeout_seconds if _explicit_timeout() is None else None)
+            return OtlpGrpcSink(endpoint, timeout)
+        return OtlpHttpSink(endpoint, timeout, json_encoding=settings.protocol == "http/json")
     if settings.exporter == "file":
         return FileSink(settings.file_path, config.file_max_bytes, config.file_backup_count)
+    if settings.exporter == "otlp_json_file":
+        return StdoutJsonSink()
     if settings.exporter == "console":
         from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter
 

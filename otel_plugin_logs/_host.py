@@ -85,6 +85,7 @@ from ._protocol import (
     truncate_utf8,
 )
 from ._replay import ReplayedRecordFilter, Replayer, escape_controls
+from ._resource import detect_host_resource, with_resource_attributes
 from ._stats import BridgeStats, PluginCounters, PluginStats
 from ._validate import (
     BatchHeader,
@@ -107,6 +108,15 @@ _PEERCRED: Final = struct.Struct("3i")
 _REGISTRY: Final = "registry.json"
 _MAX_RETIRED_RPC_STREAMS: Final = 4096
 _BOOTSTRAP_DIR: Final = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_bootstrap")
+
+# In a spawned runner's environment: what `opentelemetry-instrument` (the SDK's configurator,
+# the distro, opentelemetry-instrumentation-logging) reads to export the process's logs
+# itself. The bridge already exports them; traces and metrics are left alone.
+PLUGIN_OWN_LOG_EXPORT_OFF: Final = {
+    "OTEL_LOGS_EXPORTER": "none",
+    "OTEL_PYTHON_LOG_AUTO_INSTRUMENTATION": "false",
+    "OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED": "false",
+}
 
 # Host-side drop reasons.
 DROP_RATE_LIMITED: Final = "rate_limited"
@@ -425,6 +435,9 @@ class HostLogBridge:
             return self
         self._started = True
         self._base_resource, self._host_service = self._host_resource()
+        for note in self.export_settings.notes:
+            if "OTEL_CONFIG_FILE" in note:
+                _log.warning("%s", note)
         self._prepare_runtime_dir()
         self._sink = self._sink_override or build_sink(self.export_settings, self.config)
         if not isinstance(self._sink, NullSink):
@@ -435,7 +448,7 @@ class HostLogBridge:
                 None if self._owns_runtime_dir else self._mark_in_doubt,
             )
         if self._dedupe:
-            _guard_otel_handlers()
+            _guard_otel_handlers(self.config.replay_logger_prefix)
         loop = asyncio.new_event_loop()
         self._loop = loop
         ready = threading.Event()
@@ -496,17 +509,7 @@ class HostLogBridge:
             )
 
     def _host_resource(self) -> tuple[dict[str, Any], str]:
-        from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.version import __version__ as sdk_version
-
-        sdk = Resource(
-            {
-                "telemetry.sdk.language": "python",
-                "telemetry.sdk.name": "opentelemetry",
-                "telemetry.sdk.version": sdk_version,
-            }
-        )
-        attributes = dict(sdk.merge(_resource_from(self._environ)).attributes)
+        attributes = detect_host_resource(self._environ)
         host_service = (
             self._service_name
             or self._environ.get("OTEL_SERVICE_NAME", "").strip()
@@ -545,13 +548,16 @@ class HostLogBridge:
             asyncio.run_coroutine_threadsafe(self._close_server(), loop).result(
                 timeout=max(0.1, deadline - time.monotonic())
             )
+        # Nothing arrives any more: the last gaps and drops are known now, and their notices
+        # go into the export queue ahead of its shutdown, so they are exported like the rest.
+        self._finalize_streams()
+        self._report(final=True)
         left = 0
         if self._pipeline is not None:
             left = self._pipeline.shutdown(deadline)
         elif self._sink is not None:
             self._sink.shutdown()
-        self._finalize_streams()
-        self._report(final=True)
+        self._report(final=True)  # what the export queue had to drop: logged, nowhere left to export
         self._save_registry()
         loop.call_soon_threadsafe(loop.stop)
         if self._loop_thread is not None:
@@ -707,10 +713,12 @@ class HostLogBridge:
         # The plugin's own OTel SDK (its spans) names the same service as its logs: the plugin,
         # in the host's namespace. The host's own OTEL_SERVICE_NAME must not leak into it.
         child_env["OTEL_SERVICE_NAME"] = name
-        child_env["OTEL_RESOURCE_ATTRIBUTES"] = _with_resource_attributes(
+        child_env["OTEL_RESOURCE_ATTRIBUTES"] = with_resource_attributes(
             child_env.get("OTEL_RESOURCE_ATTRIBUTES", ""),
             {"service.namespace": self._host_service, RESOURCE_PLUGIN_NAME: name},
         )
+        if not self.config.plugin_log_export:
+            child_env.update(PLUGIN_OWN_LOG_EXPORT_OFF)
         digest = hashlib.sha256(token.encode()).hexdigest()
         with self._lock:  # the child cannot be authenticated before its pid is recorded
             popen = subprocess.Popen(
@@ -1058,6 +1066,9 @@ class HostLogBridge:
                 ticket.pending = 0
                 self._advance(stream)
             return
+        prefix = _record_uid_prefix(plugin.name, stream.key)
+        for entry in entries:
+            entry.uid = f"{prefix}{entry.seq:016x}"
         items: list[Item] = [(resource, entry, ticket, entry.size_estimate()) for entry in entries]
         refused = pipeline.offer(items)
         if refused:
@@ -1292,7 +1303,7 @@ class HostLogBridge:
     def _export_notice(self, plugin: _Plugin, event: str, reason: str, count: int, text: str) -> None:
         pipeline = self._pipeline
         resource = plugin.last_resource
-        if pipeline is None or resource is None or (self._stopped and event != "runner_exit"):
+        if pipeline is None or resource is None:
             return
         now = time.time_ns()
         entry = Entry(
@@ -1307,8 +1318,11 @@ class HostLogBridge:
             None,
             None,
             0,
+            event_name=f"{BRIDGE_SCOPE_NAME}.{event}",
         )
-        pipeline.offer([(resource, entry, None, entry.size_estimate())])
+        if pipeline.offer([(resource, entry, None, entry.size_estimate())]):
+            _log.debug("bridge notice not exported (export queue full or stopped): %s", text)
+            return
         with self._lock:
             plugin.counters.notices += 1
 
@@ -1578,13 +1592,31 @@ class HostLogBridge:
         return False
 
 
-def _guard_otel_handlers() -> None:
-    """Keep an OTel LoggingHandler on the root logger from exporting plugin records again."""
-    for handler in logging.getLogger().handlers:
-        kind = type(handler)
-        is_otel = kind.__name__ == "LoggingHandler" and kind.__module__.startswith("opentelemetry")
-        if is_otel and not any(isinstance(f, ReplayedRecordFilter) for f in handler.filters):
-            handler.addFilter(ReplayedRecordFilter())
+def _guard_otel_handlers(replay_prefix: str) -> None:
+    """Keep an OTel ``LoggingHandler`` a replayed record passes from exporting it again.
+
+    The current one is ``opentelemetry-instrumentation-logging``'s (what
+    ``opentelemetry-instrument`` installs on the root logger); the SDK's deprecated one and
+    subclasses of either are recognised too. Replayed records pass the loggers of the
+    replay prefix on their way to the root, so those are guarded as well.
+    """
+    loggers = [logging.getLogger()]
+    if replay_prefix:
+        parts = replay_prefix.split(".")
+        loggers += [logging.getLogger(".".join(parts[: i + 1])) for i in range(len(parts))]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if _is_otel_logging_handler(handler) and not any(
+                isinstance(f, ReplayedRecordFilter) for f in handler.filters
+            ):
+                handler.addFilter(ReplayedRecordFilter())
+
+
+def _is_otel_logging_handler(handler: logging.Handler) -> bool:
+    return any(
+        kind.__name__ == "LoggingHandler" and kind.__module__.startswith("opentelemetry.")
+        for kind in type(handler).__mro__
+    )
 
 
 def _same_or_descendant(pid: int, ancestor: int) -> bool:
@@ -1620,6 +1652,17 @@ def _process_alive(pid: int) -> bool:
     return stat[end + 2 : end + 3] not in (b"Z", b"X")
 
 
+def _record_uid_prefix(plugin: str, stream_key: tuple[str, int]) -> str:
+    """The first half of each ``log.record.uid`` of a stream (the second is the sequence).
+
+    From the plugin, the token's hash and the runner's stream id, which a restarted host
+    gets back from its registry and the runner's hello: a resent record keeps its uid.
+    One hash per batch, not cached: a host keeps nothing per runner that has ended.
+    """
+    material = f"{plugin}\0{stream_key[0]}\0{stream_key[1]}".encode()
+    return hashlib.sha256(material).hexdigest()[:16]
+
+
 def _fallback_path() -> str:
     """Directories that hold this package and msgpack, for a runner interpreter lacking them."""
     import msgpack
@@ -1629,28 +1672,6 @@ def _fallback_path() -> str:
     if msgpack_dir not in paths:
         paths.append(msgpack_dir)
     return os.pathsep.join(paths)
-
-
-def _with_resource_attributes(existing: str, extra: Mapping[str, str]) -> str:
-    """OTEL_RESOURCE_ATTRIBUTES with ``extra`` added unless already there."""
-    present = {pair.split("=", 1)[0].strip() for pair in existing.split(",") if "=" in pair}
-    added = [f"{key}={value}" for key, value in extra.items() if key not in present]
-    return ",".join(part for part in (existing.strip(), *added) if part)
-
-
-def _resource_from(environ: Mapping[str, str]) -> Any:
-    from opentelemetry.sdk.resources import Resource
-
-    attributes: dict[str, Any] = {}
-    for pair in environ.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
-        if "=" in pair:
-            key, value = pair.split("=", 1)
-            if key.strip():
-                attributes[key.strip()] = value.strip()
-    service = environ.get("OTEL_SERVICE_NAME", "").strip()
-    if service:
-        attributes["service.name"] = service
-    return Resource(attributes)
 
 
 __all__ = ["HostLogBridge", "PluginProcess"]
