@@ -24,14 +24,13 @@ import secrets
 import select
 import shutil
 import socket
-import struct
 import subprocess
 import tempfile
 import threading
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import IO, Any, Final
 
 from pydantic import ValidationError
@@ -57,6 +56,17 @@ from ._export import (
     build_sink,
     resolve_export,
 )
+from ._limits import (
+    ACCEPT_ERROR,
+    CLOSED_STALLED,
+    EVICTED_PENDING,
+    BudgetedFrameReader,
+    ConnectionLimits,
+    ConnectionTable,
+    IngestBudget,
+    UnixListener,
+    peer_credentials,
+)
 from ._names import (
     BRIDGE_COUNT_ATTRIBUTE,
     BRIDGE_EVENT_ATTRIBUTE,
@@ -76,7 +86,6 @@ from ._protocol import (
     PROTOCOL_VERSION,
     REJECT,
     WELCOME,
-    FrameDecoder,
     ProtocolError,
     decode_message,
     encode_message,
@@ -99,10 +108,8 @@ from ._validate import (
 _log = logging.getLogger("otel_plugin_logs.bridge")
 
 _PLUGIN_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-_HANDSHAKE_TIMEOUT_SECONDS: Final = 5.0
 _ACK_INTERVAL_SECONDS: Final = 0.05
 _MAX_STDERR_LINE_BYTES: Final = 64 * 1024
-_PEERCRED: Final = struct.Struct("3i")
 _REGISTRY: Final = "registry.json"
 _MAX_RETIRED_RPC_STREAMS: Final = 4096
 _BOOTSTRAP_DIR: Final = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_bootstrap")
@@ -282,44 +289,67 @@ class PluginProcess:
 
 
 class _Connection(asyncio.Protocol):
-    def __init__(self, bridge: HostLogBridge) -> None:
+    """One runner connection. Its peer's pid and uid were read from the kernel when accepted."""
+
+    def __init__(self, bridge: HostLogBridge, peer_pid: int | None, peer_uid: int | None) -> None:
         self.bridge = bridge
         self.transport: asyncio.Transport | None = None
-        self.decoder = FrameDecoder(bridge.config.max_frame_bytes)
-        self.peer_pid: int | None = None
-        self.peer_uid: int | None = None
+        self.reader = BudgetedFrameReader(bridge._ingest_budget, bridge.config.max_frame_bytes)
+        self.peer_pid = peer_pid
+        self.peer_uid = peer_uid
         self.stream: _Stream | None = None
         self.plugin_name = "?"
         self.closed = False
         self.said_bye = False
+        self.frame_bytes = 0  # size of the frame being handled, for the byte-rate limit
+        now = time.monotonic()
+        self.last_data = now
         # Checked by the bridge's periodic tick: a timer per connection would outlive it.
-        self.handshake_deadline = time.monotonic() + _HANDSHAKE_TIMEOUT_SECONDS
+        self.handshake_deadline = now + bridge._connection_limits.handshake_timeout_seconds
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        sock = transport.get_extra_info("socket")
-        with contextlib.suppress(OSError, AttributeError):
-            pid, uid, _ = _PEERCRED.unpack(
-                sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
-            )
-            self.peer_pid, self.peer_uid = pid, uid
         self.bridge._on_connection_made(self)
 
     def data_received(self, data: bytes) -> None:
+        self.last_data = time.monotonic()
+        self._handle(self.reader.feed(data))
+
+    def _handle(self, bodies: Iterator[bytes]) -> None:
         try:
-            for message in self.decoder.feed(data):
+            for body in bodies:
                 if self.closed:
                     return
-                self.bridge._on_message(self, message)
+                self.frame_bytes = len(body)
+                self.bridge._on_message(self, decode_message(body, self.bridge.config.max_frame_bytes))
         except ProtocolError as error:
             self.bridge._bad_input(self, error.reason, error.detail)
         except Exception as error:  # a bug of ours must not take the host down with it
             self.bridge._bad_input(self, "internal_error", f"{type(error).__name__}: {error}")
             _log.debug("internal error on a runner connection", exc_info=True)
+        if self.closed or self.transport is None:
+            return
+        if self.reader.blocked:
+            # Its frame does not fit the ingest budget: leave the rest in the kernel's buffer.
+            self.transport.pause_reading()
+            self.bridge._ingest_budget.wait(self._wake)
+        elif not self.transport.is_reading():
+            self.transport.resume_reading()
+
+    def _wake(self) -> None:
+        loop = self.bridge._loop
+        if loop is not None and not self.closed:
+            loop.call_soon(self._resume)
+
+    def _resume(self) -> None:
+        if not self.closed:
+            self._handle(self.reader.resume())
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.reader.release()
+        self.bridge._ingest_budget.forget(self._wake)
         self.bridge._on_connection_lost(self)
 
     def send(self, message: Mapping[str, Any]) -> None:
@@ -327,9 +357,10 @@ class _Connection(asyncio.Protocol):
             self.transport.write(encode_message(message))
 
     def close(self) -> None:
-        if not self.closed and self.transport is not None:
+        if not self.closed:
             self.closed = True
-            self.transport.close()
+            if self.transport is not None:
+                self.transport.close()
 
 
 class HostLogBridge:
@@ -386,7 +417,14 @@ class HostLogBridge:
         self._processes: list[PluginProcess] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
-        self._server: asyncio.AbstractServer | None = None
+        self._listener: UnixListener | None = None
+        self._connection_limits = ConnectionLimits.from_config(self.config)
+        self._connection_table = ConnectionTable(self._connection_limits)
+        self._ingest_budget = IngestBudget(
+            self._connection_limits.max_buffered_bytes, self._connection_limits.plugin_share_bytes
+        )
+        self._accept_errors = 0
+        self._accept_tasks: set[asyncio.Task[None]] = set()
         self._pipeline: ExportPipeline | None = None
         self._sink: Sink | None = None
         self._runtime_dir = ""
@@ -459,12 +497,9 @@ class HostLogBridge:
         path = self.socket_path
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-        self._server = await asyncio.get_running_loop().create_unix_server(
-            lambda: _Connection(self), path=path
-        )
-        os.chmod(path, 0o600)
-        self._listen_fd = self._server.sockets[0].fileno()
         loop = asyncio.get_running_loop()
+        self._listener = UnixListener(loop, path, self._on_accept, self._on_accept_error)
+        self._listen_fd = self._listener.fileno()
         loop.call_later(_ACK_INTERVAL_SECONDS, self._tick_acks)
         loop.call_later(self.config.report_interval_millis / 1000.0, self._tick_reports)
 
@@ -566,13 +601,13 @@ class HostLogBridge:
         return left == 0
 
     async def _close_server(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for conn in list(self._connections):
+        if self._listener is not None:
+            self._listener.close()
+        with self._lock:
+            every = [*self._connections, *self._handshaking]
+        for conn in every:
             conn.close()
-        if self._server is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 1.0)
+        await asyncio.sleep(0)  # let the transports' connection_lost run
 
     def force_flush(self, timeout_millis: int = 10_000) -> bool:
         """Ask live runners to send what they hold, then export everything received."""
@@ -786,9 +821,59 @@ class HostLogBridge:
             return
         raise ProtocolError("unexpected_frame", f"unexpected {kind[:32]!r} after the handshake")
 
-    def _on_connection_made(self, conn: _Connection) -> None:
+    def _on_accept(self, sock: socket.socket) -> None:
+        """Count a new connection in, or refuse it at once when a cap is reached (loop thread)."""
+        pid, uid = peer_credentials(sock)
+        conn = _Connection(self, pid, uid)
         with self._lock:
-            self._handshaking.add(conn)
+            refused = self._connection_table.admit(conn, -1 if uid is None else uid)
+            if refused is None:
+                self._handshaking.add(conn)
+            else:
+                self._rejected[refused] += 1
+        if refused is not None:
+            sock.close()
+            self._warn_once(
+                "-", refused, "refused a runner connection (pid %s, uid %s): %s", pid, uid, refused
+            )
+            return
+        evicted = self._connection_table.oldest_pending_over_cap()
+        if isinstance(evicted, _Connection):
+            self._connection_table.authenticated(evicted)  # out of the handshake pool: closing
+            self._reject(evicted, EVICTED_PENDING, "too many connections in their handshake")
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self._connect_accepted(loop, conn, sock))
+        self._accept_tasks.add(task)  # the loop keeps only a weak reference to a task
+        task.add_done_callback(self._accept_tasks.discard)
+
+    async def _connect_accepted(
+        self, loop: asyncio.AbstractEventLoop, conn: _Connection, sock: socket.socket
+    ) -> None:
+        try:
+            await loop.connect_accepted_socket(lambda: conn, sock)
+        except Exception as error:  # e.g. EMFILE while setting the transport up
+            sock.close()
+            conn.closed = True
+            self._on_connection_lost(conn)
+            self._on_accept_error(error if isinstance(error, OSError) else OSError(str(error)))
+
+    def _on_accept_error(self, error: OSError) -> None:
+        """Accept failed (EMFILE and friends): counted, reported once per interval, never a traceback."""
+        with self._lock:
+            self._accept_errors += 1
+            self._rejected[ACCEPT_ERROR] += 1
+            count = self._accept_errors
+        self._warn_once(
+            "-",
+            ACCEPT_ERROR,
+            "cannot accept runner connections: %s (%d failed accepts so far; the listener backs off)",
+            error,
+            count,
+        )
+
+    def _on_connection_made(self, conn: _Connection) -> None:
+        if conn.closed and conn.transport is not None:
+            conn.transport.close()  # it was closed (evicted) before its transport existed
 
     def _on_hello(self, conn: _Connection, message: dict[str, Any]) -> None:
         with self._lock:
@@ -828,6 +913,13 @@ class HostLogBridge:
             plugin = self._plugin(registration.plugin, hello.plugin_version or registration.version)
             key = (digest, hello.stream)
             stream = plugin.streams.get(key)
+            if stream is None and not self._make_room_for_stream(plugin, digest):
+                self._reject(
+                    conn,
+                    "too_many_streams",
+                    f"runner already has {self.config.max_streams_per_runner} streams connected",
+                )
+                return
             if stream is None:
                 base = self._saved_streams.get(f"{digest}:{hello.stream}", 0)
                 resource = registration.resource
@@ -850,6 +942,8 @@ class HostLogBridge:
             stream.conn = conn
             stream.closed = False
             conn.stream = stream
+            self._connection_table.authenticated(conn)
+            conn.reader.set_owner(plugin.name)
             plugin.counters.connections += 1
             self._connections.add(conn)
             settled = stream.settled
@@ -861,6 +955,21 @@ class HostLogBridge:
                 "max_frame_bytes": self.config.max_frame_bytes,
             }
         )
+
+    def _make_room_for_stream(self, plugin: _Plugin, digest: str) -> bool:
+        """Whether a runner may open one more stream; retires its oldest disconnected one if needed.
+
+        A stream is kept while its process may come back; a runner that opens new stream ids
+        without saying bye must not make the host keep each of them (lock held).
+        """
+        mine = [s for key, s in plugin.streams.items() if key[0] == digest and not s.finished]
+        if len(mine) < self.config.max_streams_per_runner:
+            return True
+        for old in mine:  # oldest first (insertion order)
+            if old.conn is None:
+                self._finish(old)  # what it announced but never sent is counted as gap
+                return True
+        return False
 
     def _count_bad_input(self, conn: _Connection, reason: str) -> None:
         with self._lock:
@@ -899,6 +1008,7 @@ class HostLogBridge:
 
     def _on_connection_lost(self, conn: _Connection) -> None:
         with self._lock:
+            self._connection_table.remove(conn, -1 if conn.peer_uid is None else conn.peer_uid)
             self._handshaking.discard(conn)
             self._connections.discard(conn)
             stream = conn.stream
@@ -1192,21 +1302,39 @@ class HostLogBridge:
                 self._save_registry()
             for conn, seq in acks:
                 conn.send({"t": ACK, "seq": seq})
-            self._expire_handshakes()
+            self._expire_connections()
             self._check_connected()
         finally:
             if loop is not None and not self._stopped:
                 loop.call_later(_ACK_INTERVAL_SECONDS, self._tick_acks)
 
-    def _expire_handshakes(self) -> None:
+    def _expire_connections(self) -> None:
+        """Close connections past a deadline: no hello, a frame begun but not finished, idle."""
         now = time.monotonic()
+        limits = self._connection_limits
         with self._lock:
             late = [c for c in self._handshaking if c.stream is None and now >= c.handshake_deadline]
+            stalled = []
+            idle = []
+            for conn in self._connections:
+                started = conn.reader.frame_started
+                if started is not None and now - started >= limits.frame_timeout_seconds:
+                    stalled.append(conn)
+                elif now - conn.last_data >= limits.idle_timeout_seconds:
+                    idle.append(conn)
         for conn in late:
             if not conn.closed:
-                self._reject(conn, "handshake_timeout", f"no hello within {_HANDSHAKE_TIMEOUT_SECONDS:.0f} s")
+                self._reject(
+                    conn, "handshake_timeout", f"no hello within {limits.handshake_timeout_seconds:g} s"
+                )
             with self._lock:
                 self._handshaking.discard(conn)
+        for conn in stalled:
+            detail = f"a frame unfinished after {limits.frame_timeout_seconds:g} s"
+            self._bad_input(conn, CLOSED_STALLED, detail)
+        for conn in idle:
+            _log.debug("closing the idle connection of plugin %s (pid %s)", conn.plugin_name, conn.peer_pid)
+            conn.close()
 
     def _tick_reports(self) -> None:
         loop = self._loop
