@@ -65,6 +65,7 @@ from ._limits import (
     ConnectionTable,
     IngestBudget,
     UnixListener,
+    has_spoken,
     peer_credentials,
 )
 from ._names import (
@@ -314,6 +315,8 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_data = time.monotonic()
+        if self.stream is None:
+            self.bridge._connection_table.spoke(self)
         self._handle(self.reader.feed(data))
 
     def _handle(self, bodies: Iterator[bytes]) -> None:
@@ -826,7 +829,7 @@ class HostLogBridge:
         pid, uid = peer_credentials(sock)
         conn = _Connection(self, pid, uid)
         with self._lock:
-            refused = self._connection_table.admit(conn, -1 if uid is None else uid)
+            refused = self._connection_table.admit(conn, -1 if uid is None else uid, spoke=has_spoken(sock))
             if refused is None:
                 self._handshaking.add(conn)
             else:

@@ -84,17 +84,24 @@ class ConnectionLimits:
 
 
 class ConnectionTable:
-    """Counts of open connections, in total and by uid, and those in their handshake (oldest first)."""
+    """Counts of open connections, in total and by uid, and those in their handshake (oldest first).
 
-    __slots__ = ("_by_uid", "_limits", "_pending", "total")
+    Of the connections in their handshake, those that have sent nothing yet are the first to
+    go when the pool is over its cap: a runner says hello as soon as it connects, a flood of
+    silent connections does not.
+    """
+
+    __slots__ = ("_by_uid", "_limits", "_silent", "_speaking", "total")
 
     def __init__(self, limits: ConnectionLimits) -> None:
         self._limits = limits
         self._by_uid: dict[int, int] = {}
-        self._pending: dict[object, None] = {}  # insertion-ordered: the oldest first
+        # Insertion-ordered: the oldest first.
+        self._silent: dict[object, None] = {}
+        self._speaking: dict[object, None] = {}
         self.total = 0
 
-    def admit(self, key: object, uid: int) -> str | None:
+    def admit(self, key: object, uid: int, *, spoke: bool) -> str | None:
         """Count a new connection in; returns the refusal reason instead when a cap is reached."""
         if self.total >= self._limits.max_connections:
             return REFUSED_CONNECTIONS
@@ -102,20 +109,27 @@ class ConnectionTable:
             return REFUSED_UID_CONNECTIONS
         self.total += 1
         self._by_uid[uid] = self._by_uid.get(uid, 0) + 1
-        self._pending[key] = None
+        (self._speaking if spoke else self._silent)[key] = None
         return None
 
+    def spoke(self, key: object) -> None:
+        """A connection in its handshake sent its first bytes."""
+        if self._silent.pop(key, 0) is None:
+            self._speaking[key] = None
+
     def oldest_pending_over_cap(self) -> object | None:
-        """The oldest connection in its handshake when there are more than allowed, else None."""
-        if len(self._pending) <= self._limits.max_pending_connections:
+        """The connection to close when the handshake pool is over its cap (the oldest silent first)."""
+        if len(self._silent) + len(self._speaking) <= self._limits.max_pending_connections:
             return None
-        return next(iter(self._pending))
+        return next(iter(self._silent or self._speaking))
 
     def authenticated(self, key: object) -> None:
-        self._pending.pop(key, None)
+        """Out of the handshake pool (its hello was accepted, or it is being closed)."""
+        self._silent.pop(key, None)
+        self._speaking.pop(key, None)
 
     def remove(self, key: object, uid: int) -> None:
-        self._pending.pop(key, None)
+        self.authenticated(key)
         count = self._by_uid.get(uid, 0)
         if count <= 0:
             return
@@ -127,7 +141,7 @@ class ConnectionTable:
 
     @property
     def pending(self) -> int:
-        return len(self._pending)
+        return len(self._silent) + len(self._speaking)
 
 
 class IngestBudget:
@@ -329,6 +343,14 @@ class UnixListener:
         with contextlib.suppress(Exception):
             self._loop.remove_reader(self._fd)
         self._sock.close()
+
+
+def has_spoken(sock: socket.socket) -> bool:
+    """Whether a just-accepted peer already sent bytes (its hello), without reading them."""
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except OSError:
+        return False
 
 
 def peer_credentials(sock: socket.socket) -> tuple[int | None, int | None]:
