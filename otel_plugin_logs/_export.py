@@ -21,8 +21,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
+from ._batching import encoded_bytes, fit_record, refused_as_too_large, resource_bytes
 from ._config import ConfigError, HostConfig, parse_bool
-from ._names import DEFAULT_OTLP_GRPC_ENDPOINT
+from ._names import DEFAULT_OTLP_GRPC_ENDPOINT, RESOURCE_PLUGIN_NAME
 from ._otlp import Entry, ResourceInfo, SdkRecordBuilder, encode_json_line, encode_request
 
 _log = logging.getLogger("otel_plugin_logs.export")
@@ -496,6 +497,22 @@ def _explicit_timeout() -> str | None:
 
 
 Settle = Callable[[Sequence[Item], str | None], None]  # items, drop reason (None: exported)
+_MIN_REQUEST_BYTES: Final = 16 * 1024
+_MAX_SHRINKS: Final = 3  # a single record refused as too large is cut down this often, then dropped
+
+
+class _Share:
+    """What one plugin holds in the export queue (queued or in flight)."""
+
+    __slots__ = ("nbytes", "records")
+
+    def __init__(self) -> None:
+        self.records = 0
+        self.nbytes = 0
+
+
+def _owner(item: Item) -> str:
+    return str(item[0].attributes.get(RESOURCE_PLUGIN_NAME, ""))
 
 
 class ExportPipeline:
@@ -524,6 +541,11 @@ class ExportPipeline:
         self._max_backoff_seconds = config.export_retry_max_backoff_millis / 1000.0
         self._max_elapsed_seconds = config.export_retry_max_elapsed_millis / 1000.0
         self._queue: deque[Item] = deque()
+        # Each plugin may fill only its share, so one flooding plugin cannot take the others' room.
+        self._share_records = max(1, self._max_records * config.export_plugin_share_percent // 100)
+        self._share_bytes = max(1, self._max_bytes * config.export_plugin_share_percent // 100)
+        self._shares: dict[str, _Share] = {}
+        self._request_limit = self._batch_bytes  # lowered when the collector refuses a request as too large
         self._bytes = 0  # queued plus in flight
         self._in_flight = 0
         self._cond = threading.Condition()
@@ -546,10 +568,21 @@ class ExportPipeline:
             room = self._max_records - len(self._queue) - self._in_flight
             accepted = 0
             for item in items:
-                if room <= 0 or self._bytes + item[3] > self._max_bytes:
+                owner = _owner(item)
+                share = self._shares.get(owner)
+                if share is None:
+                    share = self._shares[owner] = _Share()
+                if (
+                    room <= 0
+                    or self._bytes + item[3] > self._max_bytes
+                    or share.records >= self._share_records
+                    or share.nbytes + item[3] > self._share_bytes
+                ):
                     break
                 self._queue.append(item)
                 self._bytes += item[3]
+                share.records += 1
+                share.nbytes += item[3]
                 room -= 1
                 accepted += 1
             if len(self._queue) >= self._batch_records:
@@ -586,6 +619,7 @@ class ExportPipeline:
             left = list(self._queue)
             self._queue.clear()
             self._bytes -= sum(item[3] for item in left)
+            self._release_shares(left)
             # A batch still in the sink's hands past the deadline was not exported in time
             # (it is settled, exported or dropped, when the sink returns).
             late = self._in_flight if self._thread.is_alive() else 0
@@ -595,23 +629,70 @@ class ExportPipeline:
         self.sink.shutdown()
         return len(left) + given_up + late
 
+    def _release_shares(self, items: Sequence[Item]) -> None:
+        """Items left the queue for good (lock held)."""
+        for item in items:
+            share = self._shares.get(_owner(item))
+            if share is not None:
+                share.records -= 1
+                share.nbytes -= item[3]
+                if share.records <= 0:
+                    del self._shares[_owner(item)]
+
     def _take(self) -> list[Item]:
+        """The next request: up to the batch's records and its encoded bytes (lock held)."""
         batch: list[Item] = []
         size = 0
+        resources: set[ResourceInfo] = set()
         queue = self._queue
+        limit = self._request_limit
         while queue and len(batch) < self._batch_records:
-            item = queue[0]
-            if batch and size + item[3] > self._batch_bytes:
+            resource, entry, ticket, memory = queue[0]
+            cost = encoded_bytes(entry) + (0 if resource in resources else resource_bytes(resource))
+            if batch and size + cost > limit:
                 break
-            batch.append(queue.popleft())
-            size += item[3]
+            queue.popleft()
+            if cost > limit:  # alone larger than a request: cut down, never sent whole
+                entry = fit_record(entry, limit - resource_bytes(resource))
+            batch.append((resource, entry, ticket, memory))
+            resources.add(resource)
+            size += cost
         self._in_flight = len(batch)
         return batch
+
+    def _shrink(self, batch: list[Item], shrinks: int) -> list[Item]:
+        """A request refused as too large: retry its first half now, the rest after it.
+
+        A single record is cut down to a quarter, at most ``_MAX_SHRINKS`` times, then dropped.
+        """
+        refused = sum(encoded_bytes(item[1]) for item in batch)
+        limit = max(_MIN_REQUEST_BYTES, refused // 2)
+        if limit < self._request_limit:
+            self._request_limit = limit
+            _log.warning(
+                "the exporter refused a request of about %d bytes as too large; requests are cut at "
+                "%d bytes from now on",
+                refused,
+                limit,
+            )
+        if len(batch) > 1:
+            keep = batch[: len(batch) // 2]
+            back = batch[len(batch) // 2 :]
+            with self._cond:
+                self._queue.extendleft(reversed(back))
+                self._in_flight -= len(back)
+            return keep
+        resource, entry, ticket, memory = batch[0]
+        if shrinks < _MAX_SHRINKS:
+            return [(resource, fit_record(entry, encoded_bytes(entry) // 4), ticket, memory)]
+        self._drop(batch, DROP_EXPORT_REJECTED)
+        return []
 
     def _run(self) -> None:
         batch: list[Item] = []
         first_failure = 0.0
         backoff = 0.0
+        shrinks = 0
         while True:
             with self._cond:
                 if not batch:
@@ -631,6 +712,7 @@ class ExportPipeline:
                             break  # nothing arrived for a slice: the burst is over, send its tail
                     flush_target = self._flush_requested
                     batch = self._take()
+                    shrinks = 0
                     if not batch:
                         self._flushed = flush_target
                         self._cond.notify_all()
@@ -664,6 +746,11 @@ class ExportPipeline:
                 continue
             self.attempts_failed += 1
             self.last_error = outcome.error
+            if refused_as_too_large(outcome.error):
+                single = len(batch) == 1
+                batch = self._shrink(batch, shrinks)
+                shrinks += 1 if single else 0
+                continue
             now = time.monotonic()
             if self.failing_since is None:
                 self.failing_since = now
@@ -688,6 +775,7 @@ class ExportPipeline:
         size = sum(item[3] for item in batch)
         with self._cond:
             self._bytes -= size
+            self._release_shares(batch)
             self._in_flight = max(0, self._in_flight - len(batch))
         try:
             self._settle(batch, reason)

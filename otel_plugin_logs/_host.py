@@ -84,6 +84,7 @@ from ._protocol import (
     BYE,
     FLUSH,
     HELLO,
+    INT64_MAX,
     PROTOCOL_VERSION,
     REJECT,
     WELCOME,
@@ -171,6 +172,7 @@ class _TokenBucket:
 
 class _Plugin:
     __slots__ = (
+        "byte_limiter",
         "counters",
         "last_resource",
         "limiter",
@@ -188,6 +190,7 @@ class _Plugin:
         self.counters = PluginCounters()
         self.replayer = Replayer(config.replay_logger_prefix, name)
         self.limiter = _TokenBucket(config.rate_limit_records_per_second, config.rate_limit_burst_records)
+        self.byte_limiter = _TokenBucket(config.rate_limit_bytes_per_second, config.rate_limit_burst_bytes)
         self.streams: dict[tuple[str, int], _Stream] = {}
         self.pending = 0  # records of this plugin in the export queue
         self.reported: Counter[str] = Counter()  # drop totals already reported in a warning
@@ -818,7 +821,7 @@ class HostLogBridge:
                 header = BatchHeader.model_validate(message)
             except ValidationError as error:
                 raise ProtocolError("malformed_batch", first_error(error)) from None
-            self._ingest(conn.stream, header)
+            self._ingest(conn.stream, header, conn.frame_bytes)
             if kind == BYE:
                 conn.said_bye = True
             return
@@ -1069,7 +1072,7 @@ class HostLogBridge:
                 stream = _Stream(state, key, self._plugin_resource(state, pid or 0), pid or 0, 0)
                 state.streams[key] = stream
                 state.last_resource = stream.resource
-        self._ingest(stream, header)
+        self._ingest(stream, header, len(payload) if isinstance(payload, bytes) else 0)
         with self._lock:
             self._advance(stream)
             if header.t == BYE and not stream.finished:
@@ -1077,7 +1080,7 @@ class HostLogBridge:
                 self._finish(stream)
             return stream.settled
 
-    def _ingest(self, stream: _Stream, header: BatchHeader) -> None:
+    def _ingest(self, stream: _Stream, header: BatchHeader, frame_bytes: int = 0) -> None:
         records, invalid = validate_records(header.records) if header.records else ([], [])
         now_ns = time.time_ns()
         plugin = stream.plugin
@@ -1102,7 +1105,12 @@ class HostLogBridge:
             counters.duplicates += duplicates
             if invalid:
                 counters.host_dropped[DROP_INVALID] += len(invalid)
-            allowed = plugin.limiter.take(len(fresh), time.monotonic())
+            now = time.monotonic()
+            allowed = plugin.limiter.take(len(fresh), now)
+            if allowed and frame_bytes and plugin.byte_limiter.rate > 0:
+                # Records share their frame's size: a few huge records cost what many small ones do.
+                per_record = max(1, frame_bytes // max(1, len(header.records)))
+                allowed = min(allowed, plugin.byte_limiter.take(allowed * per_record, now) // per_record)
             if allowed < len(fresh):
                 counters.host_dropped[DROP_RATE_LIMITED] += len(fresh) - allowed
                 del fresh[allowed:]
@@ -1111,13 +1119,9 @@ class HostLogBridge:
             ticket = _Ticket(stream, high, len(fresh))
             stream.tickets.append(ticket)
             plugin.pending += len(fresh)
-            if header.dropped:
-                # Counters are cumulative, but a resent old frame carries older values.
-                for reason, total in sanitize_counters(header.dropped).items():
-                    count = total - stream.base_dropped.get(reason, 0)  # minus drops seen before a restart
-                    if count > stream.runner_dropped.get(reason, 0):
-                        stream.runner_dropped[reason] = count
             stream.accepted = max(stream.accepted, header.accepted, high)
+            if header.dropped:
+                self._take_runner_drops(stream, sanitize_counters(header.dropped))
             if header.flushed:
                 stream.flushed = max(stream.flushed, header.flushed)
             self._check_gap(stream, final=header.t == BYE)
@@ -1151,6 +1155,21 @@ class HostLogBridge:
                     # for handler errors, so this is a bug in a filter or in ours.
                     _log.debug("replay failed", exc_info=True)
         self._enqueue(stream, ticket, entries, replayed)
+
+    def _take_runner_drops(self, stream: _Stream, reported: Mapping[str, int]) -> None:
+        """Take a runner's cumulative drop counters, clamped to what it can have dropped (lock held).
+
+        A runner cannot have dropped more records than it sequenced and did not send: a claim
+        of 2^64-1 must not reach the counters, the notices or an export request.
+        """
+        for reason, total in sorted(reported.items()):
+            count = total - stream.base_dropped.get(reason, 0)  # minus drops seen before a restart
+            others = sum(v for r, v in stream.runner_dropped.items() if r != reason)
+            ceiling = max(0, stream.accepted - stream.base - stream.received - others)
+            count = min(count, ceiling)
+            # Counters are cumulative, but a resent old frame carries older values.
+            if count > stream.runner_dropped.get(reason, 0):
+                stream.runner_dropped[reason] = count
 
     def _enqueue(self, stream: _Stream, ticket: _Ticket, entries: list[Entry], replayed: int) -> None:
         plugin = stream.plugin
@@ -1403,7 +1422,11 @@ class HostLogBridge:
             "WARNING",
             text,
             BRIDGE_SCOPE_NAME,
-            {BRIDGE_EVENT_ATTRIBUTE: event, BRIDGE_REASON_ATTRIBUTE: reason, BRIDGE_COUNT_ATTRIBUTE: count},
+            {
+                BRIDGE_EVENT_ATTRIBUTE: event,
+                BRIDGE_REASON_ATTRIBUTE: reason,
+                BRIDGE_COUNT_ATTRIBUTE: max(0, min(count, INT64_MAX)),  # an OTLP int is 64-bit
+            },
             None,
             None,
             0,
