@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from ._batching import encoded_bytes, fit_record, refused_as_too_large, resource_bytes
-from ._config import ConfigError, HostConfig, parse_bool
+from ._config import ConfigError, HostConfig, check_endpoint, parse_bool
 from ._names import DEFAULT_OTLP_GRPC_ENDPOINT, RESOURCE_PLUGIN_NAME
 from ._otlp import Entry, ResourceInfo, SdkRecordBuilder, encode_json_line, encode_request
 
@@ -147,6 +147,8 @@ def validate_standard_env(environ: Mapping[str, str]) -> None:
             raise ConfigError(
                 f"{name}={raw!r} is invalid: expected a URL such as {DEFAULT_OTLP_GRPC_ENDPOINT}"
             )
+        if raw:
+            check_endpoint(name, raw)
 
 
 def resolve_export(
@@ -180,6 +182,7 @@ def resolve_export(
     if chosen_protocol not in ("grpc", "http/protobuf"):
         raise ConfigError(f"protocol {chosen_protocol!r} is invalid: expected grpc or http/protobuf")
     if endpoint:
+        check_endpoint("the OTLP endpoint argument", endpoint)
         url, source = endpoint, "argument"
     elif _env(env, "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"):
         url, source = _env(env, "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"), "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"
@@ -414,37 +417,52 @@ class SdkExporterSink:
 
 
 class FileSink:
-    """The embedded default: OTLP/JSON lines, one request per line, size-rotated."""
+    """The embedded default: OTLP/JSON lines, one request per line, size-rotated.
+
+    Private by default (directory 0700 when it creates it, file 0600: records can carry
+    secrets). Each request is appended whole or not at all: a failed write (ENOSPC, EFBIG) is
+    cut back to where it began, so the retry does not follow half a line.
+    """
 
     def __init__(self, path: str, max_bytes: int, backup_count: int) -> None:
         self.path = path
         self._max_bytes = max_bytes
         self._backup_count = backup_count
-        directory = os.path.dirname(path) or "."
-        os.makedirs(directory, exist_ok=True)
-        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the sink's life
-        if self._file.tell() > 0:
-            with open(path, "rb") as existing:
-                existing.seek(-1, os.SEEK_END)
-                if existing.read(1) != b"\n":
-                    self._file.write("\n")  # a host killed mid-write left half a line
+        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+        self._fd = self._open()
+        size = os.fstat(self._fd).st_size
+        if size > 0 and os.pread(self._fd, 1, size - 1) != b"\n":
+            _write_all(self._fd, b"\n")  # a host killed mid-write left half a line
         self.description = f"file {path}"
+
+    def _open(self) -> int:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        with contextlib.suppress(OSError):
+            os.fchmod(fd, 0o600)  # an older file may have been created 0644
+        return fd
 
     def export(self, items: Sequence[Item], timeout_seconds: float) -> Outcome:
         try:
-            line = encode_json_line(_pairs(items)) + "\n"
-            if self._file.tell() + len(line) > self._max_bytes and self._file.tell() > 0:
-                self._rotate()
-            self._file.write(line)
-            self._file.flush()
-        except OSError as error:
-            return Outcome(False, retryable=True, error=f"{type(error).__name__}: {error}")
+            line = (encode_json_line(_pairs(items)) + "\n").encode("utf-8", "surrogatepass")
         except Exception as error:
             return Outcome(False, error=f"encoding failed: {error}")
+        start = -1
+        try:
+            size = os.fstat(self._fd).st_size
+            if size + len(line) > self._max_bytes and size > 0:
+                self._rotate()
+                size = 0
+            start = size
+            _write_all(self._fd, line)
+        except OSError as error:
+            if start >= 0:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, start)  # nothing of this request stays in the file
+            return Outcome(False, retryable=True, error=f"{type(error).__name__}: {error}")
         return Outcome(True)
 
     def _rotate(self) -> None:
-        self._file.close()
+        os.close(self._fd)
         if self._backup_count > 0:
             for index in range(self._backup_count - 1, 0, -1):
                 source = f"{self.path}.{index}"
@@ -453,11 +471,32 @@ class FileSink:
             os.replace(self.path, f"{self.path}.1")
         else:
             os.remove(self.path)
-        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        self._fd = self._open()
 
     def shutdown(self) -> None:
         with contextlib.suppress(OSError):
-            self._file.close()
+            os.close(self._fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def check_file_dir(directory: str, variable: str) -> None:
+    """Fail at start-up, naming the variable, when the file sink could not write into ``directory``."""
+    probe = os.path.abspath(directory)
+    while not os.path.lexists(probe):  # the nearest existing ancestor is where it would be created
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe):
+        raise ConfigError(f"{variable}={directory!r} is unusable: {probe} is not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"{variable}={directory!r} is unusable: {probe} is not writable by this user")
 
 
 class NullSink:

@@ -19,7 +19,6 @@ import hmac
 import json
 import logging
 import os
-import re
 import secrets
 import select
 import shutil
@@ -40,9 +39,12 @@ from ._config import (
     ENV_PLUGIN_NAME,
     ENV_SOCKET,
     ENV_TOKEN,
+    PREFIX,
+    ConfigError,
     HostConfig,
     Resolved,
     RunnerConfig,
+    check_runtime_dir,
     resolve,
 )
 from ._export import (
@@ -54,6 +56,7 @@ from ._export import (
     Sink,
     attribute_limits,
     build_sink,
+    check_file_dir,
     resolve_export,
 )
 from ._limits import (
@@ -76,6 +79,8 @@ from ._names import (
     DEFAULT_HOST_SERVICE_NAME,
     RESOURCE_PLUGIN_NAME,
     RESOURCE_PLUGIN_VERSION,
+    check_plugin_name,
+    is_valid_plugin_name,
 )
 from ._otlp import Entry, ResourceInfo
 from ._protocol import (
@@ -109,7 +114,6 @@ from ._validate import (
 
 _log = logging.getLogger("otel_plugin_logs.bridge")
 
-_PLUGIN_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _ACK_INTERVAL_SECONDS: Final = 0.05
 _MAX_STDERR_LINE_BYTES: Final = 64 * 1024
 _REGISTRY: Final = "registry.json"
@@ -397,6 +401,11 @@ class HostLogBridge:
         self.export_settings: ExportSettings = resolve_export(
             self.config, env, endpoint=otlp_endpoint, protocol=otlp_protocol
         )
+        # Checked before anything is created: a bad directory fails here, named, leaving nothing.
+        if self.config.runtime_dir:
+            check_runtime_dir(self.config.runtime_dir)
+        if self.export_settings.exporter == "file" and sink is None:
+            check_file_dir(self.config.file_dir, PREFIX + "FILE_DIR")
         self._environ = env
         self._service_name = service_name
         self._sink_override = sink
@@ -467,7 +476,14 @@ class HostLogBridge:
         self._started = True
         self._base_resource, self._host_service = self._host_resource()
         self._prepare_runtime_dir()
-        self._sink = self._sink_override or build_sink(self.export_settings, self.config)
+        try:
+            self._sink = self._sink_override or build_sink(self.export_settings, self.config)
+        except OSError as error:
+            self._stopped = True
+            if self._owns_runtime_dir:
+                shutil.rmtree(self._runtime_dir, ignore_errors=True)
+            where = self.export_settings.file_path or self.export_settings.destination()
+            raise ConfigError(f"cannot open the export sink {where}: {error}") from None
         if not isinstance(self._sink, NullSink):
             self._pipeline = ExportPipeline(
                 self._sink,
@@ -673,8 +689,10 @@ class HostLogBridge:
         For a host that starts runners itself: pass the returned variables to the process.
         The runner's records are bound to ``plugin``, whatever they claim.
         """
-        if not _PLUGIN_NAME.match(plugin):
-            raise ValueError(f"invalid plugin name {plugin!r}: use letters, digits, '_' and '-' (at most 64)")
+        try:
+            check_plugin_name(plugin)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
         if not self._started:
             raise RuntimeError("start the bridge before registering runners")
         token = secrets.token_urlsafe(32)
@@ -1561,7 +1579,7 @@ class HostLogBridge:
             if (
                 isinstance(info, dict)
                 and isinstance(info.get("plugin"), str)
-                and _PLUGIN_NAME.match(info["plugin"])
+                and is_valid_plugin_name(info["plugin"])
             ):
                 pid = info.get("pid")
                 if isinstance(pid, int) and not _process_alive(pid):
