@@ -462,6 +462,14 @@ class HostConfig:
         "connection whose frame does not fit is not read until it does.",
         "an integer >= 1048576",
     )
+    ingest_shed_after_millis: int = _setting(
+        10_000,
+        PREFIX + "INGEST_SHED_AFTER_MILLIS",
+        _int_range(1, _DAY_MILLIS),
+        "A batch that waited this long to be taken in (the host is overloaded) has its records dropped "
+        "and counted as host_overload instead of replayed and exported.",
+        f"an integer from 1 to {_DAY_MILLIS}",
+    )
     max_streams_per_runner: int = _setting(
         64,
         PREFIX + "MAX_STREAMS_PER_RUNNER",

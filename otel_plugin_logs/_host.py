@@ -59,6 +59,7 @@ from ._export import (
     check_file_dir,
     resolve_export,
 )
+from ._ingest import IngestWorker, Job
 from ._limits import (
     ACCEPT_ERROR,
     CLOSED_STALLED,
@@ -66,6 +67,7 @@ from ._limits import (
     BudgetedFrameReader,
     ConnectionLimits,
     ConnectionTable,
+    Frame,
     IngestBudget,
     UnixListener,
     has_spoken,
@@ -124,6 +126,7 @@ _BOOTSTRAP_DIR: Final = os.path.join(os.path.dirname(os.path.abspath(__file__)),
 DROP_RATE_LIMITED: Final = "rate_limited"
 DROP_INVALID: Final = "invalid_record"
 DROP_GAP: Final = "gap"
+DROP_OVERLOAD: Final = "host_overload"
 
 
 class _Registration:
@@ -309,7 +312,7 @@ class _Connection(asyncio.Protocol):
         self.plugin_name = "?"
         self.closed = False
         self.said_bye = False
-        self.frame_bytes = 0  # size of the frame being handled, for the byte-rate limit
+        self.input_refused = False  # closed for bad input: frames still queued are ignored
         now = time.monotonic()
         self.last_data = now
         # Checked by the bridge's periodic tick: a timer per connection would outlive it.
@@ -326,13 +329,21 @@ class _Connection(asyncio.Protocol):
             self.bridge._connection_table.spoke(self)
         self._handle(self.reader.feed(data))
 
-    def _handle(self, bodies: Iterator[bytes]) -> None:
+    def _handle(self, frames: Iterator[Frame]) -> None:
+        bridge = self.bridge
+        budget = bridge._ingest_budget
         try:
-            for body in bodies:
+            for frame in frames:
                 if self.closed:
+                    budget.release(frame.owner, frame.reserved_bytes)
                     return
-                self.frame_bytes = len(body)
-                self.bridge._on_message(self, decode_message(body, self.bridge.config.max_frame_bytes))
+                if self.stream is not None:  # the worker takes it from here, in arrival order
+                    bridge._ingest().put(Job(self, frame.body, frame.owner, frame.reserved_bytes))
+                    continue
+                try:  # the hello: answered here, at once, however busy the worker is
+                    bridge._on_message(self, decode_message(frame.body, bridge.config.max_frame_bytes))
+                finally:
+                    budget.release(frame.owner, frame.reserved_bytes)
         except ProtocolError as error:
             self.bridge._bad_input(self, error.reason, error.detail)
         except Exception as error:  # a bug of ours must not take the host down with it
@@ -367,10 +378,18 @@ class _Connection(asyncio.Protocol):
             self.transport.write(encode_message(message))
 
     def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            if self.transport is not None:
-                self.transport.close()
+        if self.closed:
+            return
+        self.closed = True
+        transport = self.transport
+        loop = self.bridge._loop
+        if transport is None or loop is None:
+            return
+        if threading.get_ident() == self.bridge._loop_ident:
+            transport.close()
+        else:  # from the ingest worker: transports belong to the loop's thread
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(transport.close)
 
 
 class HostLogBridge:
@@ -440,6 +459,8 @@ class HostLogBridge:
         )
         self._accept_errors = 0
         self._accept_tasks: set[asyncio.Task[None]] = set()
+        self._ingest_worker: IngestWorker[_Connection] | None = None
+        self._loop_ident = -1
         self._pipeline: ExportPipeline | None = None
         self._sink: Sink | None = None
         self._runtime_dir = ""
@@ -497,7 +518,10 @@ class HostLogBridge:
         self._loop = loop
         ready = threading.Event()
 
+        self._ingest_worker = IngestWorker(self._handle_job, self.config.ingest_shed_after_millis / 1000.0)
+
         def run() -> None:
+            self._loop_ident = threading.get_ident()
             asyncio.set_event_loop(loop)
             loop.call_soon(ready.set)
             loop.run_forever()
@@ -596,6 +620,9 @@ class HostLogBridge:
             asyncio.run_coroutine_threadsafe(self._close_server(), loop).result(
                 timeout=max(0.1, deadline - time.monotonic())
             )
+        if self._ingest_worker is not None:
+            # What the closed connections sent is taken in before the exporter's last round.
+            self._ingest_worker.stop(time.monotonic() + (deadline - time.monotonic()) / 2)
         left = 0
         if self._pipeline is not None:
             left = self._pipeline.shutdown(deadline)
@@ -649,6 +676,8 @@ class HostLogBridge:
         with self._lock:
             if self._handshaking:
                 return False
+        if self._ingest_worker is not None and not self._ingest_worker.idle():
+            return False
         if self._listen_fd < 0:
             return True
         try:
@@ -827,7 +856,36 @@ class HostLogBridge:
 
     # --- connections -------------------------------------------------------------------------
 
-    def _on_message(self, conn: _Connection, message: dict[str, Any]) -> None:
+    def _ingest(self) -> IngestWorker[_Connection]:
+        worker = self._ingest_worker
+        assert worker is not None, "started bridges have an ingest worker"
+        return worker
+
+    def _handle_job(self, job: Job[_Connection], shed: bool) -> None:
+        """A frame of an authenticated connection, or its end (ingest worker thread)."""
+        conn = job.conn
+        try:
+            if job.body is None:
+                self._stream_lost(conn)
+            elif not conn.input_refused:
+                message = decode_message(job.body, self.config.max_frame_bytes)
+                self._on_message(conn, message, len(job.body), shed)
+        except ProtocolError as error:
+            conn.input_refused = True  # what it sent after the bad frame is not taken in
+            self._bad_input(conn, error.reason, error.detail)
+        except Exception as error:  # a bug of ours must not take the host down with it
+            conn.input_refused = True
+            self._bad_input(conn, "internal_error", f"{type(error).__name__}: {error}")
+            _log.debug("internal error on a runner connection", exc_info=True)
+        finally:
+            loop = self._loop
+            if job.reserved_bytes and loop is not None:
+                with contextlib.suppress(RuntimeError):  # the loop is closed: nothing waits any more
+                    loop.call_soon_threadsafe(self._ingest_budget.release, job.owner, job.reserved_bytes)
+
+    def _on_message(
+        self, conn: _Connection, message: dict[str, Any], frame_bytes: int = 0, shed: bool = False
+    ) -> None:
         kind = message["t"]
         if conn.stream is None:
             if kind != HELLO:
@@ -839,7 +897,7 @@ class HostLogBridge:
                 header = BatchHeader.model_validate(message)
             except ValidationError as error:
                 raise ProtocolError("malformed_batch", first_error(error)) from None
-            self._ingest(conn.stream, header, conn.frame_bytes)
+            self._take_batch(conn.stream, header, frame_bytes, shed)
             if kind == BYE:
                 conn.said_bye = True
             return
@@ -1035,6 +1093,12 @@ class HostLogBridge:
             self._connection_table.remove(conn, -1 if conn.peer_uid is None else conn.peer_uid)
             self._handshaking.discard(conn)
             self._connections.discard(conn)
+        if conn.stream is not None and self._ingest_worker is not None:
+            self._ingest_worker.put(Job(conn, None))  # after the frames it sent before it went
+
+    def _stream_lost(self, conn: _Connection) -> None:
+        """A connection's end, once its frames were handled (ingest worker thread)."""
+        with self._lock:
             stream = conn.stream
             if stream is None or stream.conn is not conn:
                 return
@@ -1090,7 +1154,7 @@ class HostLogBridge:
                 stream = _Stream(state, key, self._plugin_resource(state, pid or 0), pid or 0, 0)
                 state.streams[key] = stream
                 state.last_resource = stream.resource
-        self._ingest(stream, header, len(payload) if isinstance(payload, bytes) else 0)
+        self._take_batch(stream, header, len(payload) if isinstance(payload, bytes) else 0)
         with self._lock:
             self._advance(stream)
             if header.t == BYE and not stream.finished:
@@ -1098,7 +1162,9 @@ class HostLogBridge:
                 self._finish(stream)
             return stream.settled
 
-    def _ingest(self, stream: _Stream, header: BatchHeader, frame_bytes: int = 0) -> None:
+    def _take_batch(
+        self, stream: _Stream, header: BatchHeader, frame_bytes: int = 0, shed: bool = False
+    ) -> None:
         records, invalid = validate_records(header.records) if header.records else ([], [])
         now_ns = time.time_ns()
         plugin = stream.plugin
@@ -1123,6 +1189,10 @@ class HostLogBridge:
             counters.duplicates += duplicates
             if invalid:
                 counters.host_dropped[DROP_INVALID] += len(invalid)
+            if shed and fresh:
+                # The frame waited too long for the worker: counted, not built, replayed or exported.
+                counters.host_dropped[DROP_OVERLOAD] += len(fresh)
+                del fresh[:]
             now = time.monotonic()
             allowed = plugin.limiter.take(len(fresh), now)
             if allowed and frame_bytes and plugin.byte_limiter.rate > 0:

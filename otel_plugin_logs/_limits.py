@@ -192,6 +192,15 @@ class IngestBudget:
             self._waiters.remove(wake)
 
 
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """A complete frame body and the ingest budget it holds until handled."""
+
+    body: bytes
+    owner: str
+    reserved_bytes: int
+
+
 class BudgetedFrameReader:
     """Cuts a connection's bytes into frame bodies, reserving each frame's length first.
 
@@ -221,13 +230,16 @@ class BudgetedFrameReader:
         self.blocked = False
         self.frame_started: float | None = None  # monotonic time its reservation was made
 
-    def feed(self, data: bytes) -> Iterator[bytes]:
-        """Add bytes; yield each complete frame body. Raises ``ProtocolError``."""
+    def feed(self, data: bytes) -> Iterator[Frame]:
+        """Add bytes; yield each complete frame. Raises ``ProtocolError``."""
         self._buffer += data
         return self.resume()
 
-    def resume(self) -> Iterator[bytes]:
-        """Yield the frame bodies the buffered bytes complete, as far as the budget allows."""
+    def resume(self) -> Iterator[Frame]:
+        """Yield the frames the buffered bytes complete, as far as the budget allows.
+
+        Each frame still holds its reservation: ``IngestBudget.release`` it once handled.
+        """
         buffer = self._buffer
         while True:
             if self._needed < 0:
@@ -255,11 +267,11 @@ class BudgetedFrameReader:
             del buffer[: self._needed]
             self._needed = -1
             self.frame_started = None
-            self.release()
-            yield body
+            reserved, self._reserved = self._reserved, 0
+            yield Frame(body, self.owner if self.owner is not None else PRE_AUTH_OWNER, reserved)
 
     def release(self) -> None:
-        """Give the current reservation back (a frame completed, or the connection went)."""
+        """Give back the reservation of a frame not received whole (the connection went)."""
         if self._reserved:
             reserved, self._reserved = self._reserved, 0
             self._budget.release(self.owner if self.owner is not None else PRE_AUTH_OWNER, reserved)
