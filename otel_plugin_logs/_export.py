@@ -431,8 +431,11 @@ class FileSink:
         os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
         self._fd = self._open()
         size = os.fstat(self._fd).st_size
-        if size > 0 and os.pread(self._fd, 1, size - 1) != b"\n":
-            _write_all(self._fd, b"\n")  # a host killed mid-write left half a line
+        if size > 0:
+            with open(path, "rb") as existing:  # the sink's own descriptor is write-only
+                existing.seek(size - 1)
+                if existing.read(1) != b"\n":
+                    _write_all(self._fd, b"\n")  # a host killed mid-write left half a line
         self.description = f"file {path}"
 
     def _open(self) -> int:
