@@ -497,8 +497,8 @@ class HostConfig:
         25,
         PREFIX + "EXPORT_PLUGIN_SHARE_PERCENT",
         _int_range(1, 100),
-        "Share of the export queue (records and bytes) one plugin may fill; beyond it its new records "
-        "are dropped as export_queue_full and the others keep their room.",
+        "Share of the export queue (records and bytes) kept for plugins below their share: a plugin past "
+        "it fills the queue only up to one share short of full (100: no reserve).",
         "an integer from 1 to 100",
     )
 

@@ -583,7 +583,7 @@ class ExportPipeline:
         self._max_backoff_seconds = config.export_retry_max_backoff_millis / 1000.0
         self._max_elapsed_seconds = config.export_retry_max_elapsed_millis / 1000.0
         self._queue: deque[Item] = deque()
-        # Each plugin may fill only its share, so one flooding plugin cannot take the others' room.
+        # A plugin past its share cannot fill the last share of the queue: others keep that room.
         self._share_records = max(1, self._max_records * config.export_plugin_share_percent // 100)
         self._share_bytes = max(1, self._max_bytes * config.export_plugin_share_percent // 100)
         self._shares: dict[str, _Share] = {}
@@ -614,11 +614,15 @@ class ExportPipeline:
                 share = self._shares.get(owner)
                 if share is None:
                     share = self._shares[owner] = _Share()
-                if (
-                    room <= 0
-                    or self._bytes + item[3] > self._max_bytes
-                    or share.records >= self._share_records
-                    or share.nbytes + item[3] > self._share_bytes
+                if room <= 0 or self._bytes + item[3] > self._max_bytes:
+                    break
+                over_share = (
+                    share.records >= self._share_records or share.nbytes + item[3] > self._share_bytes
+                )
+                # Beyond its share a plugin may use the queue only up to one share short of full:
+                # that last share stays for the plugins below theirs.
+                if over_share and (
+                    room <= self._share_records or self._bytes + item[3] > self._max_bytes - self._share_bytes
                 ):
                     break
                 self._queue.append(item)
