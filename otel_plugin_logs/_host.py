@@ -338,7 +338,7 @@ class _Connection(asyncio.Protocol):
                     budget.release(frame.owner, frame.reserved_bytes)
                     return
                 if self.stream is not None:  # the worker takes it from here, in arrival order
-                    bridge._ingest().put(Job(self, frame.body, frame.owner, frame.reserved_bytes))
+                    bridge._worker().put(Job(self, frame.body, frame.owner, frame.reserved_bytes))
                     continue
                 try:  # the hello: answered here, at once, however busy the worker is
                     bridge._on_message(self, decode_message(frame.body, bridge.config.max_frame_bytes))
@@ -856,7 +856,7 @@ class HostLogBridge:
 
     # --- connections -------------------------------------------------------------------------
 
-    def _ingest(self) -> IngestWorker[_Connection]:
+    def _worker(self) -> IngestWorker[_Connection]:
         worker = self._ingest_worker
         assert worker is not None, "started bridges have an ingest worker"
         return worker
@@ -897,7 +897,7 @@ class HostLogBridge:
                 header = BatchHeader.model_validate(message)
             except ValidationError as error:
                 raise ProtocolError("malformed_batch", first_error(error)) from None
-            self._take_batch(conn.stream, header, frame_bytes, shed)
+            self._ingest(conn.stream, header, frame_bytes, shed)
             if kind == BYE:
                 conn.said_bye = True
             return
@@ -1154,7 +1154,7 @@ class HostLogBridge:
                 stream = _Stream(state, key, self._plugin_resource(state, pid or 0), pid or 0, 0)
                 state.streams[key] = stream
                 state.last_resource = stream.resource
-        self._take_batch(stream, header, len(payload) if isinstance(payload, bytes) else 0)
+        self._ingest(stream, header)
         with self._lock:
             self._advance(stream)
             if header.t == BYE and not stream.finished:
@@ -1162,9 +1162,7 @@ class HostLogBridge:
                 self._finish(stream)
             return stream.settled
 
-    def _take_batch(
-        self, stream: _Stream, header: BatchHeader, frame_bytes: int = 0, shed: bool = False
-    ) -> None:
+    def _ingest(self, stream: _Stream, header: BatchHeader, frame_bytes: int = 0, shed: bool = False) -> None:
         records, invalid = validate_records(header.records) if header.records else ([], [])
         now_ns = time.time_ns()
         plugin = stream.plugin
