@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._config import ConfigError, HostConfig, RunnerConfig, describe
+from ._names import PLUGIN_NAME_RULE, check_plugin_name
 
 _log = logging.getLogger("otel_plugin_logs.cli")
 
@@ -44,6 +45,13 @@ def _settings_epilog(*classes: type[HostConfig] | type[RunnerConfig]) -> str:
     return "\n".join(lines) + "\n\n" + _STANDARD_ENV
 
 
+def _plugin_name(text: str) -> str:
+    try:
+        return check_plugin_name(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="otel-plugin-logs",
@@ -67,7 +75,9 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=_settings_epilog(HostConfig, RunnerConfig),
     )
-    run.add_argument("--plugin", "-p", required=True, help="the plugin's name (letters, digits, '_', '-')")
+    run.add_argument(
+        "--plugin", "-p", required=True, type=_plugin_name, help=f"the plugin's name ({PLUGIN_NAME_RULE})"
+    )
     run.add_argument("--plugin-version", help="the plugin's version (resource attribute plugin.version)")
     run.add_argument("--level", default="INFO", help="lowest level shown on the console (default INFO)")
     run.add_argument("--endpoint", help="OTLP endpoint (overrides OTEL_EXPORTER_OTLP_ENDPOINT)")

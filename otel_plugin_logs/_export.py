@@ -22,8 +22,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
-from ._config import ConfigError, HostConfig, parse_bool
-from ._names import DEFAULT_OTLP_GRPC_ENDPOINT
+from ._batching import encoded_bytes, fit_record, refused_as_too_large, resource_bytes
+from ._config import ConfigError, HostConfig, check_endpoint, parse_bool
+from ._names import DEFAULT_OTLP_GRPC_ENDPOINT, RESOURCE_PLUGIN_NAME
 from ._otlp import Entry, ResourceInfo, encode_json_line, encode_request
 from ._otlp_sdk import SdkRecordBuilder
 from ._resource import ENV_RESOURCE_ATTRIBUTES, parse_resource_attributes
@@ -154,6 +155,8 @@ def validate_standard_env(environ: Mapping[str, str]) -> None:
             raise ConfigError(
                 f"{name}={raw!r} is invalid: expected a URL such as {DEFAULT_OTLP_GRPC_ENDPOINT}"
             )
+        if raw:
+            check_endpoint(name, raw)
 
 
 def resolve_export(
@@ -206,6 +209,7 @@ def _resolve_export(
             f"protocol {chosen_protocol!r} is invalid: expected grpc, http/protobuf or http/json"
         )
     if endpoint:
+        check_endpoint("the OTLP endpoint argument", endpoint)
         url, source = endpoint, "argument"
     elif _env(env, "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"):
         url, source = _env(env, "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"), "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"
@@ -362,37 +366,55 @@ class SdkExporterSink:
 
 
 class FileSink:
-    """The embedded default: OTLP/JSON lines, one request per line, size-rotated."""
+    """The embedded default: OTLP/JSON lines, one request per line, size-rotated.
+
+    Private by default (directory 0700 when it creates it, file 0600: records can carry
+    secrets). Each request is appended whole or not at all: a failed write (ENOSPC, EFBIG) is
+    cut back to where it began, so the retry does not follow half a line.
+    """
 
     def __init__(self, path: str, max_bytes: int, backup_count: int) -> None:
         self.path = path
         self._max_bytes = max_bytes
         self._backup_count = backup_count
-        directory = os.path.dirname(path) or "."
-        os.makedirs(directory, exist_ok=True)
-        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the sink's life
-        if self._file.tell() > 0:
-            with open(path, "rb") as existing:
-                existing.seek(-1, os.SEEK_END)
+        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+        self._fd = self._open()
+        size = os.fstat(self._fd).st_size
+        if size > 0:
+            with open(path, "rb") as existing:  # the sink's own descriptor is write-only
+                existing.seek(size - 1)
                 if existing.read(1) != b"\n":
-                    self._file.write("\n")  # a host killed mid-write left half a line
+                    _write_all(self._fd, b"\n")  # a host killed mid-write left half a line
         self.description = f"file {path}"
+
+    def _open(self) -> int:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        with contextlib.suppress(OSError):
+            os.fchmod(fd, 0o600)  # an older file may have been created 0644
+        return fd
 
     def export(self, items: Sequence[Item], timeout_seconds: float) -> Outcome:
         try:
-            line = encode_json_line(_pairs(items)) + "\n"
-            if self._file.tell() + len(line) > self._max_bytes and self._file.tell() > 0:
-                self._rotate()
-            self._file.write(line)
-            self._file.flush()
-        except OSError as error:
-            return Outcome(False, retryable=True, error=f"{type(error).__name__}: {error}")
+            line = (encode_json_line(_pairs(items)) + "\n").encode("utf-8", "surrogatepass")
         except Exception as error:
             return Outcome(False, error=f"encoding failed: {error}")
+        start = -1
+        try:
+            size = os.fstat(self._fd).st_size
+            if size + len(line) > self._max_bytes and size > 0:
+                self._rotate()
+                size = 0
+            start = size
+            _write_all(self._fd, line)
+        except OSError as error:
+            if start >= 0:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, start)  # nothing of this request stays in the file
+            return Outcome(False, retryable=True, error=f"{type(error).__name__}: {error}")
         return Outcome(True)
 
     def _rotate(self) -> None:
-        self._file.close()
+        os.close(self._fd)
         if self._backup_count > 0:
             for index in range(self._backup_count - 1, 0, -1):
                 source = f"{self.path}.{index}"
@@ -401,11 +423,32 @@ class FileSink:
             os.replace(self.path, f"{self.path}.1")
         else:
             os.remove(self.path)
-        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        self._fd = self._open()
 
     def shutdown(self) -> None:
         with contextlib.suppress(OSError):
-            self._file.close()
+            os.close(self._fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def check_file_dir(directory: str, variable: str) -> None:
+    """Fail at start-up, naming the variable, when the file sink could not write into ``directory``."""
+    probe = os.path.abspath(directory)
+    while not os.path.lexists(probe):  # the nearest existing ancestor is where it would be created
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe):
+        raise ConfigError(f"{variable}={directory!r} is unusable: {probe} is not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"{variable}={directory!r} is unusable: {probe} is not writable by this user")
 
 
 class StdoutJsonSink:
@@ -470,6 +513,22 @@ def _explicit_timeout() -> str | None:
 
 
 Settle = Callable[[Sequence[Item], str | None], None]  # items, drop reason (None: exported)
+_MIN_REQUEST_BYTES: Final = 16 * 1024
+_MAX_SHRINKS: Final = 3  # a single record refused as too large is cut down this often, then dropped
+
+
+class _Share:
+    """What one plugin holds in the export queue (queued or in flight)."""
+
+    __slots__ = ("nbytes", "records")
+
+    def __init__(self) -> None:
+        self.records = 0
+        self.nbytes = 0
+
+
+def _owner(item: Item) -> str:
+    return str(item[0].attributes.get(RESOURCE_PLUGIN_NAME, ""))
 
 
 class ExportPipeline:
@@ -498,6 +557,11 @@ class ExportPipeline:
         self._max_backoff_seconds = config.export_retry_max_backoff_millis / 1000.0
         self._max_elapsed_seconds = config.export_retry_max_elapsed_millis / 1000.0
         self._queue: deque[Item] = deque()
+        # A plugin past its share cannot fill the last share of the queue: others keep that room.
+        self._share_records = max(1, self._max_records * config.export_plugin_share_percent // 100)
+        self._share_bytes = max(1, self._max_bytes * config.export_plugin_share_percent // 100)
+        self._shares: dict[str, _Share] = {}
+        self._request_limit = self._batch_bytes  # lowered when the collector refuses a request as too large
         self._bytes = 0  # queued plus in flight
         self._in_flight = 0
         self._cond = threading.Condition()
@@ -520,10 +584,25 @@ class ExportPipeline:
             room = self._max_records - len(self._queue) - self._in_flight
             accepted = 0
             for item in items:
+                owner = _owner(item)
+                share = self._shares.get(owner)
+                if share is None:
+                    share = self._shares[owner] = _Share()
                 if room <= 0 or self._bytes + item[3] > self._max_bytes:
+                    break
+                over_share = (
+                    share.records >= self._share_records or share.nbytes + item[3] > self._share_bytes
+                )
+                # Beyond its share a plugin may use the queue only up to one share short of full:
+                # that last share stays for the plugins below theirs.
+                if over_share and (
+                    room <= self._share_records or self._bytes + item[3] > self._max_bytes - self._share_bytes
+                ):
                     break
                 self._queue.append(item)
                 self._bytes += item[3]
+                share.records += 1
+                share.nbytes += item[3]
                 room -= 1
                 accepted += 1
             if len(self._queue) >= self._batch_records:
@@ -560,6 +639,7 @@ class ExportPipeline:
             left = list(self._queue)
             self._queue.clear()
             self._bytes -= sum(item[3] for item in left)
+            self._release_shares(left)
             # A batch still in the sink's hands past the deadline was not exported in time
             # (it is settled, exported or dropped, when the sink returns).
             late = self._in_flight if self._thread.is_alive() else 0
@@ -569,23 +649,70 @@ class ExportPipeline:
         self.sink.shutdown()
         return len(left) + given_up + late
 
+    def _release_shares(self, items: Sequence[Item]) -> None:
+        """Items left the queue for good (lock held)."""
+        for item in items:
+            share = self._shares.get(_owner(item))
+            if share is not None:
+                share.records -= 1
+                share.nbytes -= item[3]
+                if share.records <= 0:
+                    del self._shares[_owner(item)]
+
     def _take(self) -> list[Item]:
+        """The next request: up to the batch's records and its encoded bytes (lock held)."""
         batch: list[Item] = []
         size = 0
+        resources: set[ResourceInfo] = set()
         queue = self._queue
+        limit = self._request_limit
         while queue and len(batch) < self._batch_records:
-            item = queue[0]
-            if batch and size + item[3] > self._batch_bytes:
+            resource, entry, ticket, memory = queue[0]
+            cost = encoded_bytes(entry) + (0 if resource in resources else resource_bytes(resource))
+            if batch and size + cost > limit:
                 break
-            batch.append(queue.popleft())
-            size += item[3]
+            queue.popleft()
+            if cost > limit:  # alone larger than a request: cut down, never sent whole
+                entry = fit_record(entry, limit - resource_bytes(resource))
+            batch.append((resource, entry, ticket, memory))
+            resources.add(resource)
+            size += cost
         self._in_flight = len(batch)
         return batch
+
+    def _shrink(self, batch: list[Item], shrinks: int) -> list[Item]:
+        """A request refused as too large: retry its first half now, the rest after it.
+
+        A single record is cut down to a quarter, at most ``_MAX_SHRINKS`` times, then dropped.
+        """
+        refused = sum(encoded_bytes(item[1]) for item in batch)
+        limit = max(_MIN_REQUEST_BYTES, refused // 2)
+        if limit < self._request_limit:
+            self._request_limit = limit
+            _log.warning(
+                "the exporter refused a request of about %d bytes as too large; requests are cut at "
+                "%d bytes from now on",
+                refused,
+                limit,
+            )
+        if len(batch) > 1:
+            keep = batch[: len(batch) // 2]
+            back = batch[len(batch) // 2 :]
+            with self._cond:
+                self._queue.extendleft(reversed(back))
+                self._in_flight -= len(back)
+            return keep
+        resource, entry, ticket, memory = batch[0]
+        if shrinks < _MAX_SHRINKS:
+            return [(resource, fit_record(entry, encoded_bytes(entry) // 4), ticket, memory)]
+        self._drop(batch, DROP_EXPORT_REJECTED)
+        return []
 
     def _run(self) -> None:
         batch: list[Item] = []
         first_failure = 0.0
         backoff = 0.0
+        shrinks = 0
         while True:
             with self._cond:
                 if not batch:
@@ -605,6 +732,7 @@ class ExportPipeline:
                             break  # nothing arrived for a slice: the burst is over, send its tail
                     flush_target = self._flush_requested
                     batch = self._take()
+                    shrinks = 0
                     if not batch:
                         self._flushed = flush_target
                         self._cond.notify_all()
@@ -638,6 +766,11 @@ class ExportPipeline:
                 continue
             self.attempts_failed += 1
             self.last_error = outcome.error
+            if refused_as_too_large(outcome.error):
+                single = len(batch) == 1
+                batch = self._shrink(batch, shrinks)
+                shrinks += 1 if single else 0
+                continue
             now = time.monotonic()
             if self.failing_since is None:
                 self.failing_since = now
@@ -662,6 +795,7 @@ class ExportPipeline:
         size = sum(item[3] for item in batch)
         with self._cond:
             self._bytes -= size
+            self._release_shares(batch)
             self._in_flight = max(0, self._in_flight - len(batch))
         try:
             self._settle(batch, reason)
