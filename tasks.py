@@ -3,6 +3,9 @@
 
     python3 tasks.py demo [demo options]   # create .venv, install, run `otel-plugin-logs demo`
     python3 tasks.py test [pytest options] # create .venv, install with test extras, lint, type-check, test
+    python3 tasks.py test-oldest [options] # the export tests in .venv-oldest, on the oldest supported SDK
+
+`test` without options also runs `test-oldest` once the main suite passed (CI does that).
 
 Each command creates the virtualenv `.venv` next to this file when it is missing and
 (re)installs the project when pyproject.toml changed since the last install. Standard library only.
@@ -21,6 +24,16 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / "python"
+OLDEST_VENV = ROOT / ".venv-oldest"
+OLDEST_CONSTRAINTS = ROOT / "constraints" / "oldest-sdk.txt"
+# The tests that touch the SDK: export, encoding against the SDK's path, its conventions.
+OLDEST_TESTS = (
+    "tests/test_otlp_sdk_internals.py",
+    "tests/test_otlp_encoding.py",
+    "tests/test_otlp_export.py",
+    "tests/test_otlp_conventions.py",
+    "tests/test_export_behaviour.py",
+)
 
 
 def _run(*argv: str | os.PathLike[str], check: bool = True) -> int:
@@ -31,19 +44,24 @@ def _run(*argv: str | os.PathLike[str], check: bool = True) -> int:
     return code
 
 
-def _ensure_venv(extra: str) -> None:
+def _ensure_venv(extra: str, where: Path = VENV, constraints: Path | None = None) -> Path:
+    """The python of the virtualenv ``where``, (re)installed when pyproject or constraints changed."""
     if sys.version_info < (3, 11):
         sys.exit(f"Python 3.11 or newer is needed, this is {sys.version.split()[0]}")
-    if not PYTHON.exists():
-        print(f"creating {VENV}", flush=True)
-        venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
-    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extra.encode()).hexdigest()
-    stamp = VENV / ".installed"
+    python = where / ("Scripts" if os.name == "nt" else "bin") / "python"
+    if not python.exists():
+        print(f"creating {where}", flush=True)
+        venv.EnvBuilder(with_pip=True, clear=True).create(where)
+    pinned = constraints.read_bytes() if constraints is not None else b""
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extra.encode() + pinned).hexdigest()
+    stamp = where / ".installed"
     if stamp.exists() and stamp.read_text() == digest:
-        return
+        return python
     target = f".[{extra}]" if extra else "."
-    _run(PYTHON, "-m", "pip", "install", "--disable-pip-version-check", "-q", "-e", target)
+    pins = ["-c", str(constraints)] if constraints is not None else []
+    _run(python, "-m", "pip", "install", "--disable-pip-version-check", "-q", *pins, "-e", target)
     stamp.write_text(digest)
+    return python
 
 
 def demo(args: list[str]) -> int:
@@ -57,11 +75,25 @@ def test(args: list[str]) -> int:
     _run(PYTHON, "-m", "ruff", "format", "--check", ".")
     _run(PYTHON, "-m", "mypy")
     # pytest exits 5 when it collected nothing: that is a failure here, like any non-zero code.
-    return _run(PYTHON, "-m", "pytest", *args, check=False)
+    code = _run(PYTHON, "-m", "pytest", *args, check=False)
+    if code != 0 or args:
+        return code
+    return test_oldest([])
+
+
+def test_oldest(args: list[str]) -> int:
+    """The SDK-touching tests again, on the oldest supported SDK (constraints/oldest-sdk.txt)."""
+    python = _ensure_venv("test", OLDEST_VENV, OLDEST_CONSTRAINTS)
+    _run(
+        python,
+        "-c",
+        "from importlib.metadata import version; print('opentelemetry-sdk', version('opentelemetry-sdk'))",
+    )
+    return _run(python, "-m", "pytest", *(args or ["-q", *OLDEST_TESTS]), check=False)
 
 
 def main() -> int:
-    jobs = {"demo": demo, "test": test}
+    jobs = {"demo": demo, "test": test, "test-oldest": test_oldest}
     if len(sys.argv) < 2 or sys.argv[1] not in jobs:
         print(__doc__)
         return 2

@@ -185,6 +185,25 @@ def rss_bytes(pid: int | None = None) -> int:
 # --- the collector ----------------------------------------------------------------------------
 
 
+def otel_logging_handler(provider: Any) -> Any:
+    """The OpenTelemetry logging handler a program would use today, on ``provider``.
+
+    ``opentelemetry-instrumentation-logging``'s (what ``opentelemetry-instrument`` installs);
+    the SDK's own, deprecated since 1.40, only where that package is missing.
+    """
+    try:
+        from opentelemetry.instrumentation.logging.handler import LoggingHandler
+    except ImportError:
+        import warnings
+
+        from opentelemetry.sdk._logs import LoggingHandler as SdkLoggingHandler
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return SdkLoggingHandler(logger_provider=provider)
+    return LoggingHandler(logger_provider=provider)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

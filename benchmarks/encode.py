@@ -104,7 +104,8 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     from otel_plugin_logs._config import HostConfig, resolve
     from otel_plugin_logs._export import Outcome, SdkExporterSink
     from otel_plugin_logs._handler import RunnerLogHandler
-    from otel_plugin_logs._otlp import SdkRecordBuilder, encode_request
+    from otel_plugin_logs._otlp import encode_request
+    from otel_plugin_logs._otlp_sdk import SdkRecordBuilder
     from otel_plugin_logs._protocol import decode_message
     from otel_plugin_logs._replay import Replayer
     from otel_plugin_logs._validate import BatchHeader, Limits, build_entry, validate_records

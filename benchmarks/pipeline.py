@@ -8,7 +8,8 @@ connected and warm, says ``go`` to all at once, and polls ``bridge.stats()`` unt
 record is settled (``exported`` counts records whose export request the collector accepted;
 dropped records are counted by reason). Throughput is records exported / (settled - go).
 
-``run_sdk``: the baseline. One process: ``logging`` → the SDK's ``LoggingHandler`` →
+``run_sdk``: the baseline. One process: ``logging`` → the OTel ``LoggingHandler``
+(opentelemetry-instrumentation-logging's, as ``opentelemetry-instrument`` installs it) →
 ``BatchLogRecordProcessor`` (SDK defaults) → the SDK's gRPC ``OTLPLogExporter`` → the same
 rotel. Records are logged the same way; then ``force_flush``; the exporter is wrapped to count
 the records of successful export calls. Records logged but never exported are its drops.
@@ -29,13 +30,13 @@ import subprocess
 import sys
 import threading
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ._common import (
     cpu_delta,
+    otel_logging_handler,
     percentile,
     process_cpu_seconds,
     rss_bytes,
@@ -430,7 +431,7 @@ def run_sdk(params: dict[str, Any]) -> dict[str, Any]:
     profile_dir = params.get("profile_dir")
 
     from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
-    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExportResult
     from opentelemetry.sdk.resources import Resource
 
@@ -470,9 +471,7 @@ def run_sdk(params: dict[str, Any]) -> dict[str, Any]:
     exporter = Counting(OTLPLogExporter(endpoint=endpoint, insecure=True), bool(params.get("latency")))
     provider = LoggerProvider(resource=Resource({"service.name": "bench-sdk"}), shutdown_on_exit=False)
     provider.add_log_record_processor(BatchLogRecordProcessor(exporter))  # type: ignore[arg-type]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        handler = LoggingHandler(logger_provider=provider)
+    handler = otel_logging_handler(provider)
     log = logging.getLogger("bench.plugin")
     log.handlers[:] = [handler]
     log.setLevel(logging.INFO)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._config import ConfigError, HostConfig, RunnerConfig, describe
+from ._names import PLUGIN_NAME_RULE, check_plugin_name
 
 _log = logging.getLogger("otel_plugin_logs.cli")
 
@@ -20,9 +21,9 @@ standard OpenTelemetry variables:
   OTEL_SDK_DISABLED                 true: replay only, export nothing
   OTEL_SERVICE_NAME                 the host's name; each plugin's service.namespace
   OTEL_RESOURCE_ATTRIBUTES          key=value,... added to every plugin's resource
-  OTEL_LOGS_EXPORTER                otlp | file | console | none (default: otlp if an
+  OTEL_LOGS_EXPORTER                otlp | file | otlp_json_file | console | none (default: otlp if an
                                     endpoint is set, else file)
-  OTEL_EXPORTER_OTLP[_LOGS]_ENDPOINT, _PROTOCOL (grpc | http/protobuf), _HEADERS,
+  OTEL_EXPORTER_OTLP[_LOGS]_ENDPOINT, _PROTOCOL (grpc | http/protobuf | http/json), _HEADERS,
   _TIMEOUT (seconds), _COMPRESSION (gzip | deflate | none), _INSECURE, _CERTIFICATE,
   _CLIENT_KEY, _CLIENT_CERTIFICATE
   OTEL_BLRP_SCHEDULE_DELAY, OTEL_BLRP_MAX_QUEUE_SIZE, OTEL_BLRP_MAX_EXPORT_BATCH_SIZE,
@@ -42,6 +43,13 @@ def _settings_epilog(*classes: type[HostConfig] | type[RunnerConfig]) -> str:
             lines.append(f"  {envs} (default {default})")
             lines.extend("      " + text for text in textwrap.wrap(doc, 76))
     return "\n".join(lines) + "\n\n" + _STANDARD_ENV
+
+
+def _plugin_name(text: str) -> str:
+    try:
+        return check_plugin_name(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -67,11 +75,13 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=_settings_epilog(HostConfig, RunnerConfig),
     )
-    run.add_argument("--plugin", "-p", required=True, help="the plugin's name (letters, digits, '_', '-')")
+    run.add_argument(
+        "--plugin", "-p", required=True, type=_plugin_name, help=f"the plugin's name ({PLUGIN_NAME_RULE})"
+    )
     run.add_argument("--plugin-version", help="the plugin's version (resource attribute plugin.version)")
     run.add_argument("--level", default="INFO", help="lowest level shown on the console (default INFO)")
     run.add_argument("--endpoint", help="OTLP endpoint (overrides OTEL_EXPORTER_OTLP_ENDPOINT)")
-    run.add_argument("--protocol", choices=("grpc", "http/protobuf"), help="OTLP protocol")
+    run.add_argument("--protocol", choices=("grpc", "http/protobuf", "http/json"), help="OTLP protocol")
     run.add_argument("--stats", action="store_true", help="print the bridge's counters at the end")
     run.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND ...")
 
@@ -115,8 +125,7 @@ def _run(args: Any, parser: argparse.ArgumentParser) -> int:
     level = logging.getLevelName(args.level.upper())
     if not isinstance(level, int):
         parser.error(f"run: unknown level {args.level!r}")
-    # Held 400 ms (twice the runner's batch delay): stderr lines show after the records logged before them.
-    console = install_console(level, reorder_millis=400)
+    install_console(level)
     bridge = HostLogBridge(otlp_endpoint=args.endpoint, otlp_protocol=args.protocol)
     bridge.start()
     _log.info("logs of plugin %s go to %s", args.plugin, bridge.export_settings.destination())
@@ -142,7 +151,6 @@ def _run(args: Any, parser: argparse.ArgumentParser) -> int:
             signal.signal(sig, handler)
     bridge.wait_for_plugin(args.plugin, 5.0)
     complete = bridge.shutdown()
-    console.flush()  # what the console still holds for ordering, before the counters
     stats = bridge.stats().plugins.get(args.plugin)
     if args.stats and stats is not None:
         print(_format_stats(stats), file=sys.stderr)

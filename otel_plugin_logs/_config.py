@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import tempfile
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeVar
@@ -53,10 +55,10 @@ def _setting(
 # Parsers. Each raises ValueError with what it accepts; ``resolve`` adds the variable name.
 
 
-def _int_range(low: int, high: int | None = None) -> Callable[[str], int]:
+def _int_range(low: int, high: int = 2**40) -> Callable[[str], int]:
     def parse(text: str) -> int:
         value = int(text.strip().replace("_", ""))
-        if value < low or (high is not None and value > high):
+        if not low <= value <= high:
             raise ValueError
         return value
 
@@ -95,19 +97,23 @@ def _parse_path(text: str) -> str:
     return os.path.expanduser(text.strip())
 
 
-def _parse_float_range(low: float) -> Callable[[str], float]:
+def _parse_float_range(low: float, high: float = 2.0**63) -> Callable[[str], float]:
     def parse(text: str) -> float:
         value = float(text)
-        if not value >= low:  # also rejects NaN
+        if not low <= value <= high:  # also rejects NaN and infinity
             raise ValueError
         return value
 
     return parse
 
 
-_POSITIVE = _int_range(1)
-_NON_NEGATIVE = _int_range(0)
 _MIB = 1024 * 1024
+# Upper bounds keep a typo (or 1e20) from overflowing a deadline later: a day, and 1 TiB.
+_DAY_MILLIS: Final = 86_400_000
+_POSITIVE = _int_range(1, 2**40)
+_NON_NEGATIVE = _int_range(0, 2**40)
+_MILLIS = _int_range(0, _DAY_MILLIS)
+_POSITIVE_MILLIS = _int_range(1, _DAY_MILLIS)
 
 
 # Settings both sides read, declared once.
@@ -196,16 +202,24 @@ class RunnerConfig:
     schedule_delay_millis: int = _setting(
         200,
         PREFIX + "RUNNER_SCHEDULE_DELAY_MILLIS",
-        _POSITIVE,
+        _POSITIVE_MILLIS,
         "Longest time a record waits in the runner before its batch is sent.",
-        "an integer >= 1",
+        "an integer from 1 to 86400000 (a day)",
     )
     shutdown_timeout_millis: int = _setting(
         5_000,
         PREFIX + "RUNNER_SHUTDOWN_TIMEOUT_MILLIS",
-        _NON_NEGATIVE,
+        _MILLIS,
         "Deadline for sending and getting acknowledged what is left when the runner exits.",
-        "an integer >= 0",
+        "an integer from 0 to 86400000 (a day)",
+    )
+    exit_flush_timeout_millis: int = _setting(
+        2_000,
+        PREFIX + "RUNNER_EXIT_FLUSH_TIMEOUT_MILLIS",
+        _MILLIS,
+        "Deadline for sending what is left before `os._exit` or a fatal signal (SIGTERM, SIGHUP) ends "
+        "the runner; what is not sent by then is counted by the host.",
+        "an integer from 0 to 86400000 (a day)",
     )
     max_body_bytes: int = _body_bytes_setting()
     max_attribute_length: int = _attribute_length_setting()
@@ -222,27 +236,27 @@ class RunnerConfig:
     reconnect_max_backoff_millis: int = _setting(
         5_000,
         PREFIX + "RECONNECT_MAX_BACKOFF_MILLIS",
-        _int_range(10),
+        _int_range(10, _DAY_MILLIS),
         "Longest wait between two attempts to reach the host.",
-        "an integer >= 10",
+        "an integer from 10 to 86400000 (a day)",
     )
     max_frame_bytes: int = _frame_bytes_setting()
     keep_console: bool = _setting(
         False,
         ENV_KEEP_CONSOLE,
         parse_bool,
-        "Under auto-install, let a plugin's `logging.basicConfig()` still add its stderr handler "
-        "(off: the host already shows those records).",
+        "Under auto-install, let the plugin's own console output of the records the bridge carries "
+        "reach the host's stderr capture too (off: the host shows each record once).",
         "true or false",
     )
 
 
-ExporterName = Literal["otlp", "file", "console", "none"]
+ExporterName = Literal["otlp", "file", "otlp_json_file", "console", "none"]
 
 
 def _parse_exporter(text: str) -> str:
     value = text.strip().lower()
-    if value not in ("otlp", "file", "console", "none", ""):
+    if value not in ("otlp", "file", "otlp_json_file", "console", "none", ""):
         raise ValueError
     return value
 
@@ -263,8 +277,9 @@ class HostConfig:
         "",
         ("OTEL_LOGS_EXPORTER",),
         _parse_exporter,
-        "otlp, file, console or none; empty: otlp when an OTLP endpoint is set, else file.",
-        "otlp, file, console or none",
+        "otlp, file, otlp_json_file (OTLP/JSON lines on stdout), console or none; empty: otlp when an "
+        "OTLP endpoint is set, else file.",
+        "otlp, file, otlp_json_file, console or none",
     )
     file_dir: str = _setting(
         os.path.join(
@@ -317,38 +332,38 @@ class HostConfig:
     export_schedule_delay_millis: int = _setting(
         200,
         (PREFIX + "EXPORT_SCHEDULE_DELAY_MILLIS", "OTEL_BLRP_SCHEDULE_DELAY"),
-        _POSITIVE,
+        _POSITIVE_MILLIS,
         "Longest time a record waits before its export request is sent.",
-        "an integer >= 1",
+        "an integer from 1 to 86400000 (a day)",
     )
     export_timeout_millis: int = _setting(
         10_000,
         (PREFIX + "EXPORT_TIMEOUT_MILLIS", "OTEL_BLRP_EXPORT_TIMEOUT"),
-        _POSITIVE,
+        _POSITIVE_MILLIS,
         "Deadline of one export attempt (the SDK exporter retries inside it).",
-        "an integer >= 1",
+        "an integer from 1 to 86400000 (a day)",
     )
     export_retry_max_backoff_millis: int = _setting(
         5_000,
         PREFIX + "EXPORT_RETRY_MAX_BACKOFF_MILLIS",
-        _int_range(10),
+        _int_range(10, _DAY_MILLIS),
         "Longest wait between two attempts at a failed export; records wait in the bounded queue.",
-        "an integer >= 10",
+        "an integer from 10 to 86400000 (a day)",
     )
     export_retry_max_elapsed_millis: int = _setting(
         0,
         PREFIX + "EXPORT_RETRY_MAX_ELAPSED_MILLIS",
-        _NON_NEGATIVE,
+        _MILLIS,
         "Give up a request that keeps failing after this long (counted as dropped); 0: keep trying while "
         "the queue has room.",
-        "an integer >= 0",
+        "an integer from 0 to 86400000 (a day)",
     )
     shutdown_timeout_millis: int = _setting(
         10_000,
         PREFIX + "SHUTDOWN_TIMEOUT_MILLIS",
-        _NON_NEGATIVE,
+        _MILLIS,
         "One deadline for flushing runners, then the exporter, at shutdown.",
-        "an integer >= 0",
+        "an integer from 0 to 86400000 (a day)",
     )
     rate_limit_records_per_second: float = _setting(
         20_000.0,
@@ -368,9 +383,9 @@ class HostConfig:
     report_interval_millis: int = _setting(
         10_000,
         PREFIX + "REPORT_INTERVAL_MILLIS",
-        _int_range(100),
+        _int_range(100, _DAY_MILLIS),
         "At most one drop or suppression WARNING per plugin per interval.",
-        "an integer >= 100",
+        "an integer from 100 to 86400000 (a day)",
     )
     replay: bool = _setting(
         True,
@@ -396,13 +411,113 @@ class HostConfig:
     connect_timeout_millis: int = _setting(
         10_000,
         PREFIX + "CONNECT_TIMEOUT_MILLIS",
-        _POSITIVE,
+        _POSITIVE_MILLIS,
         "Warn when a spawned runner has not connected after this long.",
-        "an integer >= 1",
+        "an integer from 1 to 86400000 (a day)",
     )
     max_frame_bytes: int = _frame_bytes_setting()
     max_body_bytes: int = _body_bytes_setting()
     max_attribute_length: int = _attribute_length_setting()
+    plugin_log_export: bool = _setting(
+        False,
+        PREFIX + "PLUGIN_LOG_EXPORT",
+        parse_bool,
+        "Let a spawned plugin's own OpenTelemetry SDK export its logs as well (off: its environment "
+        "turns that off, so each record is exported once, by the bridge; its spans are untouched).",
+        "true or false",
+    )
+    # Bounds on what runner connections can make the host hold (see _limits.py).
+    max_connections: int = _setting(
+        512,
+        PREFIX + "MAX_CONNECTIONS",
+        _int_range(1, 1_000_000),
+        "Runner connections open at once, all users together (at most half the open-file limit); "
+        "beyond it a new connection is closed at once and counted.",
+        "an integer from 1 to 1000000",
+    )
+    max_connections_per_uid: int = _setting(
+        256,
+        PREFIX + "MAX_CONNECTIONS_PER_UID",
+        _int_range(1, 1_000_000),
+        "Runner connections open at once from one user id.",
+        "an integer from 1 to 1000000",
+    )
+    max_pending_connections: int = _setting(
+        64,
+        PREFIX + "MAX_PENDING_CONNECTIONS",
+        _int_range(1, 1_000_000),
+        "Connections that have not completed their handshake; beyond it the oldest is closed.",
+        "an integer from 1 to 1000000",
+    )
+    handshake_timeout_millis: int = _setting(
+        5_000,
+        PREFIX + "HANDSHAKE_TIMEOUT_MILLIS",
+        _int_range(1, _DAY_MILLIS),
+        "A connection that has not sent a valid hello after this long is closed.",
+        f"an integer from 1 to {_DAY_MILLIS}",
+    )
+    frame_timeout_millis: int = _setting(
+        10_000,
+        PREFIX + "FRAME_TIMEOUT_MILLIS",
+        _int_range(1, _DAY_MILLIS),
+        "A frame begun must arrive whole within this long, else its connection is closed (stalled).",
+        f"an integer from 1 to {_DAY_MILLIS}",
+    )
+    idle_timeout_millis: int = _setting(
+        600_000,
+        PREFIX + "IDLE_TIMEOUT_MILLIS",
+        _int_range(1, _DAY_MILLIS),
+        "A runner connection that sent nothing for this long is closed (a runner reconnects when it "
+        "has something to send).",
+        f"an integer from 1 to {_DAY_MILLIS}",
+    )
+    ingest_max_buffered_bytes: int = _setting(
+        64 * _MIB,
+        PREFIX + "INGEST_MAX_BUFFERED_BYTES",
+        _int_range(_MIB, 2**40),
+        "Bytes of partly received frames, all connections together (a quarter for one plugin); a "
+        "connection whose frame does not fit is not read until it does.",
+        "an integer >= 1048576",
+    )
+    ingest_shed_after_millis: int = _setting(
+        10_000,
+        PREFIX + "INGEST_SHED_AFTER_MILLIS",
+        _int_range(1, _DAY_MILLIS),
+        "A batch that waited this long to be taken in (the host is overloaded) has its records dropped "
+        "and counted as host_overload instead of replayed and exported.",
+        f"an integer from 1 to {_DAY_MILLIS}",
+    )
+    max_streams_per_runner: int = _setting(
+        64,
+        PREFIX + "MAX_STREAMS_PER_RUNNER",
+        _int_range(1, 1_000_000),
+        "Streams (a process and its forked children) one runner token may open; beyond it the oldest "
+        "disconnected stream is retired, or the hello refused.",
+        "an integer from 1 to 1000000",
+    )
+    rate_limit_bytes_per_second: float = _setting(
+        16.0 * _MIB,
+        PREFIX + "RATE_LIMIT_BYTES_PER_SECOND",
+        _parse_float_range(0.0, 2.0**50),
+        "Sustained bytes/s (frames as received) each plugin may send; beyond it records are "
+        "suppressed and counted as rate_limited (0: no limit).",
+        "a number >= 0",
+    )
+    rate_limit_burst_bytes: int = _setting(
+        64 * _MIB,
+        PREFIX + "RATE_LIMIT_BURST_BYTES",
+        _int_range(_MIB, 2**50),
+        "Bytes a plugin may send at once above the sustained byte rate.",
+        "an integer >= 1048576",
+    )
+    export_plugin_share_percent: int = _setting(
+        25,
+        PREFIX + "EXPORT_PLUGIN_SHARE_PERCENT",
+        _int_range(1, 100),
+        "Share of the export queue (records and bytes) kept for plugins below their share: a plugin past "
+        "it fills the queue only up to one share short of full (100: no reserve).",
+        "an integer from 1 to 100",
+    )
 
 
 ConfigT = TypeVar("ConfigT", RunnerConfig, HostConfig)
@@ -449,6 +564,51 @@ def resolve(
         else:
             sources[spec.name] = ("default", "")
     return cls(**values), Resolved(sources)
+
+
+# Checks of values that parse but cannot work, run before anything starts.
+
+# sockaddr_un holds 108 bytes; a little room is kept for the file name and the terminator.
+MAX_SOCKET_PATH_BYTES: Final = 100
+SOCKET_NAME: Final = "bridge.sock"
+
+
+def check_endpoint(name: str, url: str) -> None:
+    """An OTLP endpoint must be an http(s) URL with a host and, if given, a port from 1 to 65535."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError as error:
+        raise ConfigError(f"{name}={url!r} is invalid: {error}") from None
+    if parts.scheme not in ("http", "https"):
+        raise ConfigError(f"{name}={url!r} is invalid: expected an http:// or https:// URL")
+    if not parts.hostname:
+        raise ConfigError(f"{name}={url!r} is invalid: the URL has no host")
+    if port == 0:
+        raise ConfigError(f"{name}={url!r} is invalid: port 0")
+
+
+def check_runtime_dir(path: str, name: str = PREFIX + "RUNTIME_DIR") -> None:
+    """The runtime dir must hold a Unix socket path and be a directory this user can create files in."""
+    absolute = os.path.abspath(path)
+    socket_path = os.path.join(absolute, SOCKET_NAME)
+    if len(socket_path.encode()) > MAX_SOCKET_PATH_BYTES:
+        raise ConfigError(
+            f"{name}={path!r} is unusable: the socket path would be {len(socket_path.encode())} bytes, "
+            f"more than a Unix socket takes ({MAX_SOCKET_PATH_BYTES}); choose a shorter directory"
+        )
+    probe = absolute
+    while not os.path.lexists(probe):  # the nearest existing ancestor is where it would be created
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        raise ConfigError(f"{name}={path!r} is unusable: {probe} is not a directory")
+    try:
+        # A real file, not os.access: root passes access() where procfs or a read-only mount refuse.
+        handle, probe_file = tempfile.mkstemp(prefix=".otel-plugin-logs-probe-", dir=probe)
+    except OSError as error:
+        raise ConfigError(f"{name}={path!r} is unusable: cannot create files in {probe}: {error}") from None
+    os.close(handle)
+    os.unlink(probe_file)
 
 
 def describe(cls: type[RunnerConfig | HostConfig]) -> list[tuple[str, str, str, str]]:

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import IO, Any, Final
 
 from ._console_order import TimeOrderedRelease
+from ._protocol import EXCEPTION_STACKTRACE
 from ._replay import REPLAY_ATTRIBUTE, ReplayedRecord, escape_controls, escape_multiline
 from ._terminal import ASCII_SYMBOLS, UNICODE_SYMBOLS, StatusLine, symbols_for, use_colour
 
@@ -86,6 +87,8 @@ class PluginConsoleFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         info = getattr(record, REPLAY_ATTRIBUTE, None)
         if isinstance(info, ReplayedRecord):
+            # The stack as sent: exc_text is indented for plain handlers; here the gutter does that.
+            raw_stack = info.attributes.get(EXCEPTION_STACKTRACE)
             return self.format_fields(
                 record.created,
                 record.levelname,
@@ -94,7 +97,7 @@ class PluginConsoleFormatter(logging.Formatter):
                 info.body,
                 info.attributes,
                 info.trace_id or "",
-                record.exc_text,
+                raw_stack if isinstance(raw_stack, str) else record.exc_text,
             )
         stack = self.formatException(record.exc_info) if record.exc_info else None
         logger = record.name.removeprefix(_OWN_PREFIX)

@@ -18,12 +18,13 @@ import shlex
 import signal
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, Final
 
 from ._config import ConfigError, HostConfig, RunnerConfig, describe, resolve
 from ._names import DEFAULT_HOST_SERVICE_NAME, GRAFANA_URL, JAEGER_URL
+from ._resource import with_resource_attributes
 from ._terminal import UNICODE_SYMBOLS, StatusLine, Symbols, safe_output, symbols_for
 
 _log = logging.getLogger("otel_plugin_logs.demo")
@@ -141,7 +142,7 @@ def add_demo_parser(commands: Any, epilog: str) -> None:
     )
     demo.add_argument("--seed", type=int, help="seed of the plugins' random choices (default: a new one)")
     demo.add_argument("--endpoint", help="OTLP endpoint (overrides OTEL_EXPORTER_OTLP_ENDPOINT)")
-    demo.add_argument("--protocol", choices=("grpc", "http/protobuf"), help="OTLP protocol")
+    demo.add_argument("--protocol", choices=("grpc", "http/protobuf", "http/json"), help="OTLP protocol")
     demo.add_argument("--level", default="INFO", help="lowest level shown on the console (default INFO)")
     demo.add_argument(
         "--summary-json", metavar="FILE", help="also write the summary as JSON to FILE (for scripts)"
@@ -158,7 +159,7 @@ def add_doctor_parser(commands: Any, epilog: str) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     doctor.add_argument("--endpoint", help="OTLP endpoint to check (overrides OTEL_EXPORTER_OTLP_ENDPOINT)")
-    doctor.add_argument("--protocol", choices=("grpc", "http/protobuf"), help="OTLP protocol")
+    doctor.add_argument("--protocol", choices=("grpc", "http/protobuf", "http/json"), help="OTLP protocol")
     doctor.add_argument(
         "--timeout",
         type=_positive_float,
@@ -327,16 +328,14 @@ class _Demo:
         # and the same namespace (the host's name) as the bridge gives its logs.
         env["OTEL_SERVICE_NAME"] = name
         host = os.environ.get("OTEL_SERVICE_NAME", "").strip() or DEFAULT_HOST_SERVICE_NAME
-        attributes = env.get("OTEL_RESOURCE_ATTRIBUTES", "").strip()
-        if "service.namespace=" not in attributes:
-            env["OTEL_RESOURCE_ATTRIBUTES"] = ",".join(
-                filter(None, (attributes, f"service.namespace={host}"))
-            )
+        env["OTEL_RESOURCE_ATTRIBUTES"] = with_resource_attributes(
+            env.get("OTEL_RESOURCE_ATTRIBUTES", ""), {"service.namespace": host}
+        )
         settings = self.bridge.export_settings
         if settings.exporter == "otlp" and settings.endpoint_source == "argument":
             # --endpoint is for the plugins' spans too.
             base = settings.endpoint
-            if settings.protocol == "http/protobuf":
+            if settings.protocol.startswith("http/"):
                 base = base.removesuffix("/").removesuffix("/v1/logs")
             env["OTEL_EXPORTER_OTLP_ENDPOINT"] = base
             env["OTEL_EXPORTER_OTLP_PROTOCOL"] = settings.protocol
@@ -735,8 +734,10 @@ def _probe(settings: Any, timeout: float, service: str) -> tuple[bool, str, floa
     started = time.monotonic()
     try:
         endpoint = settings.endpoint if settings.endpoint_source == "argument" else None
-        kind: Callable[..., Any] = OtlpGrpcSink if settings.protocol == "grpc" else OtlpHttpSink
-        sink = kind(endpoint, timeout)
+        if settings.protocol == "grpc":
+            sink: Any = OtlpGrpcSink(endpoint, timeout)
+        else:
+            sink = OtlpHttpSink(endpoint, timeout, json_encoding=settings.protocol == "http/json")
         now = time.time_ns()
         entry = Entry(
             1,
@@ -773,7 +774,7 @@ def _fixes(settings: Any, detail: str) -> list[str]:
     port = endpoint.rsplit(":", 1)[-1].split("/", 1)[0] if ":" in endpoint.split("//", 1)[-1] else ""
     if settings.protocol == "grpc" and port == "4318":
         fixes.append("port 4318 is OTLP/HTTP by convention: set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf")
-    if settings.protocol == "http/protobuf" and port == "4317":
+    if settings.protocol != "grpc" and port == "4317":
         fixes.append("port 4317 is OTLP/gRPC by convention: set OTEL_EXPORTER_OTLP_PROTOCOL=grpc")
     if any(word in text for word in ("unavailable", "refused", "failed to connect", "connectionerror")):
         fixes.append(f"nothing accepts connections at {endpoint}: start a collector, e.g.")
@@ -912,7 +913,7 @@ def run_doctor(args: argparse.Namespace, out: IO[str] | None = None) -> int:
     checks = [_Check(True, "the configuration is valid"), _runtime_dir_check(config)]
     service = env.get("OTEL_SERVICE_NAME", "").strip() or DEFAULT_HOST_SERVICE_NAME
     if settings.exporter == "otlp":
-        where = f"OTLP/{'gRPC' if settings.protocol == 'grpc' else 'HTTP'} {settings.endpoint}"
+        where = settings.destination()
         if args.no_send:
             checks.append(_Check(True, f"{where}: not tried (--no-send)"))
         else:

@@ -10,6 +10,7 @@ exported or as dropped with a reason, and the host acknowledges it to its runner
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import random
@@ -21,9 +22,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
-from ._config import ConfigError, HostConfig, parse_bool
-from ._names import DEFAULT_OTLP_GRPC_ENDPOINT
-from ._otlp import Entry, ResourceInfo, SdkRecordBuilder, encode_json_line, encode_request
+from ._batching import encoded_bytes, fit_record, refused_as_too_large, resource_bytes
+from ._config import ConfigError, HostConfig, check_endpoint, parse_bool
+from ._names import DEFAULT_OTLP_GRPC_ENDPOINT, RESOURCE_PLUGIN_NAME
+from ._otlp import Entry, ResourceInfo, encode_json_line, encode_request
+from ._otlp_sdk import SdkRecordBuilder
+from ._resource import ENV_RESOURCE_ATTRIBUTES, parse_resource_attributes
+from ._sdk_internals import JSON_CONTENT_TYPE, GrpcBytesExporter, HttpBytesExporter
 
 _log = logging.getLogger("otel_plugin_logs.export")
 
@@ -45,6 +50,7 @@ _GRPC_RETRYABLE: Final = frozenset(
     }
 )
 _HTTP_RETRYABLE: Final = frozenset({408, 429, 502, 503, 504})
+PROTOCOLS: Final = ("grpc", "http/protobuf", "http/json")
 # A partial batch goes out once the queue has not grown for this long (or the delay passed).
 _IDLE_SLICE_SECONDS: Final = 0.025
 
@@ -56,8 +62,8 @@ _IDLE_SLICE_SECONDS: Final = 0.025
 class ExportSettings:
     """The exporter the host will use, resolved from arguments and OTEL_* variables."""
 
-    exporter: str  # otlp | file | console | none
-    protocol: str = "grpc"  # grpc | http/protobuf
+    exporter: str  # otlp | file | otlp_json_file | console | none
+    protocol: str = "grpc"  # grpc | http/protobuf | http/json
     protocol_source: str = "default"  # argument, the variable it came from, or default
     endpoint: str = ""
     endpoint_source: str = ""
@@ -69,8 +75,11 @@ class ExportSettings:
         """Where records go, in words for a person."""
         if self.exporter == "file":
             return f"the OTLP/JSON file {self.file_path}"
+        if self.exporter == "otlp_json_file":
+            return "OTLP/JSON lines on stdout"
         if self.exporter == "otlp":
-            return f"OTLP/{'gRPC' if self.protocol == 'grpc' else 'HTTP'} {self.endpoint}"
+            transport = {"grpc": "gRPC", "http/json": "HTTP/JSON"}.get(self.protocol, "HTTP")
+            return f"OTLP/{transport} {self.endpoint}"
         if self.exporter == "none":
             return "nowhere (export is off: OTEL_SDK_DISABLED or OTEL_LOGS_EXPORTER=none)"
         return "the console (stdout)"
@@ -128,14 +137,14 @@ def validate_standard_env(environ: Mapping[str, str]) -> None:
             raise ConfigError(f"{name}={raw!r} is invalid: expected gzip, deflate or none")
     for name in ("OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL"):
         raw = _env(environ, name)
-        if raw and raw not in ("grpc", "http/protobuf"):
-            hint = " (http/json is not supported by the Python exporter)" if raw == "http/json" else ""
-            raise ConfigError(f"{name}={raw!r} is invalid: expected grpc or http/protobuf{hint}")
+        if raw and raw not in PROTOCOLS:
+            raise ConfigError(f"{name}={raw!r} is invalid: expected grpc, http/protobuf or http/json")
     for name in ("OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_LOGS_HEADERS"):
         raw = _env(environ, name)
         for pair in filter(None, (p.strip() for p in raw.split(","))):
             if "=" not in pair or not pair.split("=", 1)[0].strip():
                 raise ConfigError(f"{name} has an invalid entry {pair!r}: expected key=value pairs")
+    parse_resource_attributes(_env(environ, ENV_RESOURCE_ATTRIBUTES))
     for name in _FILE_VARS:
         raw = _env(environ, name)
         if raw and not os.path.isfile(raw):
@@ -146,6 +155,8 @@ def validate_standard_env(environ: Mapping[str, str]) -> None:
             raise ConfigError(
                 f"{name}={raw!r} is invalid: expected a URL such as {DEFAULT_OTLP_GRPC_ENDPOINT}"
             )
+        if raw:
+            check_endpoint(name, raw)
 
 
 def resolve_export(
@@ -157,6 +168,23 @@ def resolve_export(
 ) -> ExportSettings:
     """Pick the exporter: arguments, then OTEL_* variables, then the embedded file sink."""
     env = os.environ if environ is None else environ
+    settings = _resolve_export(config, env, endpoint, protocol)
+    config_file = _env(env, "OTEL_CONFIG_FILE")
+    if config_file:
+        # Declarative configuration is still experimental in Python (opentelemetry-configuration
+        # 0.x); reading half of it would be worse than saying plainly that none of it is read.
+        note = (
+            f"OTEL_CONFIG_FILE={config_file} is ignored: the bridge does not read declarative "
+            "configuration; it uses the OTEL_* variables and OTEL_PLUGIN_LOGS_* settings shown here "
+            "(an SDK configured from that file would ignore those)"
+        )
+        settings = dataclasses.replace(settings, notes=(*settings.notes, note))
+    return settings
+
+
+def _resolve_export(
+    config: HostConfig, env: Mapping[str, str], endpoint: str | None, protocol: str | None
+) -> ExportSettings:
     validate_standard_env(env)
     if _env(env, "OTEL_SDK_DISABLED") and parse_bool(_env(env, "OTEL_SDK_DISABLED")):
         return ExportSettings(
@@ -176,9 +204,12 @@ def resolve_export(
         )
     else:
         chosen_protocol, protocol_source = "grpc", "default"
-    if chosen_protocol not in ("grpc", "http/protobuf"):
-        raise ConfigError(f"protocol {chosen_protocol!r} is invalid: expected grpc or http/protobuf")
+    if chosen_protocol not in PROTOCOLS:
+        raise ConfigError(
+            f"protocol {chosen_protocol!r} is invalid: expected grpc, http/protobuf or http/json"
+        )
     if endpoint:
+        check_endpoint("the OTLP endpoint argument", endpoint)
         url, source = endpoint, "argument"
     elif _env(env, "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"):
         url, source = _env(env, "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"), "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"
@@ -193,7 +224,7 @@ def resolve_export(
     if exporter == "file":
         path = os.path.join(config.file_dir, "plugin-logs.otlp.jsonl")
         return ExportSettings("file", file_path=path)
-    if exporter in ("console", "none"):
+    if exporter in ("console", "none", "otlp_json_file"):
         return ExportSettings(exporter)
     return ExportSettings(
         "otlp",
@@ -246,146 +277,68 @@ def _pairs(items: Sequence[Item]) -> list[tuple[ResourceInfo, Entry]]:
     return [(item[0], item[1]) for item in items]
 
 
-class _CaptureResult:
-    """Stands in for the SDK exporter's metrics hook to learn why an export failed.
-
-    The SDK exporters return only SUCCESS/FAILURE; their metrics hook is handed the error
-    and the status code, which is what tells a retryable outage from a permanent refusal.
-    """
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.error: Exception | None = None
-        self.error_attrs: Mapping[str, Any] | None = None
-
-    def export_operation(self, num_items: int) -> Any:
-        owner = self
-
-        class _Context:
-            def __enter__(self) -> Any:
-                self._cm = owner.inner.export_operation(num_items)
-                self._result = self._cm.__enter__()
-                return self._result
-
-            def __exit__(self, *exc: object) -> Any:
-                owner.error = getattr(self._result, "error", None)
-                owner.error_attrs = getattr(self._result, "error_attrs", None)
-                return self._cm.__exit__(*exc)
-
-        return _Context()
-
-
-def _identity_serializer(request: Any) -> bytes:
-    return request if isinstance(request, bytes) else bytes(request.SerializeToString())
-
-
 class OtlpGrpcSink:
-    """The SDK's gRPC ``OTLPLogExporter``, fed pre-encoded request bytes."""
+    """OTLP/gRPC through the SDK's exporter, fed the bytes ``encode_request`` wrote."""
 
     def __init__(self, endpoint: str | None = None, timeout_seconds: float | None = None) -> None:
-        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
-        from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
-            ExportLogsServiceResponse,
-        )
-
-        responses: list[Any] = []
-
-        class _RawStub:
-            def __init__(self, channel: Any) -> None:
-                call = channel.unary_unary(
-                    "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
-                    request_serializer=_identity_serializer,
-                    response_deserializer=ExportLogsServiceResponse.FromString,
-                )
-
-                def export(*args: Any, **kwargs: Any) -> Any:
-                    response = call(*args, **kwargs)
-                    responses.append(response)
-                    return response
-
-                self.Export = export
-
-        class _Exporter(OTLPLogExporter):
-            def _initialize_channel_and_stub(self) -> None:
-                self._stub = _RawStub
-                super()._initialize_channel_and_stub()  # type: ignore[no-untyped-call]
-
-            def _translate_data(self, data: Any) -> Any:
-                return data  # already an encoded ExportLogsServiceRequest
-
-            def _count_data(self, data: Any) -> int:
-                return 1
-
-        self._responses = responses
-        self._exporter = _Exporter(endpoint=endpoint, timeout=timeout_seconds)
-        self._capture = _CaptureResult(self._exporter._metrics)
-        self._exporter._metrics = self._capture
-        self._configured_timeout = float(self._exporter._timeout)
-        self.description = (
-            f"OTLP/gRPC {endpoint or os.environ.get('OTEL_EXPORTER_OTLP_ENDPOINT', '')}".strip()
-        )
+        self._exporter = GrpcBytesExporter(endpoint, timeout_seconds)
+        self.description = f"OTLP/gRPC {self._exporter.endpoint}".strip()
 
     def export(self, items: Sequence[Item], timeout_seconds: float) -> Outcome:
         try:
             data = encode_request(_pairs(items))
         except Exception as error:
             return Outcome(False, error=f"encoding failed: {error}")
-        self._exporter._timeout = max(0.05, min(self._configured_timeout, timeout_seconds))
-        self._capture.error = None
-        self._capture.error_attrs = None
-        self._responses.clear()
         try:
-            result = self._exporter._export(data)  # type: ignore[arg-type]  # bytes pass through _translate_data
+            result = self._exporter.send(data, timeout_seconds)
         except Exception as error:
             return Outcome(False, retryable=True, error=f"{type(error).__name__}: {error}")
-        if result.name == "SUCCESS":
-            rejected = 0
-            for response in self._responses:
-                if response is not None and response.HasField("partial_success"):
-                    rejected += int(response.partial_success.rejected_log_records)
-            return Outcome(True, rejected=rejected)
-        attrs: Mapping[str, Any] = self._capture.error_attrs or {}
-        code = str(attrs.get("rpc.response.status_code", ""))
-        failure = self._capture.error
-        details = getattr(failure, "details", None)
-        detail = details() if callable(details) else (str(failure) if failure else "no detail")
+        if result.ok:
+            return Outcome(True, rejected=result.rejected_records)
+        code = result.status_code
         return Outcome(
-            False, retryable=(code in _GRPC_RETRYABLE or not code), error=f"{code or 'error'}: {detail}"
+            False,
+            retryable=(code in _GRPC_RETRYABLE or not code),
+            error=f"{code or 'error'}: {result.detail}",
         )
 
     def shutdown(self) -> None:
-        self._exporter.shutdown(timeout_millis=1000)
+        self._exporter.shutdown()
 
 
 class OtlpHttpSink:
-    """The SDK's http/protobuf ``OTLPLogExporter``, fed pre-encoded request bytes."""
+    """OTLP/HTTP through the SDK's exporter: protobuf (``http/protobuf``) or JSON (``http/json``)."""
 
-    def __init__(self, endpoint: str | None = None, timeout_seconds: float | None = None) -> None:
-        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
-
-        self._exporter = OTLPLogExporter(endpoint=endpoint, timeout=timeout_seconds)
-        self._client = self._exporter._client
-        self._configured_timeout = float(self._client._timeout)
-        self.description = f"OTLP/HTTP {self._exporter._endpoint}"
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        timeout_seconds: float | None = None,
+        *,
+        json_encoding: bool = False,
+    ) -> None:
+        self._json = json_encoding
+        content_type = JSON_CONTENT_TYPE if json_encoding else ""
+        self._exporter = HttpBytesExporter(endpoint, timeout_seconds, content_type)
+        self.description = f"OTLP/HTTP{'/JSON' if json_encoding else ''} {self._exporter.endpoint}"
 
     def export(self, items: Sequence[Item], timeout_seconds: float) -> Outcome:
         try:
-            data = encode_request(_pairs(items))
+            pairs = _pairs(items)
+            data = encode_json_line(pairs).encode("utf-8") if self._json else encode_request(pairs)
         except Exception as error:
             return Outcome(False, error=f"encoding failed: {error}")
-        self._client._timeout = max(0.05, min(self._configured_timeout, timeout_seconds))
         try:
-            result = self._client.export(data)
+            result = self._exporter.send(data, timeout_seconds)
         except Exception as error:
             return Outcome(False, retryable=True, error=f"{type(error).__name__}: {error}")
-        if result.success:
+        if result.ok:
             return Outcome(True)
         status = result.status_code
         retryable = status is None or status in _HTTP_RETRYABLE
-        return Outcome(False, retryable=retryable, error=f"HTTP {status}: {result.reason or result.error}")
+        return Outcome(False, retryable=retryable, error=f"HTTP {status}: {result.detail}")
 
     def shutdown(self) -> None:
-        self._exporter.shutdown()  # type: ignore[no-untyped-call]
+        self._exporter.shutdown()
 
 
 class SdkExporterSink:
@@ -413,37 +366,55 @@ class SdkExporterSink:
 
 
 class FileSink:
-    """The embedded default: OTLP/JSON lines, one request per line, size-rotated."""
+    """The embedded default: OTLP/JSON lines, one request per line, size-rotated.
+
+    Private by default (directory 0700 when it creates it, file 0600: records can carry
+    secrets). Each request is appended whole or not at all: a failed write (ENOSPC, EFBIG) is
+    cut back to where it began, so the retry does not follow half a line.
+    """
 
     def __init__(self, path: str, max_bytes: int, backup_count: int) -> None:
         self.path = path
         self._max_bytes = max_bytes
         self._backup_count = backup_count
-        directory = os.path.dirname(path) or "."
-        os.makedirs(directory, exist_ok=True)
-        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the sink's life
-        if self._file.tell() > 0:
-            with open(path, "rb") as existing:
-                existing.seek(-1, os.SEEK_END)
+        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+        self._fd = self._open()
+        size = os.fstat(self._fd).st_size
+        if size > 0:
+            with open(path, "rb") as existing:  # the sink's own descriptor is write-only
+                existing.seek(size - 1)
                 if existing.read(1) != b"\n":
-                    self._file.write("\n")  # a host killed mid-write left half a line
+                    _write_all(self._fd, b"\n")  # a host killed mid-write left half a line
         self.description = f"file {path}"
+
+    def _open(self) -> int:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        with contextlib.suppress(OSError):
+            os.fchmod(fd, 0o600)  # an older file may have been created 0644
+        return fd
 
     def export(self, items: Sequence[Item], timeout_seconds: float) -> Outcome:
         try:
-            line = encode_json_line(_pairs(items)) + "\n"
-            if self._file.tell() + len(line) > self._max_bytes and self._file.tell() > 0:
-                self._rotate()
-            self._file.write(line)
-            self._file.flush()
-        except OSError as error:
-            return Outcome(False, retryable=True, error=f"{type(error).__name__}: {error}")
+            line = (encode_json_line(_pairs(items)) + "\n").encode("utf-8", "surrogatepass")
         except Exception as error:
             return Outcome(False, error=f"encoding failed: {error}")
+        start = -1
+        try:
+            size = os.fstat(self._fd).st_size
+            if size + len(line) > self._max_bytes and size > 0:
+                self._rotate()
+                size = 0
+            start = size
+            _write_all(self._fd, line)
+        except OSError as error:
+            if start >= 0:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, start)  # nothing of this request stays in the file
+            return Outcome(False, retryable=True, error=f"{type(error).__name__}: {error}")
         return Outcome(True)
 
     def _rotate(self) -> None:
-        self._file.close()
+        os.close(self._fd)
         if self._backup_count > 0:
             for index in range(self._backup_count - 1, 0, -1):
                 source = f"{self.path}.{index}"
@@ -452,11 +423,54 @@ class FileSink:
             os.replace(self.path, f"{self.path}.1")
         else:
             os.remove(self.path)
-        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        self._fd = self._open()
 
     def shutdown(self) -> None:
         with contextlib.suppress(OSError):
-            self._file.close()
+            os.close(self._fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def check_file_dir(directory: str, variable: str) -> None:
+    """Fail at start-up, naming the variable, when the file sink could not write into ``directory``."""
+    probe = os.path.abspath(directory)
+    while not os.path.lexists(probe):  # the nearest existing ancestor is where it would be created
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe):
+        raise ConfigError(f"{variable}={directory!r} is unusable: {probe} is not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"{variable}={directory!r} is unusable: {probe} is not writable by this user")
+
+
+class StdoutJsonSink:
+    """``OTEL_LOGS_EXPORTER=otlp_json_file``: OTLP/JSON lines on stdout, as that Python exporter
+    writes by default (one export request per line, the file sink's format)."""
+
+    description = "OTLP/JSON lines on stdout"
+
+    def export(self, items: Sequence[Item], timeout_seconds: float) -> Outcome:
+        try:
+            line = encode_json_line(_pairs(items)) + "\n"
+        except Exception as error:
+            return Outcome(False, error=f"encoding failed: {error}")
+        try:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+        except (OSError, ValueError) as error:  # ValueError: stdout closed
+            return Outcome(False, retryable=True, error=f"{type(error).__name__}: {error}")
+        return Outcome(True)
+
+    def shutdown(self) -> None:
+        return None
 
 
 class NullSink:
@@ -475,11 +489,14 @@ def build_sink(settings: ExportSettings, config: HostConfig) -> Sink:
     timeout_seconds = config.export_timeout_millis / 1000.0
     if settings.exporter == "otlp":
         endpoint = settings.endpoint if settings.endpoint_source == "argument" else None
+        timeout = timeout_seconds if _explicit_timeout() is None else None
         if settings.protocol == "grpc":
-            return OtlpGrpcSink(endpoint, timeout_seconds if _explicit_timeout() is None else None)
-        return OtlpHttpSink(endpoint, timeout_seconds if _explicit_timeout() is None else None)
+            return OtlpGrpcSink(endpoint, timeout)
+        return OtlpHttpSink(endpoint, timeout, json_encoding=settings.protocol == "http/json")
     if settings.exporter == "file":
         return FileSink(settings.file_path, config.file_max_bytes, config.file_backup_count)
+    if settings.exporter == "otlp_json_file":
+        return StdoutJsonSink()
     if settings.exporter == "console":
         from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter
 
@@ -496,6 +513,22 @@ def _explicit_timeout() -> str | None:
 
 
 Settle = Callable[[Sequence[Item], str | None], None]  # items, drop reason (None: exported)
+_MIN_REQUEST_BYTES: Final = 16 * 1024
+_MAX_SHRINKS: Final = 3  # a single record refused as too large is cut down this often, then dropped
+
+
+class _Share:
+    """What one plugin holds in the export queue (queued or in flight)."""
+
+    __slots__ = ("nbytes", "records")
+
+    def __init__(self) -> None:
+        self.records = 0
+        self.nbytes = 0
+
+
+def _owner(item: Item) -> str:
+    return str(item[0].attributes.get(RESOURCE_PLUGIN_NAME, ""))
 
 
 class ExportPipeline:
@@ -524,6 +557,11 @@ class ExportPipeline:
         self._max_backoff_seconds = config.export_retry_max_backoff_millis / 1000.0
         self._max_elapsed_seconds = config.export_retry_max_elapsed_millis / 1000.0
         self._queue: deque[Item] = deque()
+        # A plugin past its share cannot fill the last share of the queue: others keep that room.
+        self._share_records = max(1, self._max_records * config.export_plugin_share_percent // 100)
+        self._share_bytes = max(1, self._max_bytes * config.export_plugin_share_percent // 100)
+        self._shares: dict[str, _Share] = {}
+        self._request_limit = self._batch_bytes  # lowered when the collector refuses a request as too large
         self._bytes = 0  # queued plus in flight
         self._in_flight = 0
         self._cond = threading.Condition()
@@ -546,10 +584,25 @@ class ExportPipeline:
             room = self._max_records - len(self._queue) - self._in_flight
             accepted = 0
             for item in items:
+                owner = _owner(item)
+                share = self._shares.get(owner)
+                if share is None:
+                    share = self._shares[owner] = _Share()
                 if room <= 0 or self._bytes + item[3] > self._max_bytes:
+                    break
+                over_share = (
+                    share.records >= self._share_records or share.nbytes + item[3] > self._share_bytes
+                )
+                # Beyond its share a plugin may use the queue only up to one share short of full:
+                # that last share stays for the plugins below theirs.
+                if over_share and (
+                    room <= self._share_records or self._bytes + item[3] > self._max_bytes - self._share_bytes
+                ):
                     break
                 self._queue.append(item)
                 self._bytes += item[3]
+                share.records += 1
+                share.nbytes += item[3]
                 room -= 1
                 accepted += 1
             if len(self._queue) >= self._batch_records:
@@ -586,6 +639,7 @@ class ExportPipeline:
             left = list(self._queue)
             self._queue.clear()
             self._bytes -= sum(item[3] for item in left)
+            self._release_shares(left)
             # A batch still in the sink's hands past the deadline was not exported in time
             # (it is settled, exported or dropped, when the sink returns).
             late = self._in_flight if self._thread.is_alive() else 0
@@ -595,23 +649,70 @@ class ExportPipeline:
         self.sink.shutdown()
         return len(left) + given_up + late
 
+    def _release_shares(self, items: Sequence[Item]) -> None:
+        """Items left the queue for good (lock held)."""
+        for item in items:
+            share = self._shares.get(_owner(item))
+            if share is not None:
+                share.records -= 1
+                share.nbytes -= item[3]
+                if share.records <= 0:
+                    del self._shares[_owner(item)]
+
     def _take(self) -> list[Item]:
+        """The next request: up to the batch's records and its encoded bytes (lock held)."""
         batch: list[Item] = []
         size = 0
+        resources: set[ResourceInfo] = set()
         queue = self._queue
+        limit = self._request_limit
         while queue and len(batch) < self._batch_records:
-            item = queue[0]
-            if batch and size + item[3] > self._batch_bytes:
+            resource, entry, ticket, memory = queue[0]
+            cost = encoded_bytes(entry) + (0 if resource in resources else resource_bytes(resource))
+            if batch and size + cost > limit:
                 break
-            batch.append(queue.popleft())
-            size += item[3]
+            queue.popleft()
+            if cost > limit:  # alone larger than a request: cut down, never sent whole
+                entry = fit_record(entry, limit - resource_bytes(resource))
+            batch.append((resource, entry, ticket, memory))
+            resources.add(resource)
+            size += cost
         self._in_flight = len(batch)
         return batch
+
+    def _shrink(self, batch: list[Item], shrinks: int) -> list[Item]:
+        """A request refused as too large: retry its first half now, the rest after it.
+
+        A single record is cut down to a quarter, at most ``_MAX_SHRINKS`` times, then dropped.
+        """
+        refused = sum(encoded_bytes(item[1]) for item in batch)
+        limit = max(_MIN_REQUEST_BYTES, refused // 2)
+        if limit < self._request_limit:
+            self._request_limit = limit
+            _log.warning(
+                "the exporter refused a request of about %d bytes as too large; requests are cut at "
+                "%d bytes from now on",
+                refused,
+                limit,
+            )
+        if len(batch) > 1:
+            keep = batch[: len(batch) // 2]
+            back = batch[len(batch) // 2 :]
+            with self._cond:
+                self._queue.extendleft(reversed(back))
+                self._in_flight -= len(back)
+            return keep
+        resource, entry, ticket, memory = batch[0]
+        if shrinks < _MAX_SHRINKS:
+            return [(resource, fit_record(entry, encoded_bytes(entry) // 4), ticket, memory)]
+        self._drop(batch, DROP_EXPORT_REJECTED)
+        return []
 
     def _run(self) -> None:
         batch: list[Item] = []
         first_failure = 0.0
         backoff = 0.0
+        shrinks = 0
         while True:
             with self._cond:
                 if not batch:
@@ -631,6 +732,7 @@ class ExportPipeline:
                             break  # nothing arrived for a slice: the burst is over, send its tail
                     flush_target = self._flush_requested
                     batch = self._take()
+                    shrinks = 0
                     if not batch:
                         self._flushed = flush_target
                         self._cond.notify_all()
@@ -664,6 +766,11 @@ class ExportPipeline:
                 continue
             self.attempts_failed += 1
             self.last_error = outcome.error
+            if refused_as_too_large(outcome.error):
+                single = len(batch) == 1
+                batch = self._shrink(batch, shrinks)
+                shrinks += 1 if single else 0
+                continue
             now = time.monotonic()
             if self.failing_since is None:
                 self.failing_since = now
@@ -688,6 +795,7 @@ class ExportPipeline:
         size = sum(item[3] for item in batch)
         with self._cond:
             self._bytes -= size
+            self._release_shares(batch)
             self._in_flight = max(0, self._in_flight - len(batch))
         try:
             self._settle(batch, reason)

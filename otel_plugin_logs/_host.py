@@ -19,31 +19,33 @@ import hmac
 import json
 import logging
 import os
-import re
 import secrets
 import select
 import shutil
 import socket
-import struct
 import subprocess
 import tempfile
 import threading
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import IO, Any, Final
 
 from pydantic import ValidationError
 
+from . import _exit_counter
 from ._config import (
     ENV_AUTO_INSTALL,
     ENV_PLUGIN_NAME,
     ENV_SOCKET,
     ENV_TOKEN,
+    PREFIX,
+    ConfigError,
     HostConfig,
     Resolved,
     RunnerConfig,
+    check_runtime_dir,
     resolve,
 )
 from ._export import (
@@ -55,7 +57,22 @@ from ._export import (
     Sink,
     attribute_limits,
     build_sink,
+    check_file_dir,
     resolve_export,
+)
+from ._ingest import IngestWorker, Job
+from ._limits import (
+    ACCEPT_ERROR,
+    CLOSED_STALLED,
+    EVICTED_PENDING,
+    BudgetedFrameReader,
+    ConnectionLimits,
+    ConnectionTable,
+    Frame,
+    IngestBudget,
+    UnixListener,
+    has_spoken,
+    peer_credentials,
 )
 from ._names import (
     BRIDGE_COUNT_ATTRIBUTE,
@@ -65,6 +82,8 @@ from ._names import (
     DEFAULT_HOST_SERVICE_NAME,
     RESOURCE_PLUGIN_NAME,
     RESOURCE_PLUGIN_VERSION,
+    check_plugin_name,
+    is_valid_plugin_name,
 )
 from ._otlp import Entry, ResourceInfo
 from ._protocol import (
@@ -73,10 +92,10 @@ from ._protocol import (
     BYE,
     FLUSH,
     HELLO,
+    INT64_MAX,
     PROTOCOL_VERSION,
     REJECT,
     WELCOME,
-    FrameDecoder,
     ProtocolError,
     decode_message,
     encode_message,
@@ -84,6 +103,7 @@ from ._protocol import (
     truncate_utf8,
 )
 from ._replay import ReplayedRecordFilter, Replayer, escape_controls
+from ._resource import detect_host_resource, with_resource_attributes
 from ._stats import BridgeStats, PluginCounters, PluginStats
 from ._validate import (
     BatchHeader,
@@ -98,19 +118,28 @@ from ._validate import (
 
 _log = logging.getLogger("otel_plugin_logs.bridge")
 
-_PLUGIN_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-_HANDSHAKE_TIMEOUT_SECONDS: Final = 5.0
 _ACK_INTERVAL_SECONDS: Final = 0.05
 _MAX_STDERR_LINE_BYTES: Final = 64 * 1024
-_PEERCRED: Final = struct.Struct("3i")
 _REGISTRY: Final = "registry.json"
 _MAX_RETIRED_RPC_STREAMS: Final = 4096
 _BOOTSTRAP_DIR: Final = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_bootstrap")
+
+# In a spawned runner's environment: what `opentelemetry-instrument` (the SDK's configurator,
+# the distro, opentelemetry-instrumentation-logging) reads to export the process's logs
+# itself. The bridge already exports them; traces and metrics are left alone.
+PLUGIN_OWN_LOG_EXPORT_OFF: Final = {
+    "OTEL_LOGS_EXPORTER": "none",
+    "OTEL_PYTHON_LOG_AUTO_INSTRUMENTATION": "false",
+    "OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED": "false",
+}
 
 # Host-side drop reasons.
 DROP_RATE_LIMITED: Final = "rate_limited"
 DROP_INVALID: Final = "invalid_record"
 DROP_GAP: Final = "gap"
+# Accepted by a runner that died before sending them: known from its exit counter.
+DROP_UNSENT_AT_EXIT: Final = "unsent_at_exit"
+DROP_OVERLOAD: Final = "host_overload"
 
 
 class _Registration:
@@ -163,6 +192,7 @@ class _TokenBucket:
 
 class _Plugin:
     __slots__ = (
+        "byte_limiter",
         "counters",
         "last_resource",
         "limiter",
@@ -180,6 +210,7 @@ class _Plugin:
         self.counters = PluginCounters()
         self.replayer = Replayer(config.replay_logger_prefix, name)
         self.limiter = _TokenBucket(config.rate_limit_records_per_second, config.rate_limit_burst_records)
+        self.byte_limiter = _TokenBucket(config.rate_limit_bytes_per_second, config.rate_limit_burst_bytes)
         self.streams: dict[tuple[str, int], _Stream] = {}
         self.pending = 0  # records of this plugin in the export queue
         self.reported: Counter[str] = Counter()  # drop totals already reported in a warning
@@ -282,44 +313,77 @@ class PluginProcess:
 
 
 class _Connection(asyncio.Protocol):
-    def __init__(self, bridge: HostLogBridge) -> None:
+    """One runner connection. Its peer's pid and uid were read from the kernel when accepted."""
+
+    def __init__(self, bridge: HostLogBridge, peer_pid: int | None, peer_uid: int | None) -> None:
         self.bridge = bridge
         self.transport: asyncio.Transport | None = None
-        self.decoder = FrameDecoder(bridge.config.max_frame_bytes)
-        self.peer_pid: int | None = None
-        self.peer_uid: int | None = None
+        self.reader = BudgetedFrameReader(bridge._ingest_budget, bridge.config.max_frame_bytes)
+        self.peer_pid = peer_pid
+        self.peer_uid = peer_uid
         self.stream: _Stream | None = None
         self.plugin_name = "?"
         self.closed = False
         self.said_bye = False
+        self.input_refused = False  # closed for bad input: frames still queued are ignored
+        now = time.monotonic()
+        self.last_data = now
         # Checked by the bridge's periodic tick: a timer per connection would outlive it.
-        self.handshake_deadline = time.monotonic() + _HANDSHAKE_TIMEOUT_SECONDS
+        self.handshake_deadline = now + bridge._connection_limits.handshake_timeout_seconds
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        sock = transport.get_extra_info("socket")
-        with contextlib.suppress(OSError, AttributeError):
-            pid, uid, _ = _PEERCRED.unpack(
-                sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
-            )
-            self.peer_pid, self.peer_uid = pid, uid
         self.bridge._on_connection_made(self)
 
     def data_received(self, data: bytes) -> None:
+        self.last_data = time.monotonic()
+        if self.stream is None:
+            self.bridge._connection_table.spoke(self)
+        self._handle(self.reader.feed(data))
+
+    def _handle(self, frames: Iterator[Frame]) -> None:
+        bridge = self.bridge
+        budget = bridge._ingest_budget
         try:
-            for message in self.decoder.feed(data):
+            for frame in frames:
                 if self.closed:
+                    budget.release(frame.owner, frame.reserved_bytes)
                     return
-                self.bridge._on_message(self, message)
+                if self.stream is not None:  # the worker takes it from here, in arrival order
+                    bridge._worker().put(Job(self, frame.body, frame.owner, frame.reserved_bytes))
+                    continue
+                try:  # the hello: answered here, at once, however busy the worker is
+                    bridge._on_message(self, decode_message(frame.body, bridge.config.max_frame_bytes))
+                finally:
+                    budget.release(frame.owner, frame.reserved_bytes)
         except ProtocolError as error:
             self.bridge._bad_input(self, error.reason, error.detail)
         except Exception as error:  # a bug of ours must not take the host down with it
             self.bridge._bad_input(self, "internal_error", f"{type(error).__name__}: {error}")
             _log.debug("internal error on a runner connection", exc_info=True)
+        if self.closed or self.transport is None:
+            return
+        if self.reader.blocked:
+            # Its frame does not fit the ingest budget: leave the rest in the kernel's buffer.
+            self.transport.pause_reading()
+            self.bridge._ingest_budget.wait(self._wake)
+        elif not self.transport.is_reading():
+            self.transport.resume_reading()
+
+    def _wake(self) -> None:
+        loop = self.bridge._loop
+        if loop is not None and not self.closed:
+            loop.call_soon(self._resume)
+
+    def _resume(self) -> None:
+        if not self.closed:
+            self._handle(self.reader.resume())
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.reader.release()
+        self.bridge._ingest_budget.forget(self._wake)
         self.bridge._on_connection_lost(self)
 
     def send(self, message: Mapping[str, Any]) -> None:
@@ -327,9 +391,18 @@ class _Connection(asyncio.Protocol):
             self.transport.write(encode_message(message))
 
     def close(self) -> None:
-        if not self.closed and self.transport is not None:
-            self.closed = True
-            self.transport.close()
+        if self.closed:
+            return
+        self.closed = True
+        transport = self.transport
+        loop = self.bridge._loop
+        if transport is None or loop is None:
+            return
+        if threading.get_ident() == self.bridge._loop_ident:
+            transport.close()
+        else:  # from the ingest worker: transports belong to the loop's thread
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(transport.close)
 
 
 class HostLogBridge:
@@ -360,6 +433,11 @@ class HostLogBridge:
         self.export_settings: ExportSettings = resolve_export(
             self.config, env, endpoint=otlp_endpoint, protocol=otlp_protocol
         )
+        # Checked before anything is created: a bad directory fails here, named, leaving nothing.
+        if self.config.runtime_dir:
+            check_runtime_dir(self.config.runtime_dir)
+        if self.export_settings.exporter == "file" and sink is None:
+            check_file_dir(self.config.file_dir, PREFIX + "FILE_DIR")
         self._environ = env
         self._service_name = service_name
         self._sink_override = sink
@@ -386,7 +464,16 @@ class HostLogBridge:
         self._processes: list[PluginProcess] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
-        self._server: asyncio.AbstractServer | None = None
+        self._listener: UnixListener | None = None
+        self._connection_limits = ConnectionLimits.from_config(self.config)
+        self._connection_table = ConnectionTable(self._connection_limits)
+        self._ingest_budget = IngestBudget(
+            self._connection_limits.max_buffered_bytes, self._connection_limits.plugin_share_bytes
+        )
+        self._accept_errors = 0
+        self._accept_tasks: set[asyncio.Task[None]] = set()
+        self._ingest_worker: IngestWorker[_Connection] | None = None
+        self._loop_ident = -1
         self._pipeline: ExportPipeline | None = None
         self._sink: Sink | None = None
         self._runtime_dir = ""
@@ -422,8 +509,18 @@ class HostLogBridge:
             return self
         self._started = True
         self._base_resource, self._host_service = self._host_resource()
+        for note in self.export_settings.notes:
+            if "OTEL_CONFIG_FILE" in note:
+                _log.warning("%s", note)
         self._prepare_runtime_dir()
-        self._sink = self._sink_override or build_sink(self.export_settings, self.config)
+        try:
+            self._sink = self._sink_override or build_sink(self.export_settings, self.config)
+        except OSError as error:
+            self._stopped = True
+            if self._owns_runtime_dir:
+                shutil.rmtree(self._runtime_dir, ignore_errors=True)
+            where = self.export_settings.file_path or self.export_settings.destination()
+            raise ConfigError(f"cannot open the export sink {where}: {error}") from None
         if not isinstance(self._sink, NullSink):
             self._pipeline = ExportPipeline(
                 self._sink,
@@ -432,12 +529,15 @@ class HostLogBridge:
                 None if self._owns_runtime_dir else self._mark_in_doubt,
             )
         if self._dedupe:
-            _guard_otel_handlers()
+            _guard_otel_handlers(self.config.replay_logger_prefix)
         loop = _quiet_new_event_loop()
         self._loop = loop
         ready = threading.Event()
 
+        self._ingest_worker = IngestWorker(self._handle_job, self.config.ingest_shed_after_millis / 1000.0)
+
         def run() -> None:
+            self._loop_ident = threading.get_ident()
             asyncio.set_event_loop(loop)
             loop.call_soon(ready.set)
             loop.run_forever()
@@ -459,12 +559,9 @@ class HostLogBridge:
         path = self.socket_path
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-        self._server = await asyncio.get_running_loop().create_unix_server(
-            lambda: _Connection(self), path=path
-        )
-        os.chmod(path, 0o600)
-        self._listen_fd = self._server.sockets[0].fileno()
         loop = asyncio.get_running_loop()
+        self._listener = UnixListener(loop, path, self._on_accept, self._on_accept_error)
+        self._listen_fd = self._listener.fileno()
         loop.call_later(_ACK_INTERVAL_SECONDS, self._tick_acks)
         loop.call_later(self.config.report_interval_millis / 1000.0, self._tick_reports)
 
@@ -483,6 +580,9 @@ class HostLogBridge:
         else:
             self._runtime_dir = tempfile.mkdtemp(prefix="otel-plugin-logs-")
             self._owns_runtime_dir = True
+        os.makedirs(self._exit_counter_dir, mode=0o700, exist_ok=True)
+        # Counters of runners an earlier host instance forgot would otherwise stay forever.
+        _exit_counter.prune(self._exit_counter_dir, set(self._registrations))
         if len(self.socket_path.encode()) > 100:
             raise ValueError(
                 f"socket path {self.socket_path} is too long for a Unix socket: "
@@ -490,17 +590,7 @@ class HostLogBridge:
             )
 
     def _host_resource(self) -> tuple[dict[str, Any], str]:
-        from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.version import __version__ as sdk_version
-
-        sdk = Resource(
-            {
-                "telemetry.sdk.language": "python",
-                "telemetry.sdk.name": "opentelemetry",
-                "telemetry.sdk.version": sdk_version,
-            }
-        )
-        attributes = dict(sdk.merge(_resource_from(self._environ)).attributes)
+        attributes = detect_host_resource(self._environ)
         host_service = (
             self._service_name
             or self._environ.get("OTEL_SERVICE_NAME", "").strip()
@@ -539,13 +629,19 @@ class HostLogBridge:
             asyncio.run_coroutine_threadsafe(self._close_server(), loop).result(
                 timeout=max(0.1, deadline - time.monotonic())
             )
+        if self._ingest_worker is not None:
+            # What the closed connections sent is taken in before the exporter's last round.
+            self._ingest_worker.stop(time.monotonic() + (deadline - time.monotonic()) / 2)
+        # Nothing arrives any more: the last gaps and drops are known now, and their notices
+        # go into the export queue ahead of its shutdown, so they are exported like the rest.
+        self._finalize_streams()
+        self._report(final=True)
         left = 0
         if self._pipeline is not None:
             left = self._pipeline.shutdown(deadline)
         elif self._sink is not None:
             self._sink.shutdown()
-        self._finalize_streams()
-        self._report(final=True)
+        self._report(final=True)  # what the export queue had to drop: logged, nowhere left to export
         self._save_registry()
         loop.call_soon_threadsafe(loop.stop)
         if self._loop_thread is not None:
@@ -566,13 +662,13 @@ class HostLogBridge:
         return left == 0
 
     async def _close_server(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for conn in list(self._connections):
+        if self._listener is not None:
+            self._listener.close()
+        with self._lock:
+            every = [*self._connections, *self._handshaking]
+        for conn in every:
             conn.close()
-        if self._server is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 1.0)
+        await asyncio.sleep(0)  # let the transports' connection_lost run
 
     def force_flush(self, timeout_millis: int = 10_000) -> bool:
         """Ask live runners to send what they hold, then export everything received."""
@@ -592,6 +688,8 @@ class HostLogBridge:
         with self._lock:
             if self._handshaking:
                 return False
+        if self._ingest_worker is not None and not self._ingest_worker.idle():
+            return False
         if self._listen_fd < 0:
             return True
         try:
@@ -632,8 +730,10 @@ class HostLogBridge:
         For a host that starts runners itself: pass the returned variables to the process.
         The runner's records are bound to ``plugin``, whatever they claim.
         """
-        if not _PLUGIN_NAME.match(plugin):
-            raise ValueError(f"invalid plugin name {plugin!r}: use letters, digits, '_' and '-' (at most 64)")
+        try:
+            check_plugin_name(plugin)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
         if not self._started:
             raise RuntimeError("start the bridge before registering runners")
         token = secrets.token_urlsafe(32)
@@ -701,10 +801,12 @@ class HostLogBridge:
         # The plugin's own OTel SDK (its spans) names the same service as its logs: the plugin,
         # in the host's namespace. The host's own OTEL_SERVICE_NAME must not leak into it.
         child_env["OTEL_SERVICE_NAME"] = name
-        child_env["OTEL_RESOURCE_ATTRIBUTES"] = _with_resource_attributes(
+        child_env["OTEL_RESOURCE_ATTRIBUTES"] = with_resource_attributes(
             child_env.get("OTEL_RESOURCE_ATTRIBUTES", ""),
             {"service.namespace": self._host_service, RESOURCE_PLUGIN_NAME: name},
         )
+        if not self.config.plugin_log_export:
+            child_env.update(PLUGIN_OWN_LOG_EXPORT_OFF)
         digest = hashlib.sha256(token.encode()).hexdigest()
         with self._lock:  # the child cannot be authenticated before its pid is recorded
             popen = subprocess.Popen(
@@ -768,7 +870,36 @@ class HostLogBridge:
 
     # --- connections -------------------------------------------------------------------------
 
-    def _on_message(self, conn: _Connection, message: dict[str, Any]) -> None:
+    def _worker(self) -> IngestWorker[_Connection]:
+        worker = self._ingest_worker
+        assert worker is not None, "started bridges have an ingest worker"
+        return worker
+
+    def _handle_job(self, job: Job[_Connection], shed: bool) -> None:
+        """A frame of an authenticated connection, or its end (ingest worker thread)."""
+        conn = job.conn
+        try:
+            if job.body is None:
+                self._stream_lost(conn)
+            elif not conn.input_refused:
+                message = decode_message(job.body, self.config.max_frame_bytes)
+                self._on_message(conn, message, len(job.body), shed)
+        except ProtocolError as error:
+            conn.input_refused = True  # what it sent after the bad frame is not taken in
+            self._bad_input(conn, error.reason, error.detail)
+        except Exception as error:  # a bug of ours must not take the host down with it
+            conn.input_refused = True
+            self._bad_input(conn, "internal_error", f"{type(error).__name__}: {error}")
+            _log.debug("internal error on a runner connection", exc_info=True)
+        finally:
+            loop = self._loop
+            if job.reserved_bytes and loop is not None:
+                with contextlib.suppress(RuntimeError):  # the loop is closed: nothing waits any more
+                    loop.call_soon_threadsafe(self._ingest_budget.release, job.owner, job.reserved_bytes)
+
+    def _on_message(
+        self, conn: _Connection, message: dict[str, Any], frame_bytes: int = 0, shed: bool = False
+    ) -> None:
         kind = message["t"]
         if conn.stream is None:
             if kind != HELLO:
@@ -780,15 +911,65 @@ class HostLogBridge:
                 header = BatchHeader.model_validate(message)
             except ValidationError as error:
                 raise ProtocolError("malformed_batch", first_error(error)) from None
-            self._ingest(conn.stream, header)
+            self._ingest(conn.stream, header, frame_bytes, shed)
             if kind == BYE:
                 conn.said_bye = True
             return
         raise ProtocolError("unexpected_frame", f"unexpected {kind[:32]!r} after the handshake")
 
-    def _on_connection_made(self, conn: _Connection) -> None:
+    def _on_accept(self, sock: socket.socket) -> None:
+        """Count a new connection in, or refuse it at once when a cap is reached (loop thread)."""
+        pid, uid = peer_credentials(sock)
+        conn = _Connection(self, pid, uid)
         with self._lock:
-            self._handshaking.add(conn)
+            refused = self._connection_table.admit(conn, -1 if uid is None else uid, spoke=has_spoken(sock))
+            if refused is None:
+                self._handshaking.add(conn)
+            else:
+                self._rejected[refused] += 1
+        if refused is not None:
+            sock.close()
+            self._warn_once(
+                "-", refused, "refused a runner connection (pid %s, uid %s): %s", pid, uid, refused
+            )
+            return
+        evicted = self._connection_table.oldest_pending_over_cap()
+        if isinstance(evicted, _Connection):
+            self._connection_table.authenticated(evicted)  # out of the handshake pool: closing
+            self._reject(evicted, EVICTED_PENDING, "too many connections in their handshake")
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self._connect_accepted(loop, conn, sock))
+        self._accept_tasks.add(task)  # the loop keeps only a weak reference to a task
+        task.add_done_callback(self._accept_tasks.discard)
+
+    async def _connect_accepted(
+        self, loop: asyncio.AbstractEventLoop, conn: _Connection, sock: socket.socket
+    ) -> None:
+        try:
+            await loop.connect_accepted_socket(lambda: conn, sock)
+        except Exception as error:  # e.g. EMFILE while setting the transport up
+            sock.close()
+            conn.closed = True
+            self._on_connection_lost(conn)
+            self._on_accept_error(error if isinstance(error, OSError) else OSError(str(error)))
+
+    def _on_accept_error(self, error: OSError) -> None:
+        """Accept failed (EMFILE and friends): counted, reported once per interval, never a traceback."""
+        with self._lock:
+            self._accept_errors += 1
+            self._rejected[ACCEPT_ERROR] += 1
+            count = self._accept_errors
+        self._warn_once(
+            "-",
+            ACCEPT_ERROR,
+            "cannot accept runner connections: %s (%d failed accepts so far; the listener backs off)",
+            error,
+            count,
+        )
+
+    def _on_connection_made(self, conn: _Connection) -> None:
+        if conn.closed and conn.transport is not None:
+            conn.transport.close()  # it was closed (evicted) before its transport existed
 
     def _on_hello(self, conn: _Connection, message: dict[str, Any]) -> None:
         with self._lock:
@@ -828,6 +1009,13 @@ class HostLogBridge:
             plugin = self._plugin(registration.plugin, hello.plugin_version or registration.version)
             key = (digest, hello.stream)
             stream = plugin.streams.get(key)
+            if stream is None and not self._make_room_for_stream(plugin, digest):
+                self._reject(
+                    conn,
+                    "too_many_streams",
+                    f"runner already has {self.config.max_streams_per_runner} streams connected",
+                )
+                return
             if stream is None:
                 base = self._saved_streams.get(f"{digest}:{hello.stream}", 0)
                 resource = registration.resource
@@ -850,6 +1038,8 @@ class HostLogBridge:
             stream.conn = conn
             stream.closed = False
             conn.stream = stream
+            self._connection_table.authenticated(conn)
+            conn.reader.set_owner(plugin.name)
             plugin.counters.connections += 1
             self._connections.add(conn)
             settled = stream.settled
@@ -861,6 +1051,21 @@ class HostLogBridge:
                 "max_frame_bytes": self.config.max_frame_bytes,
             }
         )
+
+    def _make_room_for_stream(self, plugin: _Plugin, digest: str) -> bool:
+        """Whether a runner may open one more stream; retires its oldest disconnected one if needed.
+
+        A stream is kept while its process may come back; a runner that opens new stream ids
+        without saying bye must not make the host keep each of them (lock held).
+        """
+        mine = [s for key, s in plugin.streams.items() if key[0] == digest and not s.finished]
+        if len(mine) < self.config.max_streams_per_runner:
+            return True
+        for old in mine:  # oldest first (insertion order)
+            if old.conn is None:
+                self._finish(old)  # what it announced but never sent is counted as gap
+                return True
+        return False
 
     def _count_bad_input(self, conn: _Connection, reason: str) -> None:
         with self._lock:
@@ -899,8 +1104,15 @@ class HostLogBridge:
 
     def _on_connection_lost(self, conn: _Connection) -> None:
         with self._lock:
+            self._connection_table.remove(conn, -1 if conn.peer_uid is None else conn.peer_uid)
             self._handshaking.discard(conn)
             self._connections.discard(conn)
+        if conn.stream is not None and self._ingest_worker is not None:
+            self._ingest_worker.put(Job(conn, None))  # after the frames it sent before it went
+
+    def _stream_lost(self, conn: _Connection) -> None:
+        """A connection's end, once its frames were handled (ingest worker thread)."""
+        with self._lock:
             stream = conn.stream
             if stream is None or stream.conn is not conn:
                 return
@@ -964,7 +1176,7 @@ class HostLogBridge:
                 self._finish(stream)
             return stream.settled
 
-    def _ingest(self, stream: _Stream, header: BatchHeader) -> None:
+    def _ingest(self, stream: _Stream, header: BatchHeader, frame_bytes: int = 0, shed: bool = False) -> None:
         records, invalid = validate_records(header.records) if header.records else ([], [])
         now_ns = time.time_ns()
         plugin = stream.plugin
@@ -989,7 +1201,16 @@ class HostLogBridge:
             counters.duplicates += duplicates
             if invalid:
                 counters.host_dropped[DROP_INVALID] += len(invalid)
-            allowed = plugin.limiter.take(len(fresh), time.monotonic())
+            if shed and fresh:
+                # The frame waited too long for the worker: counted, not built, replayed or exported.
+                counters.host_dropped[DROP_OVERLOAD] += len(fresh)
+                del fresh[:]
+            now = time.monotonic()
+            allowed = plugin.limiter.take(len(fresh), now)
+            if allowed and frame_bytes and plugin.byte_limiter.rate > 0:
+                # Records share their frame's size: a few huge records cost what many small ones do.
+                per_record = max(1, frame_bytes // max(1, len(header.records)))
+                allowed = min(allowed, plugin.byte_limiter.take(allowed * per_record, now) // per_record)
             if allowed < len(fresh):
                 counters.host_dropped[DROP_RATE_LIMITED] += len(fresh) - allowed
                 del fresh[allowed:]
@@ -998,13 +1219,9 @@ class HostLogBridge:
             ticket = _Ticket(stream, high, len(fresh))
             stream.tickets.append(ticket)
             plugin.pending += len(fresh)
-            if header.dropped:
-                # Counters are cumulative, but a resent old frame carries older values.
-                for reason, total in sanitize_counters(header.dropped).items():
-                    count = total - stream.base_dropped.get(reason, 0)  # minus drops seen before a restart
-                    if count > stream.runner_dropped.get(reason, 0):
-                        stream.runner_dropped[reason] = count
             stream.accepted = max(stream.accepted, header.accepted, high)
+            if header.dropped:
+                self._take_runner_drops(stream, sanitize_counters(header.dropped))
             if header.flushed:
                 stream.flushed = max(stream.flushed, header.flushed)
             self._check_gap(stream, final=header.t == BYE)
@@ -1039,6 +1256,21 @@ class HostLogBridge:
                     _log.debug("replay failed", exc_info=True)
         self._enqueue(stream, ticket, entries, replayed)
 
+    def _take_runner_drops(self, stream: _Stream, reported: Mapping[str, int]) -> None:
+        """Take a runner's cumulative drop counters, clamped to what it can have dropped (lock held).
+
+        A runner cannot have dropped more records than it sequenced and did not send: a claim
+        of 2^64-1 must not reach the counters, the notices or an export request.
+        """
+        for reason, total in sorted(reported.items()):
+            count = total - stream.base_dropped.get(reason, 0)  # minus drops seen before a restart
+            others = sum(v for r, v in stream.runner_dropped.items() if r != reason)
+            ceiling = max(0, stream.accepted - stream.base - stream.received - others)
+            count = min(count, ceiling)
+            # Counters are cumulative, but a resent old frame carries older values.
+            if count > stream.runner_dropped.get(reason, 0):
+                stream.runner_dropped[reason] = count
+
     def _enqueue(self, stream: _Stream, ticket: _Ticket, entries: list[Entry], replayed: int) -> None:
         plugin = stream.plugin
         resource = stream.resource
@@ -1052,6 +1284,9 @@ class HostLogBridge:
                 ticket.pending = 0
                 self._advance(stream)
             return
+        prefix = _record_uid_prefix(plugin.name, stream.key)
+        for entry in entries:
+            entry.uid = f"{prefix}{entry.seq:016x}"
         items: list[Item] = [(resource, entry, ticket, entry.size_estimate()) for entry in entries]
         refused = pipeline.offer(items)
         if refused:
@@ -1122,6 +1357,8 @@ class HostLogBridge:
             self._retired_rpc[(plugin.name, stream.key[1])] = stream.settled
             while len(self._retired_rpc) > _MAX_RETIRED_RPC_STREAMS:
                 del self._retired_rpc[next(iter(self._retired_rpc))]
+        if stream.key[0] != "rpc":  # what the host counted survives a host restart
+            _exit_counter.mark_accounted(self._exit_counter_path(stream), stream.accepted)
         counters = plugin.counters
         counters.retired_emitted += stream.accepted - stream.base
         counters.retired_dropped.update(stream.runner_dropped)
@@ -1154,11 +1391,34 @@ class HostLogBridge:
         if plugin is not None and any(key[0] == digest for key in plugin.streams):
             return
         del self._registrations[digest]
+        self._count_unsent_at_exit(registration.plugin, digest)
         prefix = digest + ":"
         for saved in (self._saved_streams, self._saved_dropped, self._saved_in_doubt):
             for key in [key for key in saved if key.startswith(prefix)]:
                 del saved[key]
         self._registry_dirty = True
+
+    @property
+    def _exit_counter_dir(self) -> str:
+        return _exit_counter.counter_dir(self.socket_path)
+
+    def _exit_counter_path(self, stream: _Stream) -> str:
+        return os.path.join(self._exit_counter_dir, _exit_counter.file_name(stream.key[0], stream.key[1]))
+
+    def _count_unsent_at_exit(self, plugin_name: str, digest: str) -> None:
+        """A runner identity ended: count what its processes accepted but never sent (lock held).
+
+        Its exit counters cover every stream it had, also a forked child that died before it
+        ever connected; what the host counted already is written in each file.
+        """
+        for reading in _exit_counter.read_counters(self._exit_counter_dir, digest):
+            lost = reading.unaccounted
+            if lost:
+                plugin = self._plugin(plugin_name)
+                plugin.counters.retired_emitted += lost
+                plugin.counters.host_dropped[DROP_UNSENT_AT_EXIT] += lost
+                self._registry_dirty = True
+            _exit_counter.remove(reading.path)
 
     def _check_gap(self, stream: _Stream, *, final: bool) -> None:
         """Count sequence numbers that neither arrived nor were reported dropped (lock held)."""
@@ -1192,21 +1452,39 @@ class HostLogBridge:
                 self._save_registry()
             for conn, seq in acks:
                 conn.send({"t": ACK, "seq": seq})
-            self._expire_handshakes()
+            self._expire_connections()
             self._check_connected()
         finally:
             if loop is not None and not self._stopped:
                 loop.call_later(_ACK_INTERVAL_SECONDS, self._tick_acks)
 
-    def _expire_handshakes(self) -> None:
+    def _expire_connections(self) -> None:
+        """Close connections past a deadline: no hello, a frame begun but not finished, idle."""
         now = time.monotonic()
+        limits = self._connection_limits
         with self._lock:
             late = [c for c in self._handshaking if c.stream is None and now >= c.handshake_deadline]
+            stalled = []
+            idle = []
+            for conn in self._connections:
+                started = conn.reader.frame_started
+                if started is not None and now - started >= limits.frame_timeout_seconds:
+                    stalled.append(conn)
+                elif now - conn.last_data >= limits.idle_timeout_seconds:
+                    idle.append(conn)
         for conn in late:
             if not conn.closed:
-                self._reject(conn, "handshake_timeout", f"no hello within {_HANDSHAKE_TIMEOUT_SECONDS:.0f} s")
+                self._reject(
+                    conn, "handshake_timeout", f"no hello within {limits.handshake_timeout_seconds:g} s"
+                )
             with self._lock:
                 self._handshaking.discard(conn)
+        for conn in stalled:
+            detail = f"a frame unfinished after {limits.frame_timeout_seconds:g} s"
+            self._bad_input(conn, CLOSED_STALLED, detail)
+        for conn in idle:
+            _log.debug("closing the idle connection of plugin %s (pid %s)", conn.plugin_name, conn.peer_pid)
+            conn.close()
 
     def _tick_reports(self) -> None:
         loop = self._loop
@@ -1261,7 +1539,7 @@ class HostLogBridge:
     def _export_notice(self, plugin: _Plugin, event: str, reason: str, count: int, text: str) -> None:
         pipeline = self._pipeline
         resource = plugin.last_resource
-        if pipeline is None or resource is None or (self._stopped and event != "runner_exit"):
+        if pipeline is None or resource is None:
             return
         now = time.time_ns()
         entry = Entry(
@@ -1272,12 +1550,19 @@ class HostLogBridge:
             "WARNING",
             text,
             BRIDGE_SCOPE_NAME,
-            {BRIDGE_EVENT_ATTRIBUTE: event, BRIDGE_REASON_ATTRIBUTE: reason, BRIDGE_COUNT_ATTRIBUTE: count},
+            {
+                BRIDGE_EVENT_ATTRIBUTE: event,
+                BRIDGE_REASON_ATTRIBUTE: reason,
+                BRIDGE_COUNT_ATTRIBUTE: max(0, min(count, INT64_MAX)),  # an OTLP int is 64-bit
+            },
             None,
             None,
             0,
+            event_name=f"{BRIDGE_SCOPE_NAME}.{event}",
         )
-        pipeline.offer([(resource, entry, None, entry.size_estimate())])
+        if pipeline.offer([(resource, entry, None, entry.size_estimate())]):
+            _log.debug("bridge notice not exported (export queue full or stopped): %s", text)
+            return
         with self._lock:
             plugin.counters.notices += 1
 
@@ -1422,7 +1707,7 @@ class HostLogBridge:
             if (
                 isinstance(info, dict)
                 and isinstance(info.get("plugin"), str)
-                and _PLUGIN_NAME.match(info["plugin"])
+                and is_valid_plugin_name(info["plugin"])
             ):
                 pid = info.get("pid")
                 if isinstance(pid, int) and not _process_alive(pid):
@@ -1581,13 +1866,31 @@ def _quiet_new_event_loop() -> asyncio.AbstractEventLoop:
         logger.removeFilter(own_selector_note)
 
 
-def _guard_otel_handlers() -> None:
-    """Keep an OTel LoggingHandler on the root logger from exporting plugin records again."""
-    for handler in logging.getLogger().handlers:
-        kind = type(handler)
-        is_otel = kind.__name__ == "LoggingHandler" and kind.__module__.startswith("opentelemetry")
-        if is_otel and not any(isinstance(f, ReplayedRecordFilter) for f in handler.filters):
-            handler.addFilter(ReplayedRecordFilter())
+def _guard_otel_handlers(replay_prefix: str) -> None:
+    """Keep an OTel ``LoggingHandler`` a replayed record passes from exporting it again.
+
+    The current one is ``opentelemetry-instrumentation-logging``'s (what
+    ``opentelemetry-instrument`` installs on the root logger); the SDK's deprecated one and
+    subclasses of either are recognised too. Replayed records pass the loggers of the
+    replay prefix on their way to the root, so those are guarded as well.
+    """
+    loggers = [logging.getLogger()]
+    if replay_prefix:
+        parts = replay_prefix.split(".")
+        loggers += [logging.getLogger(".".join(parts[: i + 1])) for i in range(len(parts))]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if _is_otel_logging_handler(handler) and not any(
+                isinstance(f, ReplayedRecordFilter) for f in handler.filters
+            ):
+                handler.addFilter(ReplayedRecordFilter())
+
+
+def _is_otel_logging_handler(handler: logging.Handler) -> bool:
+    return any(
+        kind.__name__ == "LoggingHandler" and kind.__module__.startswith("opentelemetry.")
+        for kind in type(handler).__mro__
+    )
 
 
 def _same_or_descendant(pid: int, ancestor: int) -> bool:
@@ -1623,6 +1926,17 @@ def _process_alive(pid: int) -> bool:
     return stat[end + 2 : end + 3] not in (b"Z", b"X")
 
 
+def _record_uid_prefix(plugin: str, stream_key: tuple[str, int]) -> str:
+    """The first half of each ``log.record.uid`` of a stream (the second is the sequence).
+
+    From the plugin, the token's hash and the runner's stream id, which a restarted host
+    gets back from its registry and the runner's hello: a resent record keeps its uid.
+    One hash per batch, not cached: a host keeps nothing per runner that has ended.
+    """
+    material = f"{plugin}\0{stream_key[0]}\0{stream_key[1]}".encode()
+    return hashlib.sha256(material).hexdigest()[:16]
+
+
 def _fallback_path() -> str:
     """Directories that hold this package and msgpack, for a runner interpreter lacking them."""
     import msgpack
@@ -1632,28 +1946,6 @@ def _fallback_path() -> str:
     if msgpack_dir not in paths:
         paths.append(msgpack_dir)
     return os.pathsep.join(paths)
-
-
-def _with_resource_attributes(existing: str, extra: Mapping[str, str]) -> str:
-    """OTEL_RESOURCE_ATTRIBUTES with ``extra`` added unless already there."""
-    present = {pair.split("=", 1)[0].strip() for pair in existing.split(",") if "=" in pair}
-    added = [f"{key}={value}" for key, value in extra.items() if key not in present]
-    return ",".join(part for part in (existing.strip(), *added) if part)
-
-
-def _resource_from(environ: Mapping[str, str]) -> Any:
-    from opentelemetry.sdk.resources import Resource
-
-    attributes: dict[str, Any] = {}
-    for pair in environ.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
-        if "=" in pair:
-            key, value = pair.split("=", 1)
-            if key.strip():
-                attributes[key.strip()] = value.strip()
-    service = environ.get("OTEL_SERVICE_NAME", "").strip()
-    if service:
-        attributes["service.name"] = service
-    return Resource(attributes)
 
 
 __all__ = ["HostLogBridge", "PluginProcess"]

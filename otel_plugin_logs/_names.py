@@ -6,7 +6,28 @@ stack filters on exactly these names, so change them together or not at all.
 
 from __future__ import annotations
 
+import re
 from typing import Final
+
+# Plugin names: they become `service.name`, logger names (`plugin.<name>`), thread names and
+# console text, so the alphabet is small and the whole name must match (no trailing newline).
+PLUGIN_NAME_RULE: Final = (
+    "1 to 64 characters: ASCII letters, digits, '_' and '-', starting with a letter or a digit"
+)
+_PLUGIN_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+def is_valid_plugin_name(name: object) -> bool:
+    return isinstance(name, str) and _PLUGIN_NAME.fullmatch(name) is not None
+
+
+def check_plugin_name(name: object) -> str:
+    """``name`` if it follows ``PLUGIN_NAME_RULE``; else ValueError saying what is wrong and the rule."""
+    if not is_valid_plugin_name(name):
+        raise ValueError(f"invalid plugin name {name!r}: {PLUGIN_NAME_RULE}")
+    assert isinstance(name, str)
+    return name
+
 
 # Resource attributes stamped on every plugin's records.
 # Decision: each plugin is its own OTel service (`service.name` = plugin name) and the host

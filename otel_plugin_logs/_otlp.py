@@ -8,7 +8,7 @@ Three ways to the same ``ExportLogsServiceRequest``:
   out through the SDK exporter's own transport, retries and configuration (``_export``).
 * ``encode_json_line`` writes OTLP/JSON (the ``otlpjsonfile`` receiver's format) for the file
   sink.
-* ``to_sdk_records`` builds SDK ``ReadableLogRecord`` objects through the public
+* ``_otlp_sdk.SdkRecordBuilder`` builds SDK ``ReadableLogRecord`` objects through the public
   ``Logger.emit`` path: used for exporters that only take SDK records (console, a user's own),
   and by the tests as the reference the fast paths must equal.
 """
@@ -20,11 +20,15 @@ import json
 import math
 import struct
 import sys
-from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
 
-if TYPE_CHECKING:
-    from opentelemetry.sdk._logs import ReadableLogRecord
+# A plugin names an event with ``extra={"event.name": ...}``: the host lifts it into the
+# LogRecord's event_name (proto field 12, OTLP/JSON ``eventName``), so runners need nothing new.
+EVENT_NAME_ATTRIBUTE: Final = "event.name"
+# Deterministic per record (runner stream and sequence): a resend after a host restart has
+# the same id, so a gateway or backend can drop the duplicate.
+RECORD_UID_ATTRIBUTE: Final = "log.record.uid"
 
 
 class Entry:
@@ -34,6 +38,7 @@ class Entry:
         "attributes",
         "body",
         "dropped_attributes",
+        "event_name",
         "flags",
         "observed_time",
         "scope",
@@ -43,6 +48,7 @@ class Entry:
         "span_id",
         "time",
         "trace_id",
+        "uid",
     )
 
     def __init__(
@@ -59,6 +65,7 @@ class Entry:
         span_id: bytes | None,
         flags: int,
         dropped_attributes: int = 0,
+        event_name: str = "",
     ) -> None:
         self.seq = seq
         self.time = time
@@ -72,6 +79,8 @@ class Entry:
         self.span_id = span_id
         self.flags = flags
         self.dropped_attributes = dropped_attributes
+        self.event_name = event_name
+        self.uid = ""  # log.record.uid, set by the host when it enqueues the record for export
 
     def size_estimate(self) -> int:
         """Bytes this record holds in memory (what the export queue's byte bound counts)."""
@@ -193,6 +202,29 @@ def _severity(number: int, text: str) -> bytes:
     return encoded
 
 
+# The KeyValue of a 32-character log.record.uid, up to the value's bytes.
+_UID_HEAD: Final = _ld(b"\x32", _kv_body(RECORD_UID_ATTRIBUTE, "0" * 32))[:-32]
+
+
+def event_name_of(entry: Entry) -> str:
+    """The record's event name: the bridge's own, or a plugin's ``extra={"event.name": ...}``."""
+    if entry.event_name:
+        return entry.event_name
+    name = entry.attributes.get(EVENT_NAME_ATTRIBUTE)
+    return name if name.__class__ is str else ""
+
+
+def exported_attributes(entry: Entry) -> Iterable[tuple[str, Any]]:
+    """The attributes as exported: a string ``event.name`` is lifted into the event-name field,
+    and ``log.record.uid`` is added."""
+    attributes: Iterable[tuple[str, Any]] = entry.attributes.items()
+    if EVENT_NAME_ATTRIBUTE in entry.attributes and event_name_of(entry):
+        attributes = [(k, v) for k, v in entry.attributes.items() if k != EVENT_NAME_ATTRIBUTE]
+    if entry.uid:
+        attributes = [*attributes, (RECORD_UID_ATTRIBUTE, entry.uid)]
+    return attributes
+
+
 def _log_record(entry: Entry) -> bytes:
     body = entry.body
     value = _ld(b"\x0a", body.encode("utf-8", "surrogatepass")) if body.__class__ is str else _any_value(body)
@@ -202,7 +234,18 @@ def _log_record(entry: Entry) -> bytes:
         _severity(entry.severity_number, entry.severity_text),
         _ld(b"\x2a", value),
     ]
-    parts.extend([_attribute(k, v) for k, v in entry.attributes.items()])
+    attributes = entry.attributes
+    if EVENT_NAME_ATTRIBUTE in attributes and event_name_of(entry):
+        parts.extend([_attribute(k, v) for k, v in attributes.items() if k != EVENT_NAME_ATTRIBUTE])
+    else:
+        parts.extend([_attribute(k, v) for k, v in attributes.items()])
+    uid = entry.uid
+    if uid:  # unique per record: kept out of the pair cache; the host's are all 32 characters
+        parts.append(
+            _UID_HEAD + uid.encode()
+            if len(uid) == 32 and uid.isascii()
+            else _ld(b"\x32", _kv_body(RECORD_UID_ATTRIBUTE, uid))
+        )
     if entry.dropped_attributes:
         parts.append(b"\x38" + _varint(entry.dropped_attributes))
     if entry.flags:
@@ -213,6 +256,9 @@ def _log_record(entry: Entry) -> bytes:
         parts.append(b"\x52\x08" + entry.span_id)
     if entry.observed_time:
         parts.append(b"\x59" + _pack_fixed64(entry.observed_time))
+    event_name = event_name_of(entry)
+    if event_name:
+        parts.append(_ld(b"\x62", event_name.encode("utf-8", "surrogatepass")))  # field 12
     return _ld(b"\x12", b"".join(parts))
 
 
@@ -286,8 +332,11 @@ def _json_record(entry: Entry) -> dict[str, Any]:
         "severityNumber": entry.severity_number,
         "severityText": entry.severity_text,
         "body": _json_value(entry.body),
-        "attributes": [_json_kv(k, v) for k, v in entry.attributes.items()],
+        "attributes": [_json_kv(k, v) for k, v in exported_attributes(entry)],
     }
+    event_name = event_name_of(entry)
+    if event_name:
+        record["eventName"] = event_name
     if entry.dropped_attributes:
         record["droppedAttributesCount"] = entry.dropped_attributes
     if entry.flags:
@@ -334,86 +383,3 @@ def json_line_to_request(line: str) -> Any:
                     if key in record:
                         record[key] = base64.b64encode(bytes.fromhex(record[key])).decode("ascii")
     return json_format.ParseDict(data, ExportLogsServiceRequest())
-
-
-# --- SDK reference path -----------------------------------------------------------------
-
-
-class _Collect:
-    """A LogRecordProcessor that keeps what ``Logger.emit`` produced."""
-
-    def __init__(self) -> None:
-        self.records: list[Any] = []
-
-    def on_emit(self, log_record: Any) -> None:
-        self.records.append(log_record)
-
-    def emit(self, log_record: Any) -> None:
-        self.records.append(log_record)
-
-    def shutdown(self) -> None:
-        return None
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return True
-
-
-class SdkRecordBuilder:
-    """Builds SDK ``ReadableLogRecord``s through public API: ``LoggerProvider``/``Logger.emit``.
-
-    Trace context is passed as a ``Context`` holding a non-recording span made from the
-    runner's ids (the ``trace_id=`` keywords are deprecated since SDK 1.35).
-    """
-
-    def __init__(self) -> None:
-        self._providers: dict[ResourceInfo, tuple[Any, _Collect]] = {}
-
-    def build(self, items: Sequence[tuple[ResourceInfo, Entry]]) -> list[ReadableLogRecord]:
-        from opentelemetry._logs import SeverityNumber
-        from opentelemetry.context import Context
-        from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
-        from opentelemetry.sdk.resources import Resource
-        from opentelemetry.trace import (
-            NonRecordingSpan,
-            SpanContext,
-            TraceFlags,
-            set_span_in_context,
-        )
-
-        out: list[ReadableLogRecord] = []
-        for resource, entry in items:
-            provider_and_sink = self._providers.get(resource)
-            if provider_and_sink is None:
-                sink = _Collect()
-                provider = LoggerProvider(resource=Resource(resource.attributes), shutdown_on_exit=False)
-                provider.add_log_record_processor(sink)  # type: ignore[arg-type]
-                provider_and_sink = self._providers[resource] = (provider, sink)
-            provider, sink = provider_and_sink
-            context = Context()
-            if entry.trace_id and entry.span_id:
-                span_context = SpanContext(
-                    int.from_bytes(entry.trace_id, "big"),
-                    int.from_bytes(entry.span_id, "big"),
-                    is_remote=True,
-                    trace_flags=TraceFlags(entry.flags & 0xFF),
-                )
-                context = set_span_in_context(NonRecordingSpan(span_context), context)
-            provider.get_logger(entry.scope).emit(
-                timestamp=entry.time,
-                observed_timestamp=entry.observed_time,
-                context=context,
-                severity_number=SeverityNumber(entry.severity_number),
-                severity_text=entry.severity_text,
-                body=entry.body,
-                attributes=entry.attributes,
-            )
-            written = sink.records.pop()
-            out.append(
-                ReadableLogRecord(
-                    log_record=written.log_record,
-                    resource=written.resource,
-                    instrumentation_scope=written.instrumentation_scope,
-                    limits=written.limits,
-                )
-            )
-        return out

@@ -48,6 +48,31 @@ def escape_multiline(text: str) -> str:
     return text.translate(_ESCAPES_MULTILINE)
 
 
+# Lines a stdlib traceback starts at the margin that cannot pass for a record's first line.
+_TRACEBACK_HEADERS: Final = frozenset(
+    {
+        "Traceback (most recent call last):",
+        "During handling of the above exception, another exception occurred:",
+        "The above exception was the direct cause of the following exception:",
+    }
+)
+
+
+def indent_continuation(text: str) -> str:
+    """Indent the lines of a stack trace that start at the margin (bar the stdlib headers).
+
+    A Formatter writes ``exc_text`` after the message, one line per line, and a host's plain
+    format (``LEVEL:logger:message``) tells records apart only by what starts at the margin: a
+    plugin's exception message must not start a line that reads as another record.
+    """
+    if "\n" not in text and text in _TRACEBACK_HEADERS:
+        return text
+    return "\n".join(
+        line if not line or line[0] == " " or line in _TRACEBACK_HEADERS else "  " + line
+        for line in text.split("\n")
+    )
+
+
 class ReplayedRecord:
     """What the bridge attaches to a replayed ``LogRecord`` as ``record.otel``.
 
@@ -255,7 +280,9 @@ class Replayer:
         fields["processName"] = otel["plugin"]
         fields["exc_info"] = None
         # As Formatter.formatException does: no final newline, or format() ends with a blank line.
-        fields["exc_text"] = escape_multiline(stacktrace.rstrip("\r\n")) if stacktrace else None
+        fields["exc_text"] = (
+            indent_continuation(escape_multiline(stacktrace.rstrip("\r\n"))) if stacktrace else None
+        )
         fields["stack_info"] = None
         fields[REPLAY_ATTRIBUTE] = ReplayedRecord(
             otel["plugin"],

@@ -280,5 +280,6 @@ def sanitize_counters(raw: Mapping[str, int]) -> dict[str, int]:
     for reason, count in raw.items():
         safe = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "_-.") else "_" for ch in reason)[:64]
         key = safe if safe.startswith("runner_") else f"runner_{safe or 'unknown'}"
-        out[key] = out.get(key, 0) + int(count)
+        # A runner may claim anything: clamped to an int64 before it meets any arithmetic.
+        out[key] = min(INT64_MAX, out.get(key, 0) + max(0, min(int(count), INT64_MAX)))
     return out

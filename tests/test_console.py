@@ -49,7 +49,7 @@ def replayed(
         logging.getLevelName(level),
         body,
         logger,
-        dict(attributes or {}),
+        {**(attributes or {}), **({"exception.stacktrace": stacktrace} if stacktrace else {})},
         trace_id,
         b"\x01" * 8 if trace_id else None,
         1 if trace_id else 0,

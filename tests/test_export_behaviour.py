@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -39,8 +41,8 @@ def test_invalid_variable_fails_at_start_naming_it(host_env: Path, monkeypatch: 
     ):
         HostLogBridge()
     monkeypatch.delenv("OTEL_PLUGIN_LOGS_EXPORT_MAX_QUEUE_RECORDS")
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
-    with pytest.raises(ConfigError, match="OTEL_EXPORTER_OTLP_PROTOCOL='http/json' is invalid"):
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/thrift")
+    with pytest.raises(ConfigError, match="OTEL_EXPORTER_OTLP_PROTOCOL='http/thrift' is invalid"):
         HostLogBridge()
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "soon")
@@ -199,7 +201,9 @@ def test_drops_are_reported_once_per_interval(
     """Drops produce one WARNING per plugin per interval, naming the plugin, the count and the reason."""
     sink = MemorySink()
     sink.fail = True
-    with HostLogBridge(sink=sink, export_max_queue_records=100, report_interval_millis=300) as bridge:
+    with HostLogBridge(
+        sink=sink, export_max_queue_records=100, report_interval_millis=300, export_plugin_share_percent=100
+    ) as bridge:  # no room kept for other plugins: the one plugin may fill all 100
         _run(bridge, tmp_path, "noisy", 2000)
         time.sleep(0.8)
         warnings = [
@@ -217,28 +221,48 @@ def test_drops_are_reported_once_per_interval(
     assert total == 1900
 
 
-def test_host_otel_handler_on_root_does_not_export_plugin_records_twice(
-    tmp_path: Path, host_env: Path
-) -> None:
-    """An OTel LoggingHandler already on the root logger gets a filter that keeps replayed plugin records out."""
+def _otel_logging_handler(kind: str, provider: Any) -> logging.Handler:
     import warnings
 
-    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    if kind == "sdk":  # deprecated since SDK 1.40, still recognised
+        from opentelemetry.sdk._logs import LoggingHandler as SdkHandler
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return SdkHandler(logger_provider=provider)
+    from opentelemetry.instrumentation.logging.handler import LoggingHandler
+
+    if kind == "subclass":
+
+        class AppHandler(LoggingHandler):
+            pass
+
+        return AppHandler(logger_provider=provider)
+    return LoggingHandler(logger_provider=provider)
+
+
+@pytest.mark.parametrize(("kind", "where"), [("instrumentation", ""), ("sdk", ""), ("subclass", "plugin")])
+def test_host_otel_handler_does_not_export_plugin_records_twice(
+    tmp_path: Path, host_env: Path, kind: str, where: str
+) -> None:
+    """An OTel LoggingHandler (instrumentation-logging's, the SDK's, a subclass) on root or on the replay
+    prefix gets a filter that keeps replayed plugin records out."""
+    from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 
     exporter = InMemoryLogRecordExporter()
     provider = LoggerProvider()
     provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        host_handler = LoggingHandler(logger_provider=provider)
-    root = logging.getLogger()
-    root.addHandler(host_handler)
-    root.setLevel(logging.INFO)
-    with HostLogBridge(sink=MemorySink()) as bridge:
-        assert any(isinstance(f, ReplayedRecordFilter) for f in host_handler.filters)
-        logging.getLogger("host.app").info("the host's own record")
-        _run(bridge, tmp_path, "weather", 5)
+    host_handler = _otel_logging_handler(kind, provider)
+    logging.getLogger(where).addHandler(host_handler)
+    logging.getLogger().setLevel(logging.INFO)
+    try:
+        with HostLogBridge(sink=MemorySink()) as bridge:
+            assert any(isinstance(f, ReplayedRecordFilter) for f in host_handler.filters)
+            logging.getLogger(where or "host.app").info("the host's own record")
+            _run(bridge, tmp_path, "weather", 5)
+    finally:
+        logging.getLogger(where).removeHandler(host_handler)
     bodies = [r.log_record.body for r in exporter.get_finished_logs()]
     assert "the host's own record" in bodies
     assert not any(str(b).startswith("record ") for b in bodies)
@@ -300,3 +324,58 @@ def test_sdk_disabled_replays_but_exports_nothing(
     assert len(capture.plugin_records("weather")) == 10
     assert stats.exported == 0 and stats.discarded == 10 and stats.uncounted == 0
     assert not os.path.exists(host_env)
+
+
+def test_notice_produced_at_shutdown_is_exported(tmp_path: Path, host_env: Path) -> None:
+    """A plugin rate-limited just before it exits: `run` exports the 'suppressed 20' notice to the sink too."""
+    script = write_plugin(tmp_path, "burst", BURST)
+    cli = os.path.join(os.path.dirname(PYTHON), "otel-plugin-logs")
+    env = {
+        **os.environ,
+        "OTEL_PLUGIN_LOGS_RATE_LIMIT_RECORDS_PER_SECOND": "1",
+        "OTEL_PLUGIN_LOGS_RATE_LIMIT_BURST_RECORDS": "2",
+    }
+    result = subprocess.run(
+        [cli, "run", "--plugin", "flood", "--", PYTHON, str(script), "22"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "suppressed 20 records of plugin flood" in result.stderr
+    sink_file = host_env / "plugin-logs.otlp.jsonl"
+    notices = [
+        record
+        for line in sink_file.read_text().splitlines()
+        for resource_logs in json.loads(line)["resourceLogs"]
+        for scope_logs in resource_logs["scopeLogs"]
+        if scope_logs["scope"]["name"] == "otel_plugin_logs.bridge"
+        for record in scope_logs["logRecords"]
+    ]
+    assert [n["body"]["stringValue"] for n in notices] == [
+        "suppressed 20 records of plugin flood (rate limit 1 records/s)"
+    ]
+    assert notices[0]["eventName"] == "otel_plugin_logs.bridge.suppressed"
+
+
+def test_declarative_config_file_is_said_to_be_ignored_by_doctor_and_at_start(
+    tmp_path: Path, host_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """OTEL_CONFIG_FILE set: `doctor` and the bridge's start-up both say plainly that it is not read."""
+    from otel_plugin_logs._cli import main
+
+    config_file = tmp_path / "otel.yaml"
+    config_file.write_text("file_format: '1.0'\n")
+    monkeypatch.setenv("OTEL_CONFIG_FILE", str(config_file))
+    assert main(["doctor", "--no-send"]) == 0
+    assert f"note: OTEL_CONFIG_FILE={config_file} is ignored" in capsys.readouterr().out
+    warnings = CaptureHandler()
+    logging.getLogger("otel_plugin_logs").addHandler(warnings)
+    try:
+        with HostLogBridge(sink=MemorySink()):
+            pass
+    finally:
+        logging.getLogger("otel_plugin_logs").removeHandler(warnings)
+    said = [r.getMessage() for r in warnings.records if r.levelno == logging.WARNING]
+    assert any(f"OTEL_CONFIG_FILE={config_file} is ignored" in text for text in said)

@@ -12,11 +12,11 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from otel_plugin_logs._otlp import (
     Entry,
     ResourceInfo,
-    SdkRecordBuilder,
     encode_json_line,
     encode_request,
     json_line_to_request,
 )
+from otel_plugin_logs._otlp_sdk import SdkRecordBuilder
 
 RESOURCE_A = ResourceInfo(
     {"service.name": "weather", "plugin.name": "weather", "process.pid": 41, "service.namespace": "bot"}
@@ -153,3 +153,39 @@ def test_non_finite_doubles_survive_both_encodings() -> None:
     """NaN and infinities are valid OTLP doubles in protobuf and in OTLP/JSON."""
     items = [(RESOURCE_A, _entry(1, attributes={"inf": math.inf, "ninf": -math.inf}))]
     assert json_line_to_request(encode_json_line(items)) == _decoded_fast(items)
+
+
+def _only_record(request: ExportLogsServiceRequest) -> object:
+    (record,) = request.resource_logs[0].scope_logs[0].log_records
+    return record
+
+
+def test_event_name_attribute_is_lifted_into_the_event_name_field_by_all_three_paths() -> None:
+    """extra={"event.name": ...} becomes LogRecord.event_name (field 12, eventName), not an attribute."""
+    items = [(RESOURCE_A, _entry(1, attributes={"event.name": "checkout.done", "order": 7}))]
+    fast = _decoded_fast(items)
+    record = _only_record(fast)
+    assert record.event_name == "checkout.done"  # type: ignore[attr-defined]
+    assert [kv.key for kv in record.attributes] == ["order"]  # type: ignore[attr-defined]
+    assert fast == _decoded_sdk(items) == json_line_to_request(encode_json_line(items))
+    assert '"eventName":"checkout.done"' in encode_json_line(items)
+
+
+def test_a_non_string_event_name_attribute_stays_an_attribute() -> None:
+    """Only a string names an event; event.name=3 is left as the attribute it is."""
+    items = [(RESOURCE_A, _entry(1, attributes={"event.name": 3}))]
+    record = _only_record(_decoded_fast(items))
+    assert record.event_name == ""  # type: ignore[attr-defined]
+    assert _decoded_fast(items) == _decoded_sdk(items)
+
+
+def test_bridge_event_name_and_record_uid_agree_across_the_three_paths() -> None:
+    """An Entry's own event_name and uid (set by the host) encode the same in protobuf, JSON and the SDK."""
+    entry = _entry(9, event_name="otel_plugin_logs.bridge.dropped")
+    entry.uid = "0123456789abcdef0000000000000009"
+    items = [(RESOURCE_A, entry)]
+    record = _only_record(_decoded_fast(items))
+    assert record.event_name == "otel_plugin_logs.bridge.dropped"  # type: ignore[attr-defined]
+    uid = {kv.key: kv.value.string_value for kv in record.attributes}["log.record.uid"]  # type: ignore[attr-defined]
+    assert uid == "0123456789abcdef0000000000000009"
+    assert _decoded_fast(items) == _decoded_sdk(items) == json_line_to_request(encode_json_line(items))

@@ -10,7 +10,7 @@ import pytest
 from helpers import PYTHON, Collector, MemorySink, parse_rotel_logs, wait_until, write_plugin
 
 from otel_plugin_logs import HostLogBridge
-from otel_plugin_logs._otlp import json_line_to_request
+from otel_plugin_logs._otlp import exported_attributes, json_line_to_request
 
 pytestmark = pytest.mark.collector
 
@@ -58,7 +58,7 @@ def _run_traced(
     return records, trace_id, span_id, process.pid
 
 
-@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf", "http/json"])
 def test_records_reach_a_real_collector_with_every_field(
     tmp_path: Path, host_env: Path, protocol: str
 ) -> None:
@@ -165,7 +165,7 @@ def test_file_sink_decodes_with_the_otlp_json_mapping_into_the_same_records(
     expected = [e for e in memory.entries("weather") if e.scope == "weather.api"]
     assert [r.body.string_value for _, _, r in records] == [e.body for e in expected]
     assert [{kv.key: kv.value.WhichOneof("value") for kv in r.attributes} for _, _, r in records] == [
-        {k: _kind(v) for k, v in e.attributes.items()} for e in expected
+        {k: _kind(v) for k, v in exported_attributes(e)} for e in expected
     ]
     json.loads(path.read_text().splitlines()[0])  # plain JSON, one request per line
 
