@@ -183,3 +183,41 @@ def test_signal_reaches_the_childs_own_children(tmp_path: Path, host_env: Path) 
         _kill_pid(_read_pid(pid_file))
         popen.kill()
         popen.wait(10)
+
+
+# Makes the pty the controlling terminal of a new session, then runs `run` in its foreground.
+IN_A_TERMINAL = """
+import os, sys
+os.setsid()
+fd = os.open(sys.argv[1], os.O_RDWR)
+for target in (0, 1, 2):
+    os.dup2(fd, target)
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def test_ctrl_c_in_a_terminal_reaches_the_child_once(tmp_path: Path, host_env: Path) -> None:
+    """In a terminal the child is in the foreground group, and Ctrl-C reaches it once, not twice."""
+    seen, pid_file = tmp_path / "signals", tmp_path / "child.pid"
+    script = write_plugin(tmp_path, "counter", SIGNAL_COUNTER)
+    master, slave = os.openpty()
+    command = [PYTHON, "-m", "otel_plugin_logs", "run", "-p", "counter", "--", PYTHON, str(script)]
+    popen = subprocess.Popen(
+        [PYTHON, "-c", IN_A_TERMINAL, os.ttyname(slave), *command, str(seen), str(pid_file)],
+        env=dict(os.environ, EXIT_ON_SIGNAL="1"),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(slave)
+    try:
+        assert wait_until(lambda: _read_pid(pid_file) != 0, 60)
+        assert os.getpgid(_read_pid(pid_file)) == os.tcgetpgrp(master)  # it can read the terminal
+        os.write(master, b"\x03")  # the terminal's interrupt character
+        assert popen.wait(60) == 3
+        assert seen.read_text().split() == ["SIGINT"]
+    finally:
+        _kill_pid(_read_pid(pid_file))
+        popen.kill()
+        popen.wait(10)
+        os.close(master)
