@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ._config import ConfigError, HostConfig, RunnerConfig, describe
 
 if TYPE_CHECKING:
+    from ._host import HostLogBridge
     from ._process import PluginProcess
 
 _log = logging.getLogger("otel_plugin_logs.cli")
@@ -169,11 +170,38 @@ def _run(args: Any, parser: argparse.ArgumentParser) -> int:
     bridge = HostLogBridge(otlp_endpoint=args.endpoint, otlp_protocol=args.protocol)
     bridge.start()
     interactive = _in_terminal_foreground()
+    process = _spawn(bridge, args, command, parser, interactive)
+    if isinstance(process, int):
+        return process
+    _log.info("logs of plugin %s go to %s", args.plugin, bridge.export_settings.destination())
+    supervisor = _Supervisor(process, bridge.config.kill_timeout_millis / 1000.0, interactive)
+    previous = {sig: signal.signal(sig, supervisor.on_signal) for sig in _FORWARDED}
+    try:
+        while not process.wait_reaped(0.05):
+            supervisor.tick(time.monotonic())
+        returncode = process.wait(bridge.config.shutdown_timeout_millis / 1000.0)
+        complete = bridge.shutdown()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    stats = bridge.stats().plugins.get(args.plugin)
+    if args.stats and stats is not None:
+        print(_format_stats(stats), file=sys.stderr)
+    if not complete:
+        _log.warning("some records of plugin %s could not be exported before the deadline", args.plugin)
+    code = returncode if returncode is not None else 1
+    return 128 - code if code < 0 else code
+
+
+def _spawn(
+    bridge: HostLogBridge, args: Any, command: list[str], parser: argparse.ArgumentParser, interactive: bool
+) -> PluginProcess | int:
+    """The started command, or run's exit code when it could not be started."""
     try:
         # In a terminal the command shares run's process group, so that job control (Ctrl-C,
         # Ctrl-Z, reading the terminal) works as for any foreground job; elsewhere it has its
         # own group, which run signals as a whole.
-        process = bridge.spawn_plugin(
+        return bridge.spawn_plugin(
             args.plugin,
             command,
             version=args.plugin_version,
@@ -193,24 +221,6 @@ def _run(args: Any, parser: argparse.ArgumentParser) -> int:
         print(f"otel-plugin-logs: cannot run {command[0]!r}: {error.strerror or error}", file=sys.stderr)
         # As shells do: 127 when there is no such command, 126 when it cannot be executed.
         return 127 if isinstance(error, FileNotFoundError) else 126
-    _log.info("logs of plugin %s go to %s", args.plugin, bridge.export_settings.destination())
-    supervisor = _Supervisor(process, bridge.config.kill_timeout_millis / 1000.0, interactive)
-    previous = {sig: signal.signal(sig, supervisor.on_signal) for sig in _FORWARDED}
-    try:
-        while not process.wait_reaped(0.05):
-            supervisor.tick(time.monotonic())
-        returncode = process.wait(bridge.config.shutdown_timeout_millis / 1000.0)
-        complete = bridge.shutdown()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    stats = bridge.stats().plugins.get(args.plugin)
-    if args.stats and stats is not None:
-        print(_format_stats(stats), file=sys.stderr)
-    if not complete:
-        _log.warning("some records of plugin %s could not be exported before the deadline", args.plugin)
-    code = returncode if returncode is not None else 1
-    return 128 - code if code < 0 else code
 
 
 _FORWARDED: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)

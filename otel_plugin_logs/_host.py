@@ -378,6 +378,7 @@ class HostLogBridge:
         self._flush_id = 0
         self._started = False
         self._stopped = False
+        self._shutting_down = False
         self._base_resource: dict[str, Any] = {}
         self._host_service = DEFAULT_HOST_SERVICE_NAME
 
@@ -507,22 +508,25 @@ class HostLogBridge:
     def shutdown(self, timeout_millis: int | None = None) -> bool:
         """Flush runners, then the exporter, within one deadline; count what is left.
 
-        Idempotent. Returns True when nothing had to be dropped at shutdown.
+        Idempotent. Returns True when nothing had to be dropped at shutdown. Spawned runners
+        that still run are stopped first: SIGTERM, the kill timeout, SIGKILL (README, "Supervision").
         """
+        if self._shutting_down:
+            return True
         if self._stopped or not self._started:
             self._stopped = True
             return True
+        self._shutting_down = True  # spawned runners still send while they stop: not _stopped yet
         timeout = self.config.shutdown_timeout_millis if timeout_millis is None else timeout_millis
         deadline = time.monotonic() + timeout / 1000.0
         with self._lock:
             spawned = [process for process in self._processes if process.running]
+        # Spawned runners send what they hold before they are told to stop (a plugin that dies
+        # of SIGTERM sends nothing more); what they log while stopping still comes in.
+        self._flush_runners(time.monotonic() + (deadline - time.monotonic()) / 2)
         if spawned:
-            # What they hold is sent before they are told to stop (a plugin that dies of
-            # SIGTERM sends nothing more); what they log while stopping still comes in.
-            self._flush_runners(time.monotonic() + (deadline - time.monotonic()) / 4)
             self._stop_spawned(spawned, deadline)
         self._stopped = True
-        self._flush_runners(time.monotonic() + (deadline - time.monotonic()) / 2)
         loop = self._loop
         assert loop is not None
         with contextlib.suppress(Exception):
@@ -702,20 +706,7 @@ class HostLogBridge:
             resolve(RunnerConfig, {}, env)  # the runner's own settings, checked before it starts
         runner_env = self.register_runner(name, version=version)
         token = runner_env[ENV_TOKEN]
-        child_env = dict(os.environ if env is None else env)
-        child_env.update(runner_env)
-        if auto_install:
-            child_env[ENV_AUTO_INSTALL] = "1"
-            existing = child_env.get("PYTHONPATH", "")
-            child_env["PYTHONPATH"] = _BOOTSTRAP_DIR + (os.pathsep + existing if existing else "")
-            child_env["OTEL_PLUGIN_LOGS_FALLBACK_PATH"] = _fallback_path()
-        # The plugin's own OTel SDK (its spans) names the same service as its logs: the plugin,
-        # in the host's namespace. The host's own OTEL_SERVICE_NAME must not leak into it.
-        child_env["OTEL_SERVICE_NAME"] = name
-        child_env["OTEL_RESOURCE_ATTRIBUTES"] = _with_resource_attributes(
-            child_env.get("OTEL_RESOURCE_ATTRIBUTES", ""),
-            {"service.namespace": self._host_service, RESOURCE_PLUGIN_NAME: name},
-        )
+        child_env = self._child_env(name, runner_env, env, auto_install)
         digest = hashlib.sha256(token.encode()).hexdigest()
         with self._lock:  # the child cannot be authenticated before its pid is recorded
             popen = subprocess.Popen(
@@ -742,6 +733,33 @@ class HostLogBridge:
         process = PluginProcess(name, popen, digest, own_group=new_process_group, settle=self._settle_process)
         with self._lock:
             self._processes.append(process)
+        self._watch(process, capture_stdout)
+        if auto_install:
+            process._connect_deadline = time.monotonic() + self.config.connect_timeout_millis / 1000.0
+        return process
+
+    def _child_env(
+        self, name: str, runner_env: Mapping[str, str], env: Mapping[str, str] | None, auto_install: bool
+    ) -> dict[str, str]:
+        child_env = dict(os.environ if env is None else env)
+        child_env.update(runner_env)
+        if auto_install:
+            child_env[ENV_AUTO_INSTALL] = "1"
+            existing = child_env.get("PYTHONPATH", "")
+            child_env["PYTHONPATH"] = _BOOTSTRAP_DIR + (os.pathsep + existing if existing else "")
+            child_env["OTEL_PLUGIN_LOGS_FALLBACK_PATH"] = _fallback_path()
+        # The plugin's own OTel SDK (its spans) names the same service as its logs: the plugin,
+        # in the host's namespace. The host's own OTEL_SERVICE_NAME must not leak into it.
+        child_env["OTEL_SERVICE_NAME"] = name
+        child_env["OTEL_RESOURCE_ATTRIBUTES"] = _with_resource_attributes(
+            child_env.get("OTEL_RESOURCE_ATTRIBUTES", ""),
+            {"service.namespace": self._host_service, RESOURCE_PLUGIN_NAME: name},
+        )
+        return child_env
+
+    def _watch(self, process: PluginProcess, capture_stdout: bool) -> None:
+        """One reader per captured stream, and one thread that waits for the exit."""
+        popen = process.popen
         pumps = []
         for iostream, pipe in (
             ("stderr", popen.stderr),
@@ -751,17 +769,17 @@ class HostLogBridge:
                 pump = threading.Thread(
                     target=self._pump_output,
                     args=(process, iostream, pipe),
-                    name=f"otel-plugin-logs-{iostream}-{name}",
+                    name=f"otel-plugin-logs-{iostream}-{process.name}",
                     daemon=True,
                 )
                 pump.start()
                 pumps.append(pump)
         threading.Thread(
-            target=self._watch_exit, args=(process, pumps), name=f"otel-plugin-logs-exit-{name}", daemon=True
+            target=self._watch_exit,
+            args=(process, pumps),
+            name=f"otel-plugin-logs-exit-{process.name}",
+            daemon=True,
         ).start()
-        if auto_install:
-            process._connect_deadline = time.monotonic() + self.config.connect_timeout_millis / 1000.0
-        return process
 
     def _check_connected(self) -> None:
         """Say so when a spawned runner never connected: its records would only reach stderr."""
