@@ -213,8 +213,10 @@ class TracebackGrouper:
             else:
                 out.append(RawText(line, time_ns=time.time_ns()))
         elif state is _Block.FRAMES:
-            if self._group and line and not line[0].isspace():
-                # An exception group's block is indented to its end: this line is not part of it.
+            ends_group = self._group and line and not line[0].isspace()
+            # "Exception in thread ...:" opens a block only when a traceback follows it.
+            not_a_thread_traceback = self._only_thread_header() and not line.startswith(TRACEBACK_HEADER)
+            if ends_group or not_a_thread_traceback:
                 out.extend(self.idle())
                 out.extend(self.feed(line))
                 return out
@@ -246,12 +248,21 @@ class TracebackGrouper:
     def idle(self) -> list[RawText]:
         """End the current block: no more of it is coming (idle timeout or end of output)."""
         out: list[RawText] = []
-        if self._lines:
+        if self._only_thread_header():
+            out.append(RawText(self._lines[0], time_ns=self._started_ns))
+        elif self._lines:
             out.append(_block_text(self._lines, self._started_ns))
         out.extend(RawText(line, time_ns=time.time_ns()) for line in self._held)
         self._state = _Block.NONE
         self._lines, self._held, self._size = [], [], 0
         return out
+
+    def _only_thread_header(self) -> bool:
+        return (
+            len(self._lines) == 1
+            and self._lines[0].startswith(_THREAD_HEADER)
+            and self._state is _Block.FRAMES
+        )
 
     def _start(self, line: str) -> None:
         self._state = _Block.FRAMES

@@ -148,3 +148,20 @@ def test_lines_around_a_traceback_stay_records_of_their_own() -> None:
     """Plain lines before and after a traceback are not swallowed by it."""
     text = 'before\nTraceback (most recent call last):\n  File "x", line 1\nOSError: gone\nafter\n'
     assert feed_all(TracebackGrouper(65536, 100), text) == ["before", "OSError: gone", "after"]
+
+
+def test_a_thread_header_without_a_traceback_is_a_plain_line() -> None:
+    """'Exception in thread ...:' followed by something else is two plain records, not a block."""
+    text = "Exception in thread pool:\nnot a traceback\n"
+    assert feed_all(TracebackGrouper(65536, 100), text) == ["Exception in thread pool:", "not a traceback"]
+
+
+def test_an_uncaught_exception_in_a_thread_is_one_record() -> None:
+    """threading's 'Exception in thread NAME:' header and the traceback under it are one record."""
+    text = (
+        'Exception in thread worker:\nTraceback (most recent call last):\n  File "x", line 1\nOSError: gone\n'
+    )
+    grouper = TracebackGrouper(65536, 100)
+    pieces = [raw for line in text.splitlines() for raw in grouper.feed(line)] + grouper.idle()
+    assert [(p.text, p.exception_type) for p in pieces] == [("OSError: gone", "OSError")]
+    assert pieces[0].stacktrace is not None and pieces[0].stacktrace.startswith("Exception in thread worker:")
