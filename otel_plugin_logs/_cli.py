@@ -155,14 +155,14 @@ def _run(args: Any, parser: argparse.ArgumentParser) -> int:
     from ._host import HostLogBridge
 
     command = list(args.argv)
+    if command and command[0].startswith("-") and command[0] != "--":
+        parser.error(f"unrecognized arguments: {command[0]} (the plugin command goes after --)")
     if command and command[0] == "--":
         command = command[1:]
     if not command:
         parser.error(
             "give the plugin command after --, e.g. otel-plugin-logs run -p weather -- python app.py"
         )
-    if command[0].startswith("-") and command[0] != "-":
-        parser.error(f"unrecognized arguments: {command[0]} (put the plugin command after --)")
     level = logging.getLevelName(args.level.upper())
     if not isinstance(level, int):
         parser.error(f"unknown level {args.level!r}")
@@ -170,13 +170,14 @@ def _run(args: Any, parser: argparse.ArgumentParser) -> int:
     bridge = HostLogBridge(otlp_endpoint=args.endpoint, otlp_protocol=args.protocol)
     bridge.start()
     interactive = _in_terminal_foreground()
-    process = _spawn(bridge, args, command, parser, interactive)
-    if isinstance(process, int):
-        return process
-    _log.info("logs of plugin %s go to %s", args.plugin, bridge.export_settings.destination())
-    supervisor = _Supervisor(process, bridge.config.kill_timeout_millis / 1000.0, interactive)
+    supervisor = _Supervisor(bridge.config.kill_timeout_millis / 1000.0, interactive)
     previous = {sig: signal.signal(sig, supervisor.on_signal) for sig in _FORWARDED}
     try:
+        process = _spawn(bridge, args, command, parser, interactive)
+        if isinstance(process, int):
+            return process
+        supervisor.attach(process)
+        _log.info("logs of plugin %s go to %s", args.plugin, bridge.export_settings.destination())
         while not process.wait_reaped(0.05):
             supervisor.tick(time.monotonic())
         returncode = process.wait(bridge.config.shutdown_timeout_millis / 1000.0)
@@ -233,8 +234,8 @@ class _Supervisor:
     loop) does the printing, which is not safe inside a handler.
     """
 
-    def __init__(self, process: PluginProcess, kill_timeout_seconds: float, interactive: bool) -> None:
-        self._process = process
+    def __init__(self, kill_timeout_seconds: float, interactive: bool) -> None:
+        self._process: PluginProcess | None = None
         self._kill_timeout_seconds = kill_timeout_seconds
         self._interactive = interactive
         self._kill_at: float | None = None
@@ -242,27 +243,42 @@ class _Supervisor:
         self._again: signal.Signals | None = None
         self._killed = False
 
+    def attach(self, process: PluginProcess) -> None:
+        """The command has started: a signal that came while it was starting is passed on now."""
+        self._process = process
+        if self._first is not None:
+            self._kill_at = time.monotonic() + self._kill_timeout_seconds
+            self._forward(self._first)
+
     def on_signal(self, signum: int, _frame: object) -> None:
         received = signal.Signals(signum)
-        if not self._process.running:
+        process = self._process
+        if process is not None and not process.running:
             return  # the command has ended: run is only flushing, within its own deadline
         if self._first is None:
             self._first = received
-            self._kill_at = time.monotonic() + self._kill_timeout_seconds
-            # Ctrl-C in a terminal already reached the command (same foreground group): a
-            # second SIGINT would interrupt its clean-up.
-            if not (received == signal.SIGINT and self._interactive):
-                self._process.send_signal(signum)
+            if process is not None:
+                self._kill_at = time.monotonic() + self._kill_timeout_seconds
+                self._forward(received)
         elif self._again is None:
             self._again = received
             self._kill_at = time.monotonic()  # asked twice: do not wait any longer
 
+    def _forward(self, received: signal.Signals) -> None:
+        # Ctrl-C in a terminal already reached the command (same foreground group): a second
+        # SIGINT would interrupt its clean-up.
+        if self._process is not None and not (received == signal.SIGINT and self._interactive):
+            self._process.send_signal(received)
+
     def tick(self, now: float) -> None:
-        if self._kill_at is None or self._killed or now < self._kill_at or not self._process.running:
+        process = self._process
+        if process is None or self._kill_at is None or self._killed or now < self._kill_at:
+            return
+        if not process.running:
             return
         self._killed = True
-        self._process.killed = True
-        self._process.kill()
+        process.killed = True
+        process.kill()
         first = self._first.name if self._first is not None else "a signal"
         why = (
             f"a second signal ({self._again.name})"
@@ -270,8 +286,7 @@ class _Supervisor:
             else f"it did not exit {self._kill_timeout_seconds:g} s after {first}"
         )
         print(
-            f"otel-plugin-logs: killing plugin {self._process.name} (pid {self._process.pid}) "
-            f"with SIGKILL: {why}",
+            f"otel-plugin-logs: killing plugin {process.name} (pid {process.pid}) with SIGKILL: {why}",
             file=sys.stderr,
             flush=True,
         )

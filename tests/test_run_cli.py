@@ -73,3 +73,9 @@ def test_invalid_plugin_name_is_a_usage_error_stating_the_rule(host_env: Path) -
     assert "usage: otel-plugin-logs run" in result.stderr
     assert "invalid plugin name" in result.stderr and "letters, digits" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_everything_after_the_double_dash_is_the_command(host_env: Path) -> None:
+    """After --, even a word that looks like an option is the command (here: not found, 127)."""
+    result = run_cli("-p", "x", "--", "--no-such-command")
+    assert result.returncode == 127 and "cannot run '--no-such-command'" in result.stderr
