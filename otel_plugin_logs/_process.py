@@ -93,13 +93,17 @@ class PluginProcess:
         return self._reaped.wait(max(0.0, timeout_seconds))
 
     def send_signal(self, signum: int) -> None:
-        """Send ``signum`` to the plugin's process group (or to the process, if it has none)."""
+        """Send ``signum`` to the plugin's process group (or to the process, if it has none).
+
+        Nothing once the process was reaped: its pid, and so its group id, may belong to
+        another process by then.
+        """
+        if not self.running:
+            return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             if self.own_group:
-                # Once the leader is reaped its group id cannot be reused while members
-                # remain, so this reaches only what is left of the plugin's own children.
                 os.killpg(self.pid, signum)
-            elif self.running:
+            else:
                 os.kill(self.pid, signum)
 
     def terminate(self) -> None:
