@@ -66,19 +66,20 @@ class PluginProcess:
         """True until the operating system reported the process's end."""
         return not self._reaped.is_set()
 
-    def wait(self, timeout: float | None = None) -> int | None:
+    def wait(self, timeout: float | None = None, *, settle: bool = True) -> int | None:
         """Wait until the process exited and everything it sent is settled; returns its exit code.
 
         Settled: its output was replayed, its connection closed, every record it sent was
         taken in and exported or dropped (counted), so ``bridge.stats()`` shows no pending
         record of it. ``timeout`` (seconds) bounds the whole wait; without it the exit is
         waited for as long as it takes, the settling at most the bridge's shutdown timeout.
-        Returns None while the process still runs.
+        ``settle=False`` returns at the exit (output replayed, exit counted), without waiting
+        for the exporter. Returns None while the process still runs.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         if not self.exited.wait(timeout):
             return None
-        if self._settle is not None:
+        if settle and self._settle is not None:
             self._settle(self, deadline)
         return self.returncode
 
