@@ -1421,9 +1421,13 @@ class HostLogBridge:
                 return False
             time.sleep(0.005)
         pipeline = self._pipeline
-        if pipeline is None or self._stopped:
-            return True
-        return pipeline.force_flush(max(0.0, deadline - time.monotonic()))
+        while pipeline is not None and not self._stopped:
+            if pipeline.force_flush(min(0.1, max(0.0, deadline - time.monotonic()))):
+                return True
+            # A failing exporter is not waited for: its records stay pending, counted as such.
+            if pipeline.failing_since is not None or time.monotonic() >= deadline:
+                return False
+        return True
 
     def _on_raw_text(
         self,

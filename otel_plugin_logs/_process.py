@@ -73,8 +73,9 @@ class PluginProcess:
         taken in and exported or dropped (counted), so ``bridge.stats()`` shows no pending
         record of it. ``timeout`` (seconds) bounds the whole wait; without it the exit is
         waited for as long as it takes, the settling at most the bridge's shutdown timeout.
+        A failing exporter is not waited for (those records stay pending in its queue);
         ``settle=False`` returns at the exit (output replayed, exit counted), without waiting
-        for the exporter. Returns None while the process still runs.
+        for the exporter at all. Returns None while the process still runs.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         if not self.exited.wait(timeout):

@@ -112,3 +112,17 @@ def test_wait_for_a_plugin_that_still_runs_returns_none(tmp_path: Path) -> None:
     with HostLogBridge(sink=MemorySink()) as bridge:
         process = bridge.spawn_plugin("forever", [PYTHON, str(script)])
         assert process.wait(0.2) is None and process.running
+
+
+def test_wait_does_not_wait_for_a_failing_exporter(tmp_path: Path) -> None:
+    """With the exporter failing, wait() returns at the exit; the records stay pending in the export queue."""
+    script = write_plugin(tmp_path, "quick", "import logging\nlogging.getLogger('q').warning('one')\n")
+    sink = MemorySink()
+    sink.fail = True
+    # A settling that waited for this exporter would block for the whole (huge) shutdown timeout.
+    with HostLogBridge(sink=sink, shutdown_timeout_millis=3_600_000) as bridge:
+        process = bridge.spawn_plugin("quick", [PYTHON, str(script)])
+        assert process.wait() == 0
+        assert bridge.stats().plugins["quick"].pending == 1
+        sink.fail = False
+        assert wait_until(lambda: bridge.stats().plugins["quick"].exported == 1, 60)
