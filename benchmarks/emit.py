@@ -145,6 +145,22 @@ def _stalled_runner_handler() -> logging.Handler:
     return RunnerLogHandler(transport, max_queue_records=2_000, max_queue_bytes=2 * 1024 * 1024)
 
 
+def _capture_variant(round_size: int, *, span: bool) -> dict[str, Any]:
+    """What auto-install gives a plugin: the hook on Logger.callHandlers offers each record to
+    the runner handler, then the plugin's own handler (a do-nothing one here) runs as before.
+    The hook patches the Logger class, so it is installed only around this variant's rounds."""
+    from otel_plugin_logs._capture import Capture
+
+    runner = _runner_handler(True, round_size)
+    return {
+        "handler": DoNothing(),
+        "runner": runner,
+        "capture": Capture(runner.capture, hide_console=True),  # type: ignore[attr-defined]
+        "span": span,
+        "label": "capture hook + RunnerLogHandler beside the plugin's handler" + (", span" if span else ""),
+    }
+
+
 def build_variants(round_size: int) -> tuple[dict[str, dict[str, Any]], Callable[[], None]]:
     """The handlers compared: name -> {handler, span (run with a span active?), label}."""
     sdk_handler, sdk_shutdown = _sdk_handler()
@@ -170,6 +186,8 @@ def build_variants(round_size: int) -> tuple[dict[str, dict[str, Any]], Callable
             "span": True,
             "label": "RunnerLogHandler, caller thread, span active",
         },
+        "runner_capture": _capture_variant(round_size, span=False),
+        "runner_capture_span": _capture_variant(round_size, span=True),
         "runner_default": {
             "handler": _runner_handler(False, round_size),
             "span": True,
@@ -211,6 +229,9 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     def one_round(variant: dict[str, Any]) -> None:
         info = variant["logger"].info
         token = otel_context.attach(span_context) if variant["span"] else None
+        capture = variant.get("capture")
+        if capture is not None:
+            capture.install()
         try:
             cpu0 = time.process_time_ns()
             t0 = time.perf_counter_ns()
@@ -219,9 +240,11 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
             t1 = time.perf_counter_ns()
             cpu1 = time.process_time_ns()
         finally:
+            if capture is not None:
+                capture.uninstall()
             if token is not None:
                 otel_context.detach(token)
-        handler = variant["handler"]
+        handler = variant.get("runner", variant["handler"])
         if variant.get("flush", True) and hasattr(handler, "wait_acked"):
             handler.force_flush(10_000)  # RunnerLogHandler: send the round, untimed
         drain = getattr(handler, "drain", None)
@@ -246,7 +269,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
             one_round(variants[name])
 
     for variant in variants.values():
-        handler = variant["handler"]
+        handler = variant.get("runner", variant["handler"])
         if hasattr(handler, "wait_acked"):
             handler.shutdown(5_000 if variant.get("flush", True) else 100)
     cleanup()

@@ -204,6 +204,8 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
             "otel_sdk_handler",
             "runner",
             "runner_span",
+            "runner_capture",
+            "runner_capture_span",
             "runner_default",
             "runner_stalled",
         ]

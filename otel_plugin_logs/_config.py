@@ -207,6 +207,14 @@ class RunnerConfig:
         "Deadline for sending and getting acknowledged what is left when the runner exits.",
         "an integer >= 0",
     )
+    exit_flush_timeout_millis: int = _setting(
+        2_000,
+        PREFIX + "RUNNER_EXIT_FLUSH_TIMEOUT_MILLIS",
+        _NON_NEGATIVE,
+        "Deadline for sending what is left before `os._exit` or a fatal signal (SIGTERM, SIGHUP) ends "
+        "the runner; what is not sent by then is counted by the host.",
+        "an integer >= 0",
+    )
     max_body_bytes: int = _body_bytes_setting()
     max_attribute_length: int = _attribute_length_setting()
     max_attributes: int = _setting(
@@ -231,8 +239,8 @@ class RunnerConfig:
         False,
         ENV_KEEP_CONSOLE,
         parse_bool,
-        "Under auto-install, let a plugin's `logging.basicConfig()` still add its stderr handler "
-        "(off: the host already shows those records).",
+        "Under auto-install, let the plugin's own console output of the records the bridge carries "
+        "reach the host's stderr capture too (off: the host shows each record once).",
         "true or false",
     )
 

@@ -34,6 +34,7 @@ from typing import Any, Final
 import msgpack
 
 from ._config import ConfigError, RunnerConfig, resolve
+from ._exit_counter import ExitCounter, open_for_stream
 from ._protocol import (
     ACK,
     BATCH,
@@ -220,12 +221,16 @@ class RunnerLogHandler(logging.Handler):
         self._unacked_bytes = 0
         self._dropped: Counter[str] = Counter()
         self._stream = secrets.randbits(63)
+        self._exit_counter: ExitCounter | None = None
+        self._exit_counter_tried = False
+        self._sender_idle = False
         self._connected = False
         self._rejected: str | None = None
         self._backoff_seconds = 0.0
         self._next_attempt = 0.0
         self._bye_sent = False
         self._flush_asked = 0
+        self._ack_probe = False  # wait_acked asks: an empty batch makes the host answer with its position
         self._flush_answered = 0
         self.last_error: str | None = None
 
@@ -241,17 +246,36 @@ class RunnerLogHandler(logging.Handler):
                 return False
             if isinstance(result, logging.LogRecord):  # Python 3.12+: a filter's modified copy
                 record = result
-        self.emit(record)
+        self._accept(record)
         return True
 
+    def capture(self, record: logging.LogRecord) -> bool:
+        """Take a record from the capture hook: this handler's level and filters, then emit.
+
+        Returns whether the record is now the bridge's to deliver (or to count): the console
+        gate hides the plugin's own console output of exactly those records.
+        """
+        if record.levelno < self.level:
+            return False
+        if self.filters:
+            result: Any = self.filter(record)
+            if not result:
+                return False
+            if isinstance(result, logging.LogRecord):
+                record = result
+        return self._accept(record)
+
     def emit(self, record: logging.LogRecord) -> None:
+        self._accept(record)
+
+    def _accept(self, record: logging.LogRecord) -> bool:
         try:
             name = record.name
             wanted = self._wanted.get(name)
             if wanted is None:
                 wanted = self._wants(name)
             if not wanted or record.thread == self._sender_ident:
-                return  # filtered, or something the sender called logged: never loop back
+                return False  # filtered, or something the sender called logged: never loop back
             msg = record.msg
             if msg.__class__ is dict:
                 message: Any = dict(msg)  # structlog event dict, copied against later mutation
@@ -269,26 +293,45 @@ class RunnerLogHandler(logging.Handler):
             levelno = record.levelno
             cls = _LEVEL_CLASS[levelno] if 0 <= levelno < 64 else 3
             with self._lock:
+                seq = self._last_seq = self._last_seq + 1
+                counter = self._exit_counter
+                if counter is None:
+                    counter = self._open_exit_counter()
+                if counter is not None:
+                    counter.set(seq)  # survives a hard exit: the host counts what never arrived
                 if self._closed:  # checked under the lock: shutdown's drain has this record or not
-                    shed: Any = [(0, record, message)]
+                    self._dropped[DROP_SHUTDOWN] += 1
+                    shed: Any = [(seq, record, message)]
                     wake = False
                 else:
-                    seq = self._last_seq = self._last_seq + 1
                     self._queues[cls].append((seq, record, message, context, size))
                     queued = self._queued = self._queued + 1
                     queued_bytes = self._queued_bytes = self._queued_bytes + size
                     shed = (
                         queued > self._max_records or queued_bytes + self._unacked_bytes > self._max_bytes
                     ) and self._shed_locked()
-                    wake = queued == self._batch_records
+                    # Sent at once when the sender is idle, so little waits in this process
+                    # when it dies; under load the sender is busy and records batch up.
+                    wake = self._sender_idle or queued == self._batch_records
+                    self._sender_idle = False
             if shed:  # written outside the lock: stderr may block when nobody reads it
                 for item in shed:
                     self._give_up_one(item[1], item[2])
             if wake or self._thread is None:  # (after shutdown no thread is started)
                 self._ensure_thread()
                 self._wake.set()
+            return True
         except Exception:
             self.handleError(record)
+            return False
+
+    def _open_exit_counter(self) -> ExitCounter | None:
+        """The exit counter of this stream, made on its first record (lock held); once."""
+        if self._exit_counter_tried:
+            return None
+        self._exit_counter_tried = True
+        self._exit_counter = open_for_stream(self._config.socket_path, self._config.token, self._stream)
+        return self._exit_counter
 
     def _wants(self, name: str) -> bool:
         """Whether records of logger ``name`` are forwarded; cached (and the cache bounded)."""
@@ -334,6 +377,8 @@ class RunnerLogHandler(logging.Handler):
     def _run(self) -> None:
         while True:
             waiting_for_acks = self._unacked and self._connected
+            with self._lock:  # an emit after this sees the flag and wakes us
+                self._sender_idle = self._queued == 0
             self._wake.wait(0.02 if (self._stopping or waiting_for_acks) else self._delay())
             self._wake.clear()
             try:
@@ -369,6 +414,12 @@ class RunnerLogHandler(logging.Handler):
                 else:
                     # Nothing left to send: an empty batch carries the answer.
                     self._transport.send(encode_message_with_records(self._batch_header(), []))
+            elif self._ack_probe and self._unacked and not self._queued and not self._stopping:
+                # A transport that only hears from the host in reply to a frame (an RPC, the
+                # in-memory double) learns of records settled since through an empty batch.
+                self._ack_probe = False
+                self._transport.send(encode_message_with_records(self._batch_header(), []))
+                self._read_acks(0.0)
             if self._stopping and self._queued == 0 and not self._bye_sent:
                 self._transport.send(encode_message(self._bye_message()))
                 self._bye_sent = True
@@ -648,6 +699,12 @@ class RunnerLogHandler(logging.Handler):
     def flush(self) -> None:
         self.force_flush(self._config.shutdown_timeout_millis)
 
+    def nudge(self) -> None:
+        """Have the sender send what is queued now, without waiting for it."""
+        if not self._closed and self._queued:
+            self._ensure_thread()
+            self._wake.set()
+
     def wait_acked(self, timeout_millis: int = 10_000) -> bool:
         """Wait until the host has settled (exported or counted) every record sent so far."""
         deadline = time.monotonic() + timeout_millis / 1000.0
@@ -656,8 +713,9 @@ class RunnerLogHandler(logging.Handler):
         while self._unacked:
             if time.monotonic() >= deadline:
                 return False
+            self._ack_probe = True
             self._wake.set()
-            time.sleep(0.005)
+            time.sleep(0.02)
         return True
 
     def shutdown(self, timeout_millis: int | None = None) -> bool:

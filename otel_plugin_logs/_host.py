@@ -36,6 +36,7 @@ from typing import IO, Any, Final
 
 from pydantic import ValidationError
 
+from . import _exit_counter
 from ._config import (
     ENV_AUTO_INSTALL,
     ENV_PLUGIN_NAME,
@@ -124,6 +125,8 @@ _BOOTSTRAP_DIR: Final = os.path.join(os.path.dirname(os.path.abspath(__file__)),
 DROP_RATE_LIMITED: Final = "rate_limited"
 DROP_INVALID: Final = "invalid_record"
 DROP_GAP: Final = "gap"
+# Accepted by a runner that died before sending them: known from its exit counter.
+DROP_UNSENT_AT_EXIT: Final = "unsent_at_exit"
 
 
 class _Registration:
@@ -467,6 +470,9 @@ class HostLogBridge:
         else:
             self._runtime_dir = tempfile.mkdtemp(prefix="otel-plugin-logs-")
             self._owns_runtime_dir = True
+        os.makedirs(self._exit_counter_dir, mode=0o700, exist_ok=True)
+        # Counters of runners an earlier host instance forgot would otherwise stay forever.
+        _exit_counter.prune(self._exit_counter_dir, set(self._registrations))
         if len(self.socket_path.encode()) > 100:
             raise ValueError(
                 f"socket path {self.socket_path} is too long for a Unix socket: "
@@ -1170,6 +1176,8 @@ class HostLogBridge:
             self._retired_rpc[(plugin.name, stream.key[1])] = stream.settled
             while len(self._retired_rpc) > _MAX_RETIRED_RPC_STREAMS:
                 del self._retired_rpc[next(iter(self._retired_rpc))]
+        if stream.key[0] != "rpc":  # what the host counted survives a host restart
+            _exit_counter.mark_accounted(self._exit_counter_path(stream), stream.accepted)
         counters = plugin.counters
         counters.retired_emitted += stream.accepted - stream.base
         counters.retired_dropped.update(stream.runner_dropped)
@@ -1202,11 +1210,34 @@ class HostLogBridge:
         if plugin is not None and any(key[0] == digest for key in plugin.streams):
             return
         del self._registrations[digest]
+        self._count_unsent_at_exit(registration.plugin, digest)
         prefix = digest + ":"
         for saved in (self._saved_streams, self._saved_dropped, self._saved_in_doubt):
             for key in [key for key in saved if key.startswith(prefix)]:
                 del saved[key]
         self._registry_dirty = True
+
+    @property
+    def _exit_counter_dir(self) -> str:
+        return _exit_counter.counter_dir(self.socket_path)
+
+    def _exit_counter_path(self, stream: _Stream) -> str:
+        return os.path.join(self._exit_counter_dir, _exit_counter.file_name(stream.key[0], stream.key[1]))
+
+    def _count_unsent_at_exit(self, plugin_name: str, digest: str) -> None:
+        """A runner identity ended: count what its processes accepted but never sent (lock held).
+
+        Its exit counters cover every stream it had, also a forked child that died before it
+        ever connected; what the host counted already is written in each file.
+        """
+        for reading in _exit_counter.read_counters(self._exit_counter_dir, digest):
+            lost = reading.unaccounted
+            if lost:
+                plugin = self._plugin(plugin_name)
+                plugin.counters.retired_emitted += lost
+                plugin.counters.host_dropped[DROP_UNSENT_AT_EXIT] += lost
+                self._registry_dirty = True
+            _exit_counter.remove(reading.path)
 
     def _check_gap(self, stream: _Stream, *, final: bool) -> None:
         """Count sequence numbers that neither arrived nor were reported dropped (lock held)."""

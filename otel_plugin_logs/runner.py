@@ -7,14 +7,13 @@ plugins (a ``sitecustomize`` on the child's ``PYTHONPATH``); a plugin author can
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import sys
 import threading
-from collections.abc import Callable
 from typing import Any
 
+from ._capture import Capture
 from ._config import (
     ENV_AUTO_INSTALL,
     ENV_SOCKET,
@@ -23,6 +22,7 @@ from ._config import (
     RunnerConfig,
     resolve,
 )
+from ._exit_hooks import ExitHooks
 from ._handler import RunnerLogHandler
 from ._transport import InMemoryTransport, Transport, TransportError, TransportRejected, UnixSocketTransport
 
@@ -39,8 +39,31 @@ __all__ = [
 ]
 
 _lock = threading.Lock()
-_installed: RunnerLogHandler | None = None
-_original_basic_config: Callable[..., None] | None = None
+_installed: _Installation | None = None
+
+
+class _CapturedHandler(RunnerLogHandler):
+    """The handler behind the capture hook: logging's own reconfiguration cannot close it.
+
+    ``dictConfig`` and ``logging.shutdown()`` flush and close every handler they know of; this
+    one is not attached to any logger, and lives until ``uninstall()`` or the process exit
+    (its own ``atexit`` hook runs before logging's).
+    """
+
+    def flush(self) -> None:
+        self.nudge()
+
+    def close(self) -> None:
+        self.nudge()
+
+
+class _Installation:
+    __slots__ = ("capture", "exit_hooks", "handler")
+
+    def __init__(self, handler: RunnerLogHandler, capture: Capture, exit_hooks: ExitHooks) -> None:
+        self.handler = handler
+        self.capture = capture
+        self.exit_hooks = exit_hooks
 
 
 def install(
@@ -52,20 +75,28 @@ def install(
     keep_console: bool | None = True,
     **settings: Any,
 ) -> RunnerLogHandler | None:
-    """Attach a ``RunnerLogHandler`` to the root logger, configured from the environment.
+    """Capture every record of this process for the host bridge, configured from the environment.
+
+    The capture hooks ``logging.Logger.callHandlers``, where every record of every logger
+    passes once after that logger's own level and filters: it survives ``dictConfig``,
+    ``basicConfig(force=True)``, ``fileConfig``, removed or closed handlers and
+    ``logging.shutdown()``, and sees loggers with ``propagate=False``. ``os._exit`` and a
+    default SIGTERM/SIGHUP flush first (bounded by
+    ``OTEL_PLUGIN_LOGS_RUNNER_EXIT_FLUSH_TIMEOUT_MILLIS``).
 
     Returns the handler, or None when the process was not started by a host (no
     ``OTEL_PLUGIN_LOGS_SOCKET``/``OTEL_PLUGIN_LOGS_TOKEN``) and ``required`` is false, so a
     plugin that calls it also runs on its own. Calling it again returns the same handler.
     When a level is given (argument or ``OTEL_PLUGIN_LOGS_LEVEL``) the root logger is lowered
-    to it, so records of that level are created at all. ``keep_console=False`` makes a later
-    ``logging.basicConfig()`` skip its stderr handler (the host shows those records already);
-    ``None`` takes it from ``OTEL_PLUGIN_LOGS_KEEP_CONSOLE``.
+    to it, so records of that level are created at all. ``keep_console=False`` hides the
+    plugin's own console output (stdout/stderr) of the records the bridge carries, so a host
+    that captures both shows each record once; ``None`` takes it from
+    ``OTEL_PLUGIN_LOGS_KEEP_CONSOLE``.
     """
     global _installed
     with _lock:
         if _installed is not None:
-            return _installed
+            return _installed.handler
         if transport is None and not (os.environ.get(ENV_SOCKET) and os.environ.get(ENV_TOKEN)):
             if required:
                 raise ConfigError(
@@ -75,73 +106,34 @@ def install(
         if level is not None:
             settings["level"] = logging._checkLevel(level)  # type: ignore[attr-defined]
         config, _ = resolve(RunnerConfig, settings)
-        handler = RunnerLogHandler(transport, config=config, plugin_version=plugin_version)
+        handler = _CapturedHandler(transport, config=config, plugin_version=plugin_version)
         root = logging.getLogger()
         if config.level and config.level < root.getEffectiveLevel():
             root.setLevel(config.level)
-        root.addHandler(handler)
-        _patch_basic_config(keep_console=config.keep_console if keep_console is None else keep_console)
-        _installed = handler
+        keep = config.keep_console if keep_console is None else keep_console
+        capture = Capture(handler.capture, hide_console=not keep)
+        exit_hooks = ExitHooks(handler.shutdown, config.exit_flush_timeout_millis)
+        capture.install()
+        exit_hooks.install()
+        _installed = _Installation(handler, capture, exit_hooks)
         return handler
 
 
 def uninstall(timeout_millis: int | None = None) -> bool:
-    """Remove the installed handler after sending what it holds. True if nothing was lost."""
+    """Stop capturing, after sending what the handler holds. True if nothing was lost."""
     global _installed
     with _lock:
-        handler, _installed = _installed, None
-    if handler is None:
+        installation, _installed = _installed, None
+    if installation is None:
         return True
-    logging.getLogger().removeHandler(handler)
-    return handler.shutdown(timeout_millis)
+    installation.capture.uninstall()
+    installation.exit_hooks.uninstall()
+    return installation.handler.shutdown(timeout_millis)
 
 
 def installed_handler() -> RunnerLogHandler | None:
-    """The handler ``install()`` attached, if any."""
-    return _installed
-
-
-def _patch_basic_config(*, keep_console: bool) -> None:
-    """Keep ``logging.basicConfig`` working in a plugin after install.
-
-    basicConfig does nothing once the root logger has a handler, so without this a plugin's
-    own ``basicConfig(level=INFO)`` would silently lose its level. Under a host that captures
-    stderr (auto-install), the console handler it would add is left out unless
-    ``keep_console``: the host already shows those records, and would show them twice.
-    """
-    global _original_basic_config
-    if _original_basic_config is not None:
-        return
-    original = logging.basicConfig
-    _original_basic_config = original
-
-    @functools.wraps(original)
-    def basic_config(**kwargs: Any) -> None:
-        root = logging.getLogger()
-        ours = [h for h in root.handlers if isinstance(h, RunnerLogHandler)]
-        if not ours or (len(ours) != len(root.handlers) and not kwargs.get("force")):
-            original(**kwargs)
-            return
-        before = set(root.handlers)
-        for handler in ours:
-            root.removeHandler(handler)
-        try:
-            original(**kwargs)
-        finally:
-            if (
-                not keep_console
-                and "stream" not in kwargs
-                and "filename" not in kwargs
-                and "handlers" not in kwargs
-            ):
-                for added in list(root.handlers):
-                    if added not in before and type(added) is logging.StreamHandler:
-                        root.removeHandler(added)
-            for handler in ours:
-                if handler not in root.handlers:
-                    root.addHandler(handler)
-
-    logging.basicConfig = basic_config
+    """The handler ``install()`` set up, if any."""
+    return _installed.handler if _installed is not None else None
 
 
 def _auto_install() -> None:

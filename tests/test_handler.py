@@ -12,8 +12,9 @@ from typing import Any
 
 import msgpack
 import pytest
+from helpers import MemorySink
 
-from otel_plugin_logs import ConfigError, InMemoryTransport, RunnerLogHandler
+from otel_plugin_logs import ConfigError, HostLogBridge, InMemoryTransport, RunnerLogHandler
 from otel_plugin_logs._protocol import HEADER_BYTES, Rec
 from otel_plugin_logs._transport import TransportError
 
@@ -400,3 +401,17 @@ def test_stack_trace_is_the_one_at_the_logging_call_even_if_the_exception_travel
     assert handler.shutdown(5000)
     stack = host.records[0][Rec.EXCEPTION][2]
     assert "in inner" in stack and "outer_frame_after_logging" not in stack
+
+
+def test_wait_acked_over_an_in_memory_transport_returns_once_the_host_settled() -> None:
+    """wait_acked() over InMemoryTransport into a real bridge sees records settled after their batch."""
+    with HostLogBridge(sink=MemorySink()) as bridge:
+        handler = RunnerLogHandler(InMemoryTransport(lambda body: bridge.handle_batch("memory", body)))
+        log = _logger(handler)
+        for i in range(10):
+            log.info("record %d", i)
+        try:
+            assert handler.wait_acked(20_000)
+            assert handler.stats()["acked_seq"] == 10
+        finally:
+            handler.shutdown(5_000)
