@@ -217,7 +217,8 @@ def _decode(payload: object, max_frame_bytes: int) -> Any:  # typed loosely: cal
     if len(payload) > max_frame_bytes:
         raise ProtocolError("frame_too_large", f"payload of {len(payload)} > max {max_frame_bytes}")
     try:
-        if isinstance(payload, str) or payload.lstrip()[:1] == b"{":
+        # msgpack never starts a map with "{" or "[" (those are small positive ints there).
+        if isinstance(payload, str) or payload[:64].lstrip()[:1] in (b"{", b"["):
             return json.loads(payload)
         return msgpack.unpackb(
             payload,
