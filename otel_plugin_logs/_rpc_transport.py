@@ -170,6 +170,8 @@ class RpcTransport:
                         result.close()
                     raise TransportError("send_event returned an awaitable: give RpcTransport the loop")
             else:
+                if self._loop.is_closed():
+                    raise TransportError("the runtime's event loop is closed")
                 future = asyncio.run_coroutine_threadsafe(self._invoke(payload), self._loop)
                 try:
                     result = future.result(self._reply_timeout_seconds)
