@@ -65,6 +65,7 @@ class _LegacyStream:
     stream_id: int
     last_seq: int
     lock: threading.Lock
+    ended: bool = False  # said final: a batch still waiting for the lock goes to a new stream
 
 
 class LegacyIngest:
@@ -94,30 +95,36 @@ class LegacyIngest:
             raise
         if reasons:
             self._count_bad_input(plugin, INVALID_ENTRY, len(reasons), reasons[0])
-        stream = self._stream(plugin, pid or 0)
-        with stream.lock:
-            first = stream.last_seq + 1
-            now_ns = time.time_ns()
-            records = [to_wire_record(first + i, entry, plugin, now_ns) for i, entry in enumerate(entries)]
-            stream.last_seq += len(records)
-            message = {
-                "t": BYE if final else BATCH,
-                "stream": stream.stream_id,
-                "accepted": stream.last_seq,
-                "records": records,
-            }
-            settled = self._handle_batch(plugin, message, pid=pid)
-        if final:
-            with self._lock:
-                if self._streams.get((plugin, pid or 0)) is stream:
-                    del self._streams[(plugin, pid or 0)]
-        return LegacyBatchResult(len(records), len(reasons), reasons[0] if reasons else "", settled)
+        key = (plugin, pid or 0)
+        while True:
+            stream = self._stream(key)
+            with stream.lock:
+                if stream.ended:
+                    continue
+                first = stream.last_seq + 1
+                now_ns = time.time_ns()
+                records = [to_wire_record(first + i, e, plugin, now_ns) for i, e in enumerate(entries)]
+                stream.last_seq += len(records)
+                message = {
+                    "t": BYE if final else BATCH,
+                    "stream": stream.stream_id,
+                    "accepted": stream.last_seq,
+                    "records": records,
+                }
+                if final:
+                    stream.ended = True
+                    with self._lock:
+                        if self._streams.get(key) is stream:
+                            del self._streams[key]
+                settled = self._handle_batch(plugin, message, pid=pid)
+            return LegacyBatchResult(len(records), len(reasons), reasons[0] if reasons else "", settled)
 
-    def _stream(self, plugin: str, pid: int) -> _LegacyStream:
-        key = (plugin, pid)
+    def _stream(self, key: tuple[str, int]) -> _LegacyStream:
         with self._lock:
             stream = self._streams.get(key)
-            if stream is None:
+            if stream is not None:
+                self._streams.move_to_end(key)
+            else:
                 # Random like a runner's own stream id: a legacy runner's records cannot be
                 # taken for resends of another stream of the same plugin.
                 stream = self._streams[key] = _LegacyStream(secrets.randbits(63), 0, threading.Lock())
