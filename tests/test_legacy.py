@@ -91,6 +91,16 @@ def test_exception_text_becomes_the_stacktrace_and_leaves_the_body(bridge: Any) 
     assert exported.attributes["exception.message"] == "upstream down"
 
 
+def test_the_plugin_is_the_one_the_host_names_whatever_the_payload_says(bridge: Any) -> None:
+    """Fields claiming another plugin or resource are ignored: the records belong to the named plugin."""
+    host, sink = bridge
+    claims = {"plugin": "payments", "service.name": "payments", "resource": {"plugin.name": "payments"}}
+    host.handle_legacy_batch("weather", {"entries": [entry("mine", **claims)], **claims})
+    assert host.force_flush(5000)
+    assert [e.body for e in sink.entries("weather")] == ["mine"]
+    assert sink.entries("payments") == [] and "payments" not in host.stats().plugins
+
+
 @pytest.mark.parametrize(
     ("logger_name", "replayed_as"),
     [

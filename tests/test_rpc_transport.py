@@ -206,6 +206,31 @@ def test_records_wait_while_the_client_is_disconnected(bridge: Any) -> None:
     assert len(sink.entries("offline")) == 15
 
 
+def test_is_connected_may_be_a_method(bridge: Any) -> None:
+    """A client whose is_connected is a method is asked by calling it: False keeps records back."""
+    host, sink = bridge
+
+    class MethodClient:
+        def __init__(self) -> None:
+            self.inner = SyncClient(host, "method")
+            self.up = False
+
+        def is_connected(self) -> bool:
+            return self.up
+
+        def send_event(self, name: str, payload: Any) -> Any:
+            return self.inner.handle(name, payload)
+
+    client = MethodClient()
+    handler = RunnerLogHandler(RpcTransport(client), reconnect_max_backoff_millis=100)
+    plugin_logger(handler).info("waits for the channel")
+    assert not handler.force_flush(300)
+    client.up = True
+    assert handler.shutdown(5000)
+    assert host.force_flush(5000)
+    assert [e.body for e in sink.entries("method")] == ["waits for the channel"]
+
+
 def test_a_json_channel_carries_frames_as_base64(bridge: Any) -> None:
     """FrameEncoding.BASE64 survives a JSON round trip, binary trace ids and all."""
     from opentelemetry.sdk.trace import TracerProvider
