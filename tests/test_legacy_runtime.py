@@ -71,7 +71,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> RuntimeRun:
                 r for r in parse_rotel_logs(collector.output()) if r["resource"].get("plugin.name") in PLUGINS
             ]
 
-        wait_until(lambda: len(ours()) >= 2 * RECORDS, 20)
+        wait_until(lambda: len(ours()) >= 2 * RECORDS, 60)
         collected = ours()
     summary = json.loads(out.strip().splitlines()[-1])
     return RuntimeRun(summary, err.splitlines(), collected, process.returncode)

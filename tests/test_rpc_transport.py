@@ -176,11 +176,13 @@ def test_a_broken_channel_is_resent_and_the_host_drops_the_copies(bridge: Any) -
     """A reply lost to a broken channel: the frame is resent, exported once, the copy counted as duplicate."""
     host, sink = bridge
     client = SyncClient(host, "resend")
-    client.lose_replies = 1
-    handler = RunnerLogHandler(RpcTransport(client))
+    client.is_connected = False  # all 20 records wait, then go out as one frame
+    handler = RunnerLogHandler(RpcTransport(client), reconnect_max_backoff_millis=100)
     logger = plugin_logger(handler)
     for i in range(20):
         logger.info("r %d", i)
+    client.lose_replies = 1
+    client.is_connected = True
     assert handler.shutdown(10_000)
     assert host.force_flush(5000)
     stats = host.stats().plugins["resend"]

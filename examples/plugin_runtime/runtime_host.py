@@ -98,7 +98,7 @@ async def main_async(records: int, bad_batch: bool) -> int:
     runners = [Runner("oldplugin", "old"), Runner("newplugin", "new")]
     with HostLogBridge(service_name="example-runtime") as bridge:
         codes = await asyncio.gather(*(run_runner(bridge, r, records, bad_batch) for r in runners))
-        flushed = await asyncio.to_thread(bridge.force_flush, 20_000)
+        flushed = await asyncio.to_thread(bridge.force_flush, 60_000)
         stats = bridge.stats()
     summary = {
         "flushed": flushed,
