@@ -328,6 +328,7 @@ def validate_legacy_entries(raw: list[Any]) -> tuple[list[tuple[int, LegacyEntry
             valid.append((index, LegacyEntry.model_validate(item)))
         except ValidationError as error:
             detail = error.errors(include_url=False, include_input=False)[0]
-            where = "".join(f".{part}" for part in detail.get("loc", ()))
+            # Only the field: a union's members would add their tags ("level.constrained-int").
+            where = "".join(f".{part}" for part in detail.get("loc", ())[:1])
             reasons.append(f"entries.{index}{where}: {detail.get('msg', 'invalid')}")
     return valid, reasons

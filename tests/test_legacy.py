@@ -198,6 +198,7 @@ def test_the_reason_is_the_one_a_bad_frame_gets_on_the_socket(bridge: Any) -> No
         ({"timestamp_ms": "1700000000000"}, "timestamp_ms"),
         ({"timestamp_ms": -1}, "timestamp_ms"),
         ({"level": 20.5}, "level"),
+        ({"level": True}, "entries.1.level: Input should be a valid integer"),
         ({"level": "LOUD"}, "unknown level name"),
         ({"message": None}, "message"),
         ({"logger_name": "x" * 5000}, "logger_name"),
