@@ -58,6 +58,14 @@ class LegacyBatchResult:
     settled: int
 
 
+@dataclass(frozen=True, slots=True)
+class ParsedLegacyBatch:
+    """The valid entries of a payload, and one reason per entry refused."""
+
+    entries: list[LegacyEntry]
+    reasons: list[str]
+
+
 @dataclass(slots=True)
 class _LegacyStream:
     """The host-side sequence of one legacy runner (one plugin, one pid)."""
@@ -89,10 +97,11 @@ class LegacyIngest:
         self, plugin: str, payload: bytes | str | Mapping[str, Any], pid: int | None, final: bool
     ) -> LegacyBatchResult:
         try:
-            entries, reasons = parse_legacy_batch(payload, self._max_frame_bytes)
+            parsed = parse_legacy_batch(payload, self._max_frame_bytes)
         except ProtocolError as error:
             self._count_bad_input(plugin, error.reason, 1, error.detail)
             raise
+        entries, reasons = parsed.entries, parsed.reasons
         if reasons:
             self._count_bad_input(plugin, INVALID_ENTRY, len(reasons), reasons[0])
         key = (plugin, pid or 0)
@@ -133,9 +142,7 @@ class LegacyIngest:
             return stream
 
 
-def parse_legacy_batch(
-    payload: bytes | str | Mapping[str, Any], max_frame_bytes: int
-) -> tuple[list[LegacyEntry], list[str]]:
+def parse_legacy_batch(payload: bytes | str | Mapping[str, Any], max_frame_bytes: int) -> ParsedLegacyBatch:
     """The valid entries of a payload and one reason per invalid entry.
 
     Raises ``ProtocolError`` (``frame_too_large``, ``malformed``, ``malformed_batch``: the
@@ -163,7 +170,7 @@ def parse_legacy_batch(
                 reasons.append(f"entries.{index}.level: unknown level name {entry.level[:32]!r}")
                 continue
         entries.append(entry)
-    return entries, reasons
+    return ParsedLegacyBatch(entries, reasons)
 
 
 def to_wire_record(seq: int, entry: LegacyEntry, plugin: str, now_ns: int) -> list[Any]:

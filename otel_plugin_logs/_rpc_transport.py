@@ -44,6 +44,8 @@ from ._protocol import (
 from ._transport import TransportError
 
 FRAME_EVENT: Final = "otel_plugin_logs.frame"
+FRAME_KEY: Final = "frame"  # the payload's key for the frame as bytes
+FRAME_BASE64_KEY: Final = "frame_b64"  # ... and as base64 text
 _IDLE_SLEEP_SECONDS: Final = 0.005
 
 
@@ -153,8 +155,8 @@ class RpcTransport:
 
     def _payload(self, body: bytes) -> dict[str, Any]:
         if self._encoding is FrameEncoding.BASE64:
-            return {"frame_b64": base64.b64encode(body).decode("ascii")}
-        return {"frame": body}
+            return {FRAME_BASE64_KEY: base64.b64encode(body).decode("ascii")}
+        return {FRAME_KEY: body}
 
     def _call(self, body: bytes) -> Any:
         if not self._client_connected():
@@ -246,11 +248,11 @@ def frame_from_event(payload: Any, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTE
     Raises ``ProtocolError`` (``malformed_batch``, ``frame_too_large``) for anything else.
     """
     if isinstance(payload, Mapping):
-        frame = payload.get("frame")
+        frame = payload.get(FRAME_KEY)
         if isinstance(frame, bytes | bytearray | memoryview):
             body = bytes(frame)
-        elif isinstance(payload.get("frame_b64"), str):
-            encoded: str = payload["frame_b64"]
+        elif isinstance(payload.get(FRAME_BASE64_KEY), str):
+            encoded: str = payload[FRAME_BASE64_KEY]
             if len(encoded) > (max_frame_bytes // 3 + 1) * 4:
                 raise ProtocolError("frame_too_large", f"base64 frame of {len(encoded)} characters")
             try:

@@ -48,7 +48,7 @@ def frames_of(batches: list[dict[str, Any]]) -> list[bytes]:
     now_ns = time.time_ns()
     frames, seq = [], 0
     for payload in batches:
-        entries, _ = parse_legacy_batch(payload, 8 << 20)
+        entries = parse_legacy_batch(payload, 8 << 20).entries
         records = [to_wire_record(seq + 1 + i, e, "w", now_ns) for i, e in enumerate(entries)]
         seq += len(records)
         message = {"t": "batch", "stream": 7, "accepted": seq, "records": records}
