@@ -96,7 +96,6 @@ class RpcTransport:
         self._sent_seq = 0
         self._acked_seq = 0
         self._last_call = 0.0
-        self.sent_events = 0
 
     @property
     def connected(self) -> bool:
@@ -189,7 +188,6 @@ class RpcTransport:
             # The channel broke or refused the event: the handler keeps the frame and resends.
             self.close()
             raise TransportError(f"send_event failed: {type(error).__name__}: {error}") from None
-        self.sent_events += 1
         return result
 
     async def _invoke(self, payload: dict[str, Any]) -> Any:
