@@ -73,7 +73,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> RuntimeRun:
 
         wait_until(lambda: len(ours()) >= 2 * RECORDS, 60)
         collected = ours()
-    summary = json.loads(out.strip().splitlines()[-1])
+    lines = out.strip().splitlines()
+    assert lines, f"the example host printed no summary (exit {process.returncode}): {err[-3000:]}"
+    summary = json.loads(lines[-1])
     return RuntimeRun(summary, err.splitlines(), collected, process.returncode)
 
 

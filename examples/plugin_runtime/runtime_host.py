@@ -100,25 +100,21 @@ async def main_async(records: int, bad_batch: bool) -> int:
         codes = await asyncio.gather(*(run_runner(bridge, r, records, bad_batch) for r in runners))
         flushed = await asyncio.to_thread(bridge.force_flush, 60_000)
         stats = bridge.stats()
-    summary = {
-        "flushed": flushed,
-        "exit_codes": list(codes),
-        "plugins": {
-            r.plugin: {
-                "pid": r.pid,
-                "handler": r.handler,
-                "emitted": stats.plugins[r.plugin].emitted,
-                "exported": stats.plugins[r.plugin].exported,
-                "dropped": stats.plugins[r.plugin].dropped,
-                "pending": stats.plugins[r.plugin].pending,
-                "uncounted": stats.plugins[r.plugin].uncounted,
-                "bad_input": stats.plugins[r.plugin].bad_input,
-            }
-            for r in runners
-        },
-    }
-    print(json.dumps(summary), flush=True)
-    counted = all(p["uncounted"] == 0 for p in summary["plugins"].values())
+    plugins: dict[str, dict[str, Any]] = {}
+    for r in runners:
+        plugin = stats.plugins.get(r.plugin)  # absent: the runner never sent anything
+        plugins[r.plugin] = {"pid": r.pid, "handler": r.handler, "sent_anything": plugin is not None}
+        if plugin is not None:
+            plugins[r.plugin].update(
+                emitted=plugin.emitted,
+                exported=plugin.exported,
+                dropped=plugin.dropped,
+                pending=plugin.pending,
+                uncounted=plugin.uncounted,
+                bad_input=plugin.bad_input,
+            )
+    print(json.dumps({"flushed": flushed, "exit_codes": list(codes), "plugins": plugins}), flush=True)
+    counted = all(p.get("uncounted", 0) == 0 for p in plugins.values())
     return 0 if counted and flushed and not any(codes) else 1
 
 
