@@ -61,6 +61,7 @@ from ._export import (
     resolve_export,
 )
 from ._ingest import IngestWorker, Job
+from ._legacy import LegacyBatchResult, LegacyIngest
 from ._limits import (
     ACCEPT_ERROR,
     CLOSED_STALLED,
@@ -74,7 +75,6 @@ from ._limits import (
     has_spoken,
     peer_credentials,
 )
-from ._legacy import LegacyBatchResult, LegacyIngest
 from ._names import (
     BRIDGE_COUNT_ATTRIBUTE,
     BRIDGE_EVENT_ATTRIBUTE,
