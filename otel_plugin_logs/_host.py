@@ -61,6 +61,7 @@ from ._export import (
     resolve_export,
 )
 from ._ingest import IngestWorker, Job
+from ._legacy import LegacyBatchResult, LegacyIngest
 from ._limits import (
     ACCEPT_ERROR,
     CLOSED_STALLED,
@@ -468,6 +469,7 @@ class HostLogBridge:
         self._shutting_down = False
         self._base_resource: dict[str, Any] = {}
         self._host_service = DEFAULT_HOST_SERVICE_NAME
+        self._legacy = LegacyIngest(self.handle_batch, self._count_rpc_bad_input, self.config.max_frame_bytes)
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -1223,6 +1225,38 @@ class HostLogBridge:
                 stream.closed = True
                 self._finish(stream)
             return stream.settled
+
+    def handle_legacy_batch(
+        self,
+        plugin: str,
+        payload: bytes | str | Mapping[str, Any],
+        *,
+        pid: int | None = None,
+        final: bool = False,
+    ) -> LegacyBatchResult:
+        """Take a seed-style ``{"entries": [...]}`` payload from a runner on the old handler.
+
+        ``payload`` is the decoded map, or its JSON or msgpack bytes; ``plugin`` is who the
+        host knows sent it. Its entries are replayed, exported and counted like any record;
+        ``final=True`` says the runner ended (its stream is released). Raises
+        ``ProtocolError`` for a payload that is not such a batch, counted in ``bad_input``
+        like a bad frame; invalid entries are refused one by one, counted as ``invalid_entry``.
+        """
+        if not self._started:
+            raise RuntimeError("start the bridge before handing it batches")
+        return self._legacy.take(plugin, payload, pid, final)
+
+    def _count_rpc_bad_input(self, plugin: str, reason: str, count: int, detail: str) -> None:
+        with self._lock:
+            self._plugin(plugin).counters.bad_input[reason] += count
+        self._warn_once(
+            plugin,
+            reason,
+            "refused input of plugin %s from the host's RPC: %s: %s",
+            plugin,
+            reason,
+            escape_controls(detail[:300]),
+        )
 
     def _ingest(self, stream: _Stream, header: BatchHeader, frame_bytes: int = 0, shed: bool = False) -> None:
         records, invalid = validate_records(header.records) if header.records else ([], [])
