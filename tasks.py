@@ -4,8 +4,10 @@
     python3 tasks.py demo [demo options]   # create .venv, install, run `otel-plugin-logs demo`
     python3 tasks.py test [pytest options] # create .venv, install with test extras, lint, type-check, test
     python3 tasks.py test-oldest [options] # the export tests in .venv-oldest, on the oldest supported SDK
+    python3 tasks.py test-under-load [options]  # tests/reliability beside two busy-loop processes
 
-`test` without options also runs `test-oldest` once the main suite passed (CI does that).
+`test` without options also runs `test-oldest` and `test-under-load` once the main suite
+passed (CI does that).
 
 Each command creates the virtualenv `.venv` next to this file when it is missing and
 (re)installs the project when pyproject.toml changed since the last install. Standard library only.
@@ -78,7 +80,23 @@ def test(args: list[str]) -> int:
     code = _run(PYTHON, "-m", "pytest", *args, check=False)
     if code != 0 or args:
         return code
-    return test_oldest([])
+    code = test_oldest([])
+    if code != 0:
+        return code
+    return test_under_load([])
+
+
+def test_under_load(args: list[str]) -> int:
+    """The reliability tests again, beside two busy-loop processes: a test that fails when the
+    machine is loaded is a bug in the test or in the code."""
+    _ensure_venv("test")
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        return _run(PYTHON, "-m", "pytest", "-q", "tests/reliability", *args, check=False)
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
 
 
 def test_oldest(args: list[str]) -> int:
@@ -93,7 +111,7 @@ def test_oldest(args: list[str]) -> int:
 
 
 def main() -> int:
-    jobs = {"demo": demo, "test": test, "test-oldest": test_oldest}
+    jobs = {"demo": demo, "test": test, "test-oldest": test_oldest, "test-under-load": test_under_load}
     if len(sys.argv) < 2 or sys.argv[1] not in jobs:
         print(__doc__)
         return 2

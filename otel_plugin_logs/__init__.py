@@ -23,10 +23,12 @@ from typing import TYPE_CHECKING, Any
 from ._config import ConfigError
 from ._handler import RunnerLogHandler
 from ._protocol import PROTOCOL_VERSION, ProtocolError
+from ._rpc_transport import FrameEncoding, RpcTransport, frame_from_event
 from ._transport import InMemoryTransport, Transport, TransportError, TransportRejected, UnixSocketTransport
 
 if TYPE_CHECKING:
     from ._host import HostLogBridge, PluginProcess
+    from ._legacy import LegacyBatchResult
     from ._replay import ReplayedRecord, ReplayedRecordFilter, is_replayed
     from ._stats import BridgeStats, PluginStats
 
@@ -36,25 +38,30 @@ __all__ = [
     "PROTOCOL_VERSION",
     "BridgeStats",
     "ConfigError",
+    "FrameEncoding",
     "HostLogBridge",
     "InMemoryTransport",
+    "LegacyBatchResult",
     "PluginProcess",
     "PluginStats",
     "ProtocolError",
     "ReplayedRecord",
     "ReplayedRecordFilter",
+    "RpcTransport",
     "RunnerLogHandler",
     "Transport",
     "TransportError",
     "TransportRejected",
     "UnixSocketTransport",
     "__version__",
+    "frame_from_event",
     "is_replayed",
 ]
 
 _LAZY = {
     "HostLogBridge": "._host",
     "PluginProcess": "._host",
+    "LegacyBatchResult": "._legacy",
     "ReplayedRecord": "._replay",
     "ReplayedRecordFilter": "._replay",
     "is_replayed": "._replay",

@@ -8,11 +8,16 @@ import os
 import signal
 import sys
 import textwrap
+import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ._config import ConfigError, HostConfig, RunnerConfig, describe
 from ._names import PLUGIN_NAME_RULE, check_plugin_name
+
+if TYPE_CHECKING:
+    from ._host import HostLogBridge
+    from ._process import PluginProcess
 
 _log = logging.getLogger("otel_plugin_logs.cli")
 
@@ -33,16 +38,53 @@ standard OpenTelemetry variables:
 
 
 def _settings_epilog(*classes: type[HostConfig] | type[RunnerConfig]) -> str:
-    lines = ["bridge variables (argument > variable > default):"]
-    seen = set()
+    titles = {
+        HostConfig: "bridge variables, read by the host (argument > variable > default):",
+        RunnerConfig: "runner variables, read by each plugin process (variable > default):",
+    }
+    sections = []
     for cls in classes:
+        lines = [titles[cls]]
+        seen = set()
         for _, envs, default, doc in describe(cls):
             if envs in seen or envs.endswith(("_SOCKET", "_TOKEN")) or envs == "OTEL_LOGS_EXPORTER":
                 continue
             seen.add(envs)
             lines.append(f"  {envs} (default {default})")
             lines.extend("      " + text for text in textwrap.wrap(doc, 76))
-    return "\n".join(lines) + "\n\n" + _STANDARD_ENV
+        sections.append("\n".join(lines))
+    return "\n\n".join(sections) + "\n\n" + _STANDARD_ENV
+
+
+_RUN_EPILOG = """\
+key variables (every one: 'otel-plugin-logs run --help-variables'; the values in effect and
+where they come from: 'otel-plugin-logs doctor'; the README has the tables):
+  OTEL_EXPORTER_OTLP_ENDPOINT           send to this collector (unset: the OTLP/JSON file sink)
+  OTEL_PLUGIN_LOGS_FILE_DIR             directory of the file sink
+  OTEL_PLUGIN_LOGS_KILL_TIMEOUT_MILLIS  how long the command may take to exit after a signal
+                                        before it gets SIGKILL (default 5000)
+  OTEL_PLUGIN_LOGS_STDERR_LEVEL         level of the command's raw stderr lines (default WARNING)
+  OTEL_SDK_DISABLED                     true: show the logs, export nothing
+
+signals: SIGTERM, SIGINT and SIGHUP are passed on to the command once (Ctrl-C in a terminal
+reaches it directly); it gets SIGKILL when it has not exited within the kill timeout, or at
+a second signal. The command never outlives run (README, "Supervision").
+
+exit status: the command's exit code; 128+N when signal N ended it (137: it was killed);
+126 when the command cannot be executed, 127 when it is not found; 2 for a usage or
+configuration error.
+"""
+
+
+class _HelpVariables(argparse.Action):
+    """``--help-variables``: the full table of variables, then exit."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        print(_settings_epilog(HostConfig, RunnerConfig), end="")
+        parser.exit()
 
 
 def _plugin_name(text: str) -> str:
@@ -68,12 +110,12 @@ def _parser() -> argparse.ArgumentParser:
         "run",
         help="run a plugin command under a host bridge and show its logs",
         description=(
-            "Start a host bridge, run COMMAND as a plugin runner (Python runners get the log handler "
-            "installed automatically), replay its logs on the console under plugin.<name> and export "
-            "them. Exits with the command's exit code once everything was flushed."
+            "Run COMMAND as plugin NAME under a host bridge: its logs (Python: installed\n"
+            "automatically; any program: its stdout and stderr) are shown on the console under\n"
+            "plugin.NAME and exported. Exits with the command's exit code once all was flushed."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=_settings_epilog(HostConfig, RunnerConfig),
+        epilog=_RUN_EPILOG,
     )
     run.add_argument(
         "--plugin", "-p", required=True, type=_plugin_name, help=f"the plugin's name ({PLUGIN_NAME_RULE})"
@@ -83,7 +125,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--endpoint", help="OTLP endpoint (overrides OTEL_EXPORTER_OTLP_ENDPOINT)")
     run.add_argument("--protocol", choices=("grpc", "http/protobuf", "http/json"), help="OTLP protocol")
     run.add_argument("--stats", action="store_true", help="print the bridge's counters at the end")
+    run.add_argument(
+        "--pass-stdout",
+        action="store_true",
+        help="leave the command's stdout alone (default: its lines become records, like stderr)",
+    )
+    run.add_argument("--help-variables", action=_HelpVariables, help="list every variable and exit")
     run.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND ...")
+    run.set_defaults(subparser=run)
 
     from ._demo import add_demo_parser, add_doctor_parser
 
@@ -97,10 +146,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        # The command's own parser: its usage, not the top-level one, says what it accepts.
+        getattr(args, "subparser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         if args.command == "run":
-            return _run(args, parser)
+            return _run(args, args.subparser)
         handler = args.handler
         result: int = handler(args)
         return result
@@ -116,41 +168,36 @@ def _run(args: Any, parser: argparse.ArgumentParser) -> int:
     from ._host import HostLogBridge
 
     command = list(args.argv)
+    if command and command[0].startswith("-") and command[0] != "--":
+        parser.error(f"unrecognized arguments: {command[0]} (the plugin command goes after --)")
     if command and command[0] == "--":
         command = command[1:]
     if not command:
         parser.error(
-            "run: give the plugin command after --, e.g. otel-plugin-logs run -p weather -- python app.py"
+            "give the plugin command after --, e.g. otel-plugin-logs run -p weather -- python app.py"
         )
     level = logging.getLevelName(args.level.upper())
     if not isinstance(level, int):
-        parser.error(f"run: unknown level {args.level!r}")
+        parser.error(f"unknown level {args.level!r}")
     install_console(level)
     bridge = HostLogBridge(otlp_endpoint=args.endpoint, otlp_protocol=args.protocol)
     bridge.start()
-    _log.info("logs of plugin %s go to %s", args.plugin, bridge.export_settings.destination())
+    interactive = _in_terminal_foreground()
+    supervisor = _Supervisor(bridge.config.kill_timeout_millis / 1000.0, interactive)
+    previous = {sig: signal.signal(sig, supervisor.on_signal) for sig in _FORWARDED}
     try:
-        process = bridge.spawn_plugin(args.plugin, command, version=args.plugin_version, stdin=None)
-    except OSError as error:
-        bridge.shutdown()
-        print(f"otel-plugin-logs: cannot start {command[0]!r}: {error}", file=sys.stderr)
-        return 127
-
-    def forward(signum: int, _frame: object) -> None:
-        # Ctrl-C in a terminal already reached the child (same foreground process group);
-        # a second SIGINT would interrupt its clean-up. Signals sent to the host alone go on.
-        if signum == signal.SIGINT and _in_terminal_foreground():
-            return
-        process.send_signal(signum)
-
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    try:
-        returncode = process.wait()
+        process = _spawn(bridge, args, command, parser, interactive)
+        if isinstance(process, int):
+            return process
+        supervisor.attach(process)
+        _log.info("logs of plugin %s go to %s", args.plugin, bridge.export_settings.destination())
+        while not process.wait_reaped(0.05):
+            supervisor.tick(time.monotonic())
+        returncode = process.wait(bridge.config.shutdown_timeout_millis / 1000.0)
+        complete = bridge.shutdown()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    bridge.wait_for_plugin(args.plugin, 5.0)
-    complete = bridge.shutdown()
     stats = bridge.stats().plugins.get(args.plugin)
     if args.stats and stats is not None:
         print(_format_stats(stats), file=sys.stderr)
@@ -158,6 +205,104 @@ def _run(args: Any, parser: argparse.ArgumentParser) -> int:
         _log.warning("some records of plugin %s could not be exported before the deadline", args.plugin)
     code = returncode if returncode is not None else 1
     return 128 - code if code < 0 else code
+
+
+def _spawn(
+    bridge: HostLogBridge, args: Any, command: list[str], parser: argparse.ArgumentParser, interactive: bool
+) -> PluginProcess | int:
+    """The started command, or run's exit code when it could not be started."""
+    try:
+        # In a terminal the command shares run's process group, so that job control (Ctrl-C,
+        # Ctrl-Z, reading the terminal) works as for any foreground job; elsewhere it has its
+        # own group, which run signals as a whole.
+        return bridge.spawn_plugin(
+            args.plugin,
+            command,
+            version=args.plugin_version,
+            stdin=None,
+            capture_stdout=not args.pass_stdout,
+            new_process_group=not interactive,
+            die_with_parent=True,
+        )
+    except ConfigError:
+        bridge.shutdown()
+        raise
+    except ValueError as error:
+        bridge.shutdown()
+        parser.error(str(error))
+    except OSError as error:
+        bridge.shutdown()
+        print(f"otel-plugin-logs: cannot run {command[0]!r}: {error.strerror or error}", file=sys.stderr)
+        # As shells do: 127 when there is no such command, 126 when it cannot be executed.
+        return 127 if isinstance(error, FileNotFoundError) else 126
+
+
+_FORWARDED: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class _Supervisor:
+    """Passes run's signals on to the command once, then escalates to SIGKILL.
+
+    ``on_signal`` runs as a signal handler: it only signals and records; ``tick`` (the main
+    loop) does the printing, which is not safe inside a handler.
+    """
+
+    def __init__(self, kill_timeout_seconds: float, interactive: bool) -> None:
+        self._process: PluginProcess | None = None
+        self._kill_timeout_seconds = kill_timeout_seconds
+        self._interactive = interactive
+        self._kill_at: float | None = None
+        self._first: signal.Signals | None = None
+        self._again: signal.Signals | None = None
+        self._killed = False
+
+    def attach(self, process: PluginProcess) -> None:
+        """The command has started: a signal that came while it was starting is passed on now."""
+        self._process = process
+        if self._first is not None:
+            self._kill_at = time.monotonic() + self._kill_timeout_seconds
+            self._forward(self._first)
+
+    def on_signal(self, signum: int, _frame: object) -> None:
+        received = signal.Signals(signum)
+        process = self._process
+        if process is not None and not process.running:
+            return  # the command has ended: run is only flushing, within its own deadline
+        if self._first is None:
+            self._first = received
+            if process is not None:
+                self._kill_at = time.monotonic() + self._kill_timeout_seconds
+                self._forward(received)
+        elif self._again is None:
+            self._again = received
+            self._kill_at = time.monotonic()  # asked twice: do not wait any longer
+
+    def _forward(self, received: signal.Signals) -> None:
+        # Ctrl-C in a terminal already reached the command (same foreground group): a second
+        # SIGINT would interrupt its clean-up.
+        if self._process is not None and not (received == signal.SIGINT and self._interactive):
+            self._process.send_signal(received)
+
+    def tick(self, now: float) -> None:
+        process = self._process
+        if process is None or self._kill_at is None or self._killed or now < self._kill_at:
+            return
+        if not process.running:
+            return
+        self._killed = True
+        process.killed = True
+        process.kill()
+        first = self._first.name if self._first is not None else "a signal"
+        why = (
+            f"a second signal ({self._again.name})"
+            if self._again is not None
+            else f"it did not exit {self._kill_timeout_seconds:g} s after {first}"
+        )
+        print(
+            f"otel-plugin-logs: killing plugin {process.name} (pid {process.pid}) with SIGKILL: {why}",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _in_terminal_foreground() -> bool:

@@ -415,6 +415,21 @@ class HostConfig:
         "Warn when a spawned runner has not connected after this long.",
         "an integer from 1 to 86400000 (a day)",
     )
+    stdout_level: int = _setting(
+        logging.INFO,
+        PREFIX + "STDOUT_LEVEL",
+        parse_level,
+        "Level of the lines a runner writes to stdout when it is captured (run, or "
+        "spawn_plugin(capture_stdout=True)), replayed on <prefix>.<plugin>.stdout.",
+        "a level name or number",
+    )
+    kill_timeout_millis: int = _setting(
+        5_000,
+        PREFIX + "KILL_TIMEOUT_MILLIS",
+        _NON_NEGATIVE,
+        "How long a plugin may take to exit after SIGTERM (or a signal run forwards) before it gets SIGKILL.",
+        "an integer >= 0",
+    )
     max_frame_bytes: int = _frame_bytes_setting()
     max_body_bytes: int = _body_bytes_setting()
     max_attribute_length: int = _attribute_length_setting()
@@ -621,7 +636,7 @@ def describe(cls: type[RunnerConfig | HostConfig]) -> list[tuple[str, str, str, 
 
 
 def _show_default(name: str, default: object) -> str:
-    if name in ("level", "stderr_level") and isinstance(default, int):
+    if name in ("level", "stderr_level", "stdout_level") and isinstance(default, int):
         return logging.getLevelName(default)
     if name == "file_dir":
         return "$XDG_STATE_HOME/otel-plugin-logs (~/.local/state/otel-plugin-logs)"

@@ -61,6 +61,7 @@ from ._export import (
     resolve_export,
 )
 from ._ingest import IngestWorker, Job
+from ._legacy import LegacyBatchResult, LegacyIngest
 from ._limits import (
     ACCEPT_ERROR,
     CLOSED_STALLED,
@@ -86,10 +87,21 @@ from ._names import (
     is_valid_plugin_name,
 )
 from ._otlp import Entry, ResourceInfo
+from ._process import (
+    PluginProcess,
+    RawText,
+    TracebackGrouper,
+    die_with_parent_hook,
+    pump_output,
+    stop_processes,
+)
 from ._protocol import (
     ACK,
     BATCH,
     BYE,
+    EXCEPTION_MESSAGE,
+    EXCEPTION_STACKTRACE,
+    EXCEPTION_TYPE,
     FLUSH,
     HELLO,
     INT64_MAX,
@@ -120,6 +132,8 @@ _log = logging.getLogger("otel_plugin_logs.bridge")
 
 _ACK_INTERVAL_SECONDS: Final = 0.05
 _MAX_STDERR_LINE_BYTES: Final = 64 * 1024
+_MAX_TRACEBACK_LINES: Final = 2000  # a longer printed traceback becomes several records
+_TRACEBACK_IDLE_SECONDS: Final = 0.5  # a printed traceback with no line for this long is complete
 _REGISTRY: Final = "registry.json"
 _MAX_RETIRED_RPC_STREAMS: Final = 4096
 _BOOTSTRAP_DIR: Final = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_bootstrap")
@@ -280,36 +294,6 @@ class _Stream:
         self.closed = False
         self.finished = False  # its runner is gone for good: released once everything settled
         self.flushed = 0
-
-
-class PluginProcess:
-    """A runner subprocess spawned by the bridge."""
-
-    def __init__(self, name: str, popen: subprocess.Popen[bytes], digest: str = "") -> None:
-        self.name = name
-        self.popen = popen
-        self._digest = digest
-        self._connect_deadline: float | None = None  # when to warn that it never connected
-        self.pid = popen.pid
-        self.exited = threading.Event()
-        self.returncode: int | None = None
-
-    def wait(self, timeout: float | None = None) -> int | None:
-        """Wait until the process exited and its stderr was replayed; returns its exit code."""
-        self.exited.wait(timeout)
-        return self.returncode
-
-    def terminate(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            self.popen.terminate()
-
-    def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            self.popen.kill()
-
-    def send_signal(self, signum: int) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            self.popen.send_signal(signum)
 
 
 class _Connection(asyncio.Protocol):
@@ -482,8 +466,10 @@ class HostLogBridge:
         self._flush_id = 0
         self._started = False
         self._stopped = False
+        self._shutting_down = False
         self._base_resource: dict[str, Any] = {}
         self._host_service = DEFAULT_HOST_SERVICE_NAME
+        self._legacy = LegacyIngest(self.handle_batch, self._count_rpc_bad_input, self.config.max_frame_bytes)
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -614,15 +600,25 @@ class HostLogBridge:
     def shutdown(self, timeout_millis: int | None = None) -> bool:
         """Flush runners, then the exporter, within one deadline; count what is left.
 
-        Idempotent. Returns True when nothing had to be dropped at shutdown.
+        Idempotent. Returns True when nothing had to be dropped at shutdown. Spawned runners
+        that still run are stopped first: SIGTERM, the kill timeout, SIGKILL (README, "Supervision").
         """
+        if self._shutting_down:
+            return True
         if self._stopped or not self._started:
             self._stopped = True
             return True
-        self._stopped = True
+        self._shutting_down = True  # spawned runners still send while they stop: not _stopped yet
         timeout = self.config.shutdown_timeout_millis if timeout_millis is None else timeout_millis
         deadline = time.monotonic() + timeout / 1000.0
+        with self._lock:
+            spawned = [process for process in self._processes if process.running]
+        # Spawned runners send what they hold before they are told to stop (a plugin that dies
+        # of SIGTERM sends nothing more); what they log while stopping still comes in.
         self._flush_runners(time.monotonic() + (deadline - time.monotonic()) / 2)
+        if spawned:
+            self._stop_spawned(spawned, deadline)
+        self._stopped = True
         loop = self._loop
         assert loop is not None
         with contextlib.suppress(Exception):
@@ -651,15 +647,26 @@ class HostLogBridge:
         with self._lock:
             processes = list(self._processes)
         for process in processes:
-            with contextlib.suppress(Exception):
-                if process.popen.stderr is not None:
-                    process.exited.wait(min(0.2, max(0.0, deadline - time.monotonic())))
+            process.exited.wait(min(0.2, max(0.0, deadline - time.monotonic())))
         if self._owns_runtime_dir:
             shutil.rmtree(self._runtime_dir, ignore_errors=True)
         else:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.socket_path)
         return left == 0
+
+    def _stop_spawned(self, spawned: Sequence[PluginProcess], deadline: float) -> None:
+        """SIGTERM the spawned runners that still run, wait, SIGKILL the rest; within ``deadline``."""
+        names = ", ".join(f"{p.name} (pid {p.pid})" for p in spawned)
+        _log.info("stopping plugins that still run: %s", names)
+        grace = min(self.config.kill_timeout_millis / 1000.0, (deadline - time.monotonic()) / 2)
+        grace_deadline = time.monotonic() + max(0.0, grace)
+        # SIGKILL cannot be ignored: the extra moment is only the kernel's, to end them.
+        killed = stop_processes(spawned, grace_deadline, max(deadline, time.monotonic() + 0.2))
+        if killed:
+            _log.warning("plugins did not stop after SIGTERM; killed them (SIGKILL): %s", ", ".join(killed))
+        for name in sorted({p.name for p in spawned}):
+            self.wait_for_plugin(name, max(0.0, (deadline - time.monotonic()) / 4))
 
     async def _close_server(self) -> None:
         if self._listener is not None:
@@ -781,16 +788,61 @@ class HostLogBridge:
         stdin: int | IO[Any] | None = subprocess.DEVNULL,
         stdout: int | IO[Any] | None = None,
         auto_install: bool = True,
+        capture_stdout: bool = False,
+        new_process_group: bool = True,
+        die_with_parent: bool = False,
     ) -> PluginProcess:
         """Start a runner subprocess whose logs come to this bridge.
 
         Python runners get the handler installed automatically (a ``sitecustomize`` on their
-        ``PYTHONPATH``); any runner's stderr is replayed on ``<prefix>.<name>.stderr``.
+        ``PYTHONPATH``); any runner's stderr is replayed on ``<prefix>.<name>.stderr`` (a
+        printed traceback as one record). ``capture_stdout`` replays its stdout the same way
+        on ``<prefix>.<name>.stdout`` (off: a host may use the child's stdout for its own RPC).
+        The runner gets its own process group unless ``new_process_group`` is False;
+        ``die_with_parent`` makes Linux kill it when the calling thread ends. ``shutdown``
+        stops every spawned runner that still runs (README, "Supervision").
         """
+        if capture_stdout and stdout is not None:
+            raise ValueError("spawn_plugin: give either stdout or capture_stdout=True, not both")
         if env is not None:
             resolve(RunnerConfig, {}, env)  # the runner's own settings, checked before it starts
         runner_env = self.register_runner(name, version=version)
         token = runner_env[ENV_TOKEN]
+        child_env = self._child_env(name, runner_env, env, auto_install)
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        with self._lock:  # the child cannot be authenticated before its pid is recorded
+            popen = subprocess.Popen(
+                list(argv),
+                env=child_env,
+                cwd=cwd,
+                stdin=stdin,
+                stdout=subprocess.PIPE if capture_stdout else stdout,
+                stderr=subprocess.PIPE,
+                process_group=0 if new_process_group else None,
+                # The hook takes no lock and runs no Python-level import between fork and exec
+                # (one prctl call, one getppid): the usual thread-safety concern does not apply.
+                preexec_fn=die_with_parent_hook() if die_with_parent else None,  # noqa: PLW1509
+            )
+            registration = self._registrations[digest]
+            registration.pid = popen.pid
+            registration.token = None
+            plugin_state = self._plugin(name, version)
+            registration.resource = self._plugin_resource(plugin_state, popen.pid)
+            plugin_state.last_resource = registration.resource
+            self._registry_dirty = True
+        # Written before the runner can connect: a host killed a moment later still knows it.
+        self._save_registry()
+        process = PluginProcess(name, popen, digest, own_group=new_process_group, settle=self._settle_process)
+        with self._lock:
+            self._processes.append(process)
+        self._watch(process, capture_stdout)
+        if auto_install:
+            process._connect_deadline = time.monotonic() + self.config.connect_timeout_millis / 1000.0
+        return process
+
+    def _child_env(
+        self, name: str, runner_env: Mapping[str, str], env: Mapping[str, str] | None, auto_install: bool
+    ) -> dict[str, str]:
         child_env = dict(os.environ if env is None else env)
         child_env.update(runner_env)
         if auto_install:
@@ -807,33 +859,31 @@ class HostLogBridge:
         )
         if not self.config.plugin_log_export:
             child_env.update(PLUGIN_OWN_LOG_EXPORT_OFF)
-        digest = hashlib.sha256(token.encode()).hexdigest()
-        with self._lock:  # the child cannot be authenticated before its pid is recorded
-            popen = subprocess.Popen(
-                list(argv), env=child_env, cwd=cwd, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE
-            )
-            registration = self._registrations[digest]
-            registration.pid = popen.pid
-            registration.token = None
-            plugin_state = self._plugin(name, version)
-            registration.resource = self._plugin_resource(plugin_state, popen.pid)
-            plugin_state.last_resource = registration.resource
-            self._registry_dirty = True
-        # Written before the runner can connect: a host killed a moment later still knows it.
-        self._save_registry()
-        process = PluginProcess(name, popen, digest)
-        with self._lock:
-            self._processes.append(process)
-        pump = threading.Thread(
-            target=self._pump_stderr, args=(process,), name=f"otel-plugin-logs-stderr-{name}", daemon=True
-        )
-        pump.start()
+        return child_env
+
+    def _watch(self, process: PluginProcess, capture_stdout: bool) -> None:
+        """One reader per captured stream, and one thread that waits for the exit."""
+        popen = process.popen
+        pumps = []
+        for iostream, pipe in (
+            ("stderr", popen.stderr),
+            ("stdout", popen.stdout if capture_stdout else None),
+        ):
+            if pipe is not None:
+                pump = threading.Thread(
+                    target=self._pump_output,
+                    args=(process, iostream, pipe),
+                    name=f"otel-plugin-logs-{iostream}-{process.name}",
+                    daemon=True,
+                )
+                pump.start()
+                pumps.append(pump)
         threading.Thread(
-            target=self._watch_exit, args=(process, pump), name=f"otel-plugin-logs-exit-{name}", daemon=True
+            target=self._watch_exit,
+            args=(process, pumps),
+            name=f"otel-plugin-logs-exit-{process.name}",
+            daemon=True,
         ).start()
-        if auto_install:
-            process._connect_deadline = time.monotonic() + self.config.connect_timeout_millis / 1000.0
-        return process
 
     def _check_connected(self) -> None:
         """Say so when a spawned runner never connected: its records would only reach stderr."""
@@ -1175,6 +1225,38 @@ class HostLogBridge:
                 stream.closed = True
                 self._finish(stream)
             return stream.settled
+
+    def handle_legacy_batch(
+        self,
+        plugin: str,
+        payload: bytes | str | Mapping[str, Any],
+        *,
+        pid: int | None = None,
+        final: bool = False,
+    ) -> LegacyBatchResult:
+        """Take a seed-style ``{"entries": [...]}`` payload from a runner on the old handler.
+
+        ``payload`` is the decoded map, or its JSON or msgpack bytes; ``plugin`` is who the
+        host knows sent it. Its entries are replayed, exported and counted like any record;
+        ``final=True`` says the runner ended (its stream is released). Raises
+        ``ProtocolError`` for a payload that is not such a batch, counted in ``bad_input``
+        like a bad frame; invalid entries are refused one by one, counted as ``invalid_entry``.
+        """
+        if not self._started:
+            raise RuntimeError("start the bridge before handing it batches")
+        return self._legacy.take(plugin, payload, pid, final)
+
+    def _count_rpc_bad_input(self, plugin: str, reason: str, count: int, detail: str) -> None:
+        with self._lock:
+            self._plugin(plugin).counters.bad_input[reason] += count
+        self._warn_once(
+            plugin,
+            reason,
+            "refused input of plugin %s from the host's RPC: %s: %s",
+            plugin,
+            reason,
+            escape_controls(detail[:300]),
+        )
 
     def _ingest(self, stream: _Stream, header: BatchHeader, frame_bytes: int = 0, shed: bool = False) -> None:
         records, invalid = validate_records(header.records) if header.records else ([], [])
@@ -1585,28 +1667,37 @@ class HostLogBridge:
 
     # --- stderr and exits ---------------------------------------------------------------------
 
-    def _pump_stderr(self, process: PluginProcess) -> None:
-        stream = process.popen.stderr
-        assert stream is not None
-        level = self.config.stderr_level
+    def _pump_output(self, process: PluginProcess, iostream: str, pipe: IO[bytes]) -> None:
+        level = self.config.stderr_level if iostream == "stderr" else self.config.stdout_level
         with self._lock:
             plugin = self._plugin(process.name)
-        logger = logging.getLogger(f"{plugin.replayer.base_name}.stderr")
+        logger = logging.getLogger(f"{plugin.replayer.base_name}.{iostream}")
+
+        def on_text(raw: RawText) -> None:
+            self._on_raw_text(plugin, process, logger, level, iostream, raw)
+
+        grouper = TracebackGrouper(self.config.max_body_bytes, _MAX_TRACEBACK_LINES)
         try:
-            for raw in iter(lambda: stream.readline(_MAX_STDERR_LINE_BYTES), b""):
-                line = raw.rstrip(b"\r\n").decode("utf-8", "replace")
-                self._on_stderr_line(plugin, process, logger, level, line)
+            pump_output(
+                pipe.fileno(),
+                on_text,
+                grouper,
+                max_line_bytes=_MAX_STDERR_LINE_BYTES,
+                idle_seconds=_TRACEBACK_IDLE_SECONDS,
+            )
         except (OSError, ValueError):
             pass
         finally:
             with contextlib.suppress(OSError):
-                stream.close()
+                pipe.close()
 
-    def _watch_exit(self, process: PluginProcess, pump: threading.Thread) -> None:
-        returncode = process.popen.wait()
-        # A grandchild may hold stderr open after the runner exited: give the pump a moment
+    def _watch_exit(self, process: PluginProcess, pumps: Sequence[threading.Thread]) -> None:
+        returncode = process.reap()
+        # A grandchild may hold stderr open after the runner exited: give the pumps a moment
         # to drain what the runner wrote, but report the exit regardless.
-        pump.join(2.0)
+        drain_deadline = time.monotonic() + 2.0
+        for pump in pumps:
+            pump.join(max(0.0, drain_deadline - time.monotonic()))
         with self._lock:
             plugin = self._plugin(process.name)
         process.returncode = returncode
@@ -1647,8 +1738,39 @@ class HostLogBridge:
             )
         process.exited.set()
 
-    def _on_stderr_line(
-        self, plugin: _Plugin, process: PluginProcess, logger: logging.Logger, level: int, line: str
+    def _settle_process(self, process: PluginProcess, deadline: float | None) -> bool:
+        """After its exit: wait until what ``process`` sent was taken in and exported or dropped."""
+        if deadline is None:
+            deadline = time.monotonic() + self.config.shutdown_timeout_millis / 1000.0
+        while True:
+            with self._lock:
+                plugin = self._plugins.get(process.name)
+                busy = plugin is not None and any(
+                    s.key[0] == process._digest and s.conn is not None and not s.closed
+                    for s in plugin.streams.values()
+                )
+            if not busy and self._quiescent():
+                break
+            if time.monotonic() >= deadline or self._stopped:
+                return False
+            time.sleep(0.005)
+        pipeline = self._pipeline
+        while pipeline is not None and not self._stopped:
+            if pipeline.force_flush(min(0.1, max(0.0, deadline - time.monotonic()))):
+                return True
+            # A failing exporter is not waited for: its records stay pending, counted as such.
+            if pipeline.failing_since is not None or time.monotonic() >= deadline:
+                return False
+        return True
+
+    def _on_raw_text(
+        self,
+        plugin: _Plugin,
+        process: PluginProcess,
+        logger: logging.Logger,
+        level: int,
+        iostream: str,
+        raw: RawText,
     ) -> None:
         with self._lock:
             plugin.counters.stderr_lines += 1
@@ -1656,17 +1778,30 @@ class HostLogBridge:
                 plugin.counters.stderr_suppressed += 1  # not sequenced: outside the record invariant
                 return
             resource = plugin.last_resource
+        line = raw.text
         text, _ = truncate_utf8(clean_text(line, len(line)), self.config.max_body_bytes)
+        attributes: dict[str, Any] = {"log.iostream": iostream}
+        stacktrace = None
+        if raw.stacktrace is not None:
+            # A printed traceback is an error whatever the stream's level.
+            level = max(level, logging.ERROR)
+            stacktrace = clean_text(raw.stacktrace, len(raw.stacktrace))
+            attributes[EXCEPTION_STACKTRACE] = stacktrace
+            if raw.exception_type:
+                attributes[EXCEPTION_TYPE] = clean_text(raw.exception_type, self.config.max_attribute_length)
+                attributes[EXCEPTION_MESSAGE] = clean_text(
+                    raw.exception_message, self.config.max_attribute_length
+                )
         now = time.time_ns()
         entry = Entry(
             0,
-            now,
+            raw.time_ns or now,
             now,
             severity_number(level),
             logging.getLevelName(level),
             text,
-            "stderr",
-            {"log.iostream": "stderr"},
+            iostream,
+            attributes,
             None,
             None,
             0,
@@ -1678,7 +1813,7 @@ class HostLogBridge:
                 "runner_pid": process.pid,
                 "resource": resource.attributes if resource is not None else {},
             }
-            logger.handle(plugin.replayer.make_record(logger.name, entry, level, None, otel))
+            logger.handle(plugin.replayer.make_record(logger.name, entry, level, stacktrace, otel))
         pipeline = self._pipeline
         if pipeline is not None and resource is not None and not self._stopped:
             pipeline.offer([(resource, entry, None, entry.size_estimate())])

@@ -283,3 +283,52 @@ def sanitize_counters(raw: Mapping[str, int]) -> dict[str, int]:
         # A runner may claim anything: clamped to an int64 before it meets any arithmetic.
         out[key] = min(INT64_MAX, out.get(key, 0) + max(0, min(int(count), INT64_MAX)))
     return out
+
+
+# --- the seed runtime's payload: {"entries": [{timestamp_ms, level, logger_name, message, exception_text}]}
+
+MAX_LEGACY_ENTRIES: Final = 10_000
+_MAX_LEGACY_TEXT: Final = 8 * 1024 * 1024  # a message or a stack trace: bounded like one frame
+_MAX_LEGACY_TIMESTAMP_MS: Final = UINT64_MAX // 1_000_000
+
+
+class LegacyEntry(BaseModel):
+    """One entry of a seed-style ``runner.log_batch`` payload."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    timestamp_ms: Annotated[StrictInt, Field(ge=0, le=_MAX_LEGACY_TIMESTAMP_MS)]
+    level: _Level | Annotated[StrictStr, Field(min_length=1, max_length=_MAX_SEVERITY_TEXT)]
+    logger_name: _Name
+    message: Annotated[StrictStr, Field(max_length=_MAX_LEGACY_TEXT)]
+    exception_text: Annotated[StrictStr, Field(max_length=_MAX_LEGACY_TEXT)] | None = None
+
+
+class LegacyBatch(BaseModel):
+    """The envelope of a seed-style payload; its entries are validated one by one."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    entries: Annotated[list[Any], Field(max_length=MAX_LEGACY_ENTRIES)]
+
+
+LEGACY_ENTRIES: Final = TypeAdapter(list[LegacyEntry])
+
+
+def validate_legacy_entries(raw: list[Any]) -> tuple[list[tuple[int, LegacyEntry]], list[str]]:
+    """Valid entries with their index, and one reason per invalid entry. Fast when all are valid."""
+    try:
+        return list(enumerate(LEGACY_ENTRIES.validate_python(raw))), []
+    except ValidationError:
+        pass
+    valid: list[tuple[int, LegacyEntry]] = []
+    reasons: list[str] = []
+    for index, item in enumerate(raw):
+        try:
+            valid.append((index, LegacyEntry.model_validate(item)))
+        except ValidationError as error:
+            detail = error.errors(include_url=False, include_input=False)[0]
+            # Only the field: a union's members would add their tags ("level.constrained-int").
+            where = "".join(f".{part}" for part in detail.get("loc", ())[:1])
+            reasons.append(f"entries.{index}{where}: {detail.get('msg', 'invalid')}")
+    return valid, reasons

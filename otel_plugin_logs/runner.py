@@ -24,10 +24,13 @@ from ._config import (
 )
 from ._exit_hooks import ExitHooks
 from ._handler import RunnerLogHandler
+from ._rpc_transport import FrameEncoding, RpcTransport
 from ._transport import InMemoryTransport, Transport, TransportError, TransportRejected, UnixSocketTransport
 
 __all__ = [
+    "FrameEncoding",
     "InMemoryTransport",
+    "RpcTransport",
     "RunnerLogHandler",
     "Transport",
     "TransportError",

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -59,6 +61,21 @@ def _restore_logging() -> Iterator[None]:
         logging.Logger.manager._clear_cache()
         os.environ.clear()
         os.environ.update(environ)
+
+
+@pytest.fixture(autouse=True)
+def _kill_leftover_processes() -> Iterator[None]:
+    """Every process a test started and left running (a failed test too) is killed by pid."""
+    me = psutil.Process()
+    before = {child.pid for child in me.children(recursive=True)}
+    try:
+        yield
+    finally:
+        left = [child for child in me.children(recursive=True) if child.pid not in before]
+        for child in left:
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+        psutil.wait_procs(left, timeout=5)
 
 
 @pytest.fixture

@@ -127,6 +127,10 @@ def test_help_lists_the_options_and_environment_variables(
         main([command, "--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
+    if command == "run":  # run --help is short: the variables are behind --help-variables
+        with pytest.raises(SystemExit):
+            main([command, "--help-variables"])
+        out += capsys.readouterr().out
     for variable in (
         "OTEL_EXPORTER_OTLP_ENDPOINT",
         "OTEL_PLUGIN_LOGS_EXPORT_MAX_QUEUE_RECORDS",

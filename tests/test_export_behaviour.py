@@ -26,10 +26,10 @@ for i in range(int(sys.argv[1])):
 """
 
 
-def _run(bridge: HostLogBridge, tmp_path: Path, name: str, count: int) -> None:
+def _run(bridge: HostLogBridge, tmp_path: Path, name: str, count: int, *, settle: bool = True) -> None:
     script = write_plugin(tmp_path, "burst", BURST)
     process = bridge.spawn_plugin(name, [PYTHON, str(script), str(count)])
-    assert process.wait(120) == 0
+    assert process.wait(120, settle=settle) == 0
     assert bridge.wait_for_plugin(name, 20)
 
 
@@ -173,7 +173,7 @@ def test_shutdown_counts_a_batch_still_exporting_at_its_deadline(tmp_path: Path,
     sink = StuckSink()
     bridge = HostLogBridge(sink=sink, export_schedule_delay_millis=10).start()
     try:
-        _run(bridge, tmp_path, "slow", 50)
+        _run(bridge, tmp_path, "slow", 50, settle=False)  # settling would wait for the stuck sink
         assert wait_until(lambda: bridge.stats().queue_records == 50, 10)  # in the sink's hands
         started = time.monotonic()
         assert bridge.shutdown(500) is False
