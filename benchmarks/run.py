@@ -204,6 +204,7 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
             "otel_sdk_handler",
             "runner",
             "runner_span",
+            "capture_hook",
             "runner_capture",
             "runner_capture_span",
             "runner_default",

@@ -23,10 +23,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-import msgpack
 from pydantic import ValidationError
 
-from ._protocol import BATCH, BYE, ProtocolError
+from ._protocol import BATCH, BYE, ProtocolError, unpack_bounded
 from ._validate import LegacyBatch, LegacyEntry, first_error, validate_legacy_entries
 
 # The seed handler forwards loggers named ``plugin.<name>...``: their own plugin prefix is
@@ -234,17 +233,7 @@ def _decode(payload: object, max_frame_bytes: int) -> Any:  # typed loosely: cal
         # msgpack never starts a map with "{" or "[" (those are small positive ints there).
         if isinstance(payload, str) or payload[:64].lstrip()[:1] in (b"{", b"["):
             return json.loads(payload)
-        return msgpack.unpackb(
-            payload,
-            raw=False,
-            unicode_errors="replace",
-            strict_map_key=True,
-            max_str_len=max_frame_bytes,
-            max_bin_len=max_frame_bytes,
-            max_array_len=max_frame_bytes // 2,
-            max_map_len=max_frame_bytes // 4,
-            max_ext_len=0,
-        )
+        return unpack_bounded(payload, max_frame_bytes)
     except Exception as error:
         # json and msgpack raise several unrelated types (ValueError, RecursionError,
         # StackError, TypeError for unhashable keys); to the caller they are all one thing.

@@ -124,22 +124,27 @@ def encode_message(message: Mapping[str, Any]) -> bytes:
     return _HEADER.pack(len(body)) + body
 
 
+def unpack_bounded(body: bytes, max_frame_bytes: int) -> Any:
+    """msgpack ``body`` with every length bounded by the frame size; raises what msgpack raises."""
+    return msgpack.unpackb(
+        body,
+        raw=False,
+        # Invalid UTF-8 in one string costs that string's bad bytes (U+FFFD), not the frame.
+        unicode_errors="replace",
+        strict_map_key=True,
+        use_list=True,
+        max_str_len=max_frame_bytes,
+        max_bin_len=max_frame_bytes,
+        max_array_len=max_frame_bytes // 2,
+        max_map_len=max_frame_bytes // 4,
+        max_ext_len=0,
+    )
+
+
 def decode_message(body: bytes, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> dict[str, Any]:
     """Decode one frame body into a message map, or raise ``ProtocolError``."""
     try:
-        message = msgpack.unpackb(
-            body,
-            raw=False,
-            # Invalid UTF-8 in one string costs that string's bad bytes (U+FFFD), not the frame.
-            unicode_errors="replace",
-            strict_map_key=True,
-            use_list=True,
-            max_str_len=max_frame_bytes,
-            max_bin_len=max_frame_bytes,
-            max_array_len=max_frame_bytes // 2,
-            max_map_len=max_frame_bytes // 4,
-            max_ext_len=0,
-        )
+        message = unpack_bounded(body, max_frame_bytes)
     except Exception as error:
         # msgpack raises several unrelated types (ValueError, StackError, ExtraData,
         # UnicodeDecodeError, TypeError for unhashable keys); to a peer they are all one thing.

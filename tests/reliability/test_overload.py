@@ -88,10 +88,9 @@ def test_fifty_plugins_at_200_records_per_second_balance(
 def test_fifty_plugins_at_1000_records_per_second_balance(
     tmp_path: Path, host_env: Path, record_property: Any
 ) -> None:
-    """50 plugins x 1,000 records/s for 3 s (beyond the host's capacity here): per plugin, every record the host heard of is exported or counted with a reason."""
+    """50 plugins x 1,000 records/s for 3 s (beyond the host's capacity when loaded): per plugin, every record exported or counted with a reason."""
     stats = _run_plugins(tmp_path, 1000, 3000, record_property)
-    unbalanced = {name: describe(s) for name, s in stats.items() if s.uncounted or s.emitted > 3000}
+    # A runner that could not send its last frames before its own shutdown deadline is counted
+    # from its exit counter (unsent_at_exit), so every record is known to the host.
+    unbalanced = {name: describe(s) for name, s in stats.items() if s.uncounted or s.emitted != 3000}
     assert unbalanced == {}, unbalanced
-    # A runner that could not send its last frames before its own shutdown deadline took them to
-    # its stderr; the host never heard of those. How many, is measured here, not asserted.
-    record_property("emitted_known_to_the_host", sum(s.emitted for s in stats.values()))
