@@ -12,13 +12,16 @@ host from the exit counter.
 
 A signal gets the flush only where its handler is still the default: a plugin's own handler
 is never replaced, and one that restores the previous handler before re-raising (uvicorn)
-restores this one.
+restores this one. A fatal signal that arrives while an exit is already flushing (a
+multiprocessing worker that returned is sent SIGTERM by ``Pool.terminate`` during its
+``atexit`` flush) waits for that flush to end, then ends the process as it would have.
 
 Runner side only: standard library.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import os
@@ -34,12 +37,14 @@ _FATAL_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") i
 class ExitHooks:
     """Installs and removes the flush before ``os._exit`` and before a default fatal signal."""
 
-    def __init__(self, flush: Callable[[int], object], timeout_millis: int) -> None:
+    def __init__(self, flush: Callable[[int | None], object], timeout_millis: int) -> None:
         self._flush = flush
         self._timeout_millis = timeout_millis
         self._real_exit: Callable[[int], NoReturn] | None = None
         self._wrapped_exit: Callable[[int], NoReturn] | None = None
         self._signals: list[int] = []
+        self._exiting = False
+        self._pending_signal: int | None = None
 
     def install(self) -> None:
         if self._real_exit is not None:
@@ -48,12 +53,15 @@ class ExitHooks:
         self._real_exit = real_exit
 
         def exit_after_flush(code: int) -> NoReturn:
-            self._flush_quietly()
+            self._exit_flush(self._timeout_millis)
             real_exit(code)
 
         functools.update_wrapper(exit_after_flush, real_exit)
         self._wrapped_exit = exit_after_flush
         os._exit = exit_after_flush  # type: ignore[assignment]
+        # Registered after the handler's own: atexit runs it first, so a signal that comes
+        # during the flush at exit knows a flush is under way.
+        atexit.register(self._exit_flush, None)  # None: the handler's own shutdown deadline
         if threading.current_thread() is threading.main_thread():
             for signum in _FATAL_SIGNALS:
                 if signal.getsignal(signum) is signal.SIG_DFL:
@@ -66,19 +74,34 @@ class ExitHooks:
             return
         if os._exit is self._wrapped_exit:
             os._exit = real_exit  # type: ignore[assignment]
+        atexit.unregister(self._exit_flush)
         if threading.current_thread() is threading.main_thread():
             for signum in self._signals:
                 if signal.getsignal(signum) == self._on_fatal_signal:
                     signal.signal(signum, signal.SIG_DFL)
         self._signals.clear()
 
-    def _flush_quietly(self) -> None:
+    def _exit_flush(self, timeout_millis: int | None) -> None:
+        """The flush before the process ends; then the end a signal that came meanwhile asked for."""
+        if self._exiting:
+            return
+        self._exiting = True
         # The process is ending: nothing may stop that.
         with contextlib.suppress(BaseException):
-            self._flush(self._timeout_millis)
+            self._flush(timeout_millis)
+        if self._pending_signal is not None:
+            _die_by(self._pending_signal)
 
     def _on_fatal_signal(self, signum: int, frame: FrameType | None) -> Any:
-        self._flush_quietly()
-        # Then end as the default action would: killed by this signal, for the parent to see.
-        signal.signal(signum, signal.SIG_DFL)
-        signal.raise_signal(signum)
+        if self._exiting:
+            # Called inside the flush of an exit already under way (same thread): let it finish.
+            self._pending_signal = signum
+            return
+        self._exit_flush(self._timeout_millis)
+        _die_by(signum)
+
+
+def _die_by(signum: int) -> None:
+    """End as the signal's default action would: killed by it, for the parent to see."""
+    signal.signal(signum, signal.SIG_DFL)
+    signal.raise_signal(signum)

@@ -193,7 +193,7 @@ class RunnerLogHandler(logging.Handler):
         self._batch_bytes = min(1024 * 1024, config.max_frame_bytes // 4)
         # Reentrant: a signal handler that logs while this thread is inside emit's lock.
         self._lock = threading.RLock()
-        self._done = threading.Condition(threading.Lock())
+        self._done = threading.Condition(threading.RLock())  # reentrant: a fatal signal flushes
         self._wake = threading.Event()
         self._reset_state()
         self._closed = False
@@ -847,7 +847,7 @@ class RunnerLogHandler(logging.Handler):
         # The child is a new runner: empty buffer, its own stream and connection. Batches the
         # parent sent are the parent's to settle.
         self._lock = threading.RLock()
-        self._done = threading.Condition(threading.Lock())
+        self._done = threading.Condition(threading.RLock())  # reentrant: a fatal signal flushes
         self._wake = threading.Event()
         close_after_fork = getattr(self._transport, "close_after_fork", None)
         if close_after_fork is not None:
