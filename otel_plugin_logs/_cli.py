@@ -179,7 +179,8 @@ def _run(args: Any, parser: argparse.ArgumentParser) -> int:
     level = logging.getLevelName(args.level.upper())
     if not isinstance(level, int):
         parser.error(f"unknown level {args.level!r}")
-    install_console(level)
+    # Records come in batches, stderr lines at once: held this long, they show in time order.
+    console = install_console(level, reorder_millis=_RUN_REORDER_MILLIS)
     bridge = HostLogBridge(otlp_endpoint=args.endpoint, otlp_protocol=args.protocol)
     bridge.start()
     interactive = _in_terminal_foreground()
@@ -190,7 +191,9 @@ def _run(args: Any, parser: argparse.ArgumentParser) -> int:
         if isinstance(process, int):
             return process
         supervisor.attach(process)
-        _log.info("logs of plugin %s go to %s", args.plugin, bridge.export_settings.destination())
+        settings = bridge.export_settings
+        read_them = " (read them with: otel-plugin-logs logs)" if settings.exporter == "file" else ""
+        _log.info("logs of plugin %s go to %s%s", args.plugin, settings.destination(), read_them)
         while not process.wait_reaped(0.05):
             supervisor.tick(time.monotonic())
         returncode = process.wait(bridge.config.shutdown_timeout_millis / 1000.0)
@@ -198,6 +201,7 @@ def _run(args: Any, parser: argparse.ArgumentParser) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        console.flush()  # what the console still holds goes out before the stats line
     stats = bridge.stats().plugins.get(args.plugin)
     if args.stats and stats is not None:
         print(_format_stats(stats), file=sys.stderr)
@@ -238,6 +242,7 @@ def _spawn(
 
 
 _FORWARDED: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_RUN_REORDER_MILLIS: Final = 400
 
 
 class _Supervisor:

@@ -79,3 +79,11 @@ def test_everything_after_the_double_dash_is_the_command(host_env: Path) -> None
     """After --, even a word that looks like an option is the command (here: not found, 127)."""
     result = run_cli("-p", "x", "--", "--no-such-command")
     assert result.returncode == 127 and "cannot run '--no-such-command'" in result.stderr
+
+
+def test_run_with_the_file_sink_says_how_to_read_it(host_env: Path) -> None:
+    """With the embedded file sink, run's first line names the file and the `logs` command."""
+    result = run_cli("--plugin", "quiet", "--", PYTHON, "-c", "pass")
+    assert result.returncode == 0, result.stderr
+    first = result.stderr.splitlines()[0]
+    assert str(host_env) in first and "otel-plugin-logs logs" in first
