@@ -229,10 +229,10 @@ def test_host_killed_and_restarted_while_runners_log_loses_nothing_uncounted(
     assert json.loads(outs["beta"].read_text())["dropped"].get("queue_full", 0) > 0
 
 
-def test_records_exported_again_after_a_host_restart_are_counted_as_duplicates(
-    tmp_path: Path, host_env: Path
-) -> None:
-    """A host killed between writing a batch and acknowledging it: the restarted host's duplicate count covers the re-export."""
+def restart_between_export_and_ack(tmp_path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Plugin gamma logs 100 records; its host is killed after writing a batch to the sink and
+    before acknowledging it; a second host on the same runtime dir takes the runner back.
+    Returns the records both hosts exported and the second host's final stats."""
     runtime = tmp_path / "rt"
     script = write_plugin(tmp_path, "restart", RESTART_RUNNER)
     out = tmp_path / "gamma.json"
@@ -249,7 +249,14 @@ def test_records_exported_again_after_a_host_restart_are_counted_as_duplicates(
         assert wait_for(out.exists, 60)
         assert wait_for(lambda: not second.plugin("gamma").get("busy", True), 30)
         final = second.stop()
-        records = first.records() + second.records()
+        return first.records() + second.records(), final
+
+
+def test_records_exported_again_after_a_host_restart_are_counted_as_duplicates(
+    tmp_path: Path, host_env: Path
+) -> None:
+    """A host killed between writing a batch and acknowledging it: the restarted host's duplicate count covers the re-export."""
+    records, final = restart_between_export_and_ack(tmp_path)
     delivered = Counter(numbered((r["body"] for r in records if r["plugin"] == "gamma"), "gamma"))
     assert set(delivered) == set(range(100))
     doubled = sum(delivered.values()) - len(delivered)
