@@ -147,7 +147,7 @@ def _capture_variant(round_size: int, *, span: bool) -> dict[str, Any]:
     """What auto-install gives a plugin: the hook on Logger.callHandlers offers each record to
     the runner handler, then the plugin's own handler (a do-nothing one here) runs as before.
     The hook patches the Logger class, so it is installed only around this variant's rounds."""
-    from otel_plugin_logs._capture import Capture
+    from otel_plugin_logs.runner.capture import Capture
 
     runner = _runner_handler(True, round_size)
     return {
@@ -162,7 +162,7 @@ def _capture_variant(round_size: int, *, span: bool) -> dict[str, Any]:
 def _hook_only_variant() -> dict[str, Any]:
     """The capture mechanism alone: the hook marks each record carried (a thread-local flag
     for the console gate) and hands it to a callable that keeps nothing."""
-    from otel_plugin_logs._capture import Capture
+    from otel_plugin_logs.runner.capture import Capture
 
     return {
         "handler": DoNothing(),

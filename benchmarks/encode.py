@@ -34,7 +34,7 @@ EXTRA = {"user_id": "u-1234", "http.status_code": 200}
 def resource_info() -> Any:
     import uuid
 
-    from otel_plugin_logs._otlp import ResourceInfo
+    from otel_plugin_logs.export.otlp import ResourceInfo
 
     return ResourceInfo(
         {
@@ -101,14 +101,14 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     import msgpack
     from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 
-    from otel_plugin_logs._config import HostConfig, resolve
-    from otel_plugin_logs._export import Outcome, SdkExporterSink
-    from otel_plugin_logs._handler import RunnerLogHandler
-    from otel_plugin_logs._otlp import encode_request
-    from otel_plugin_logs._otlp_sdk import SdkRecordBuilder
-    from otel_plugin_logs._protocol import decode_message
-    from otel_plugin_logs._replay import Replayer
-    from otel_plugin_logs._validate import BatchHeader, Limits, build_entry, validate_records
+    from otel_plugin_logs.config.settings import HostConfig, resolve
+    from otel_plugin_logs.export.otlp import encode_request
+    from otel_plugin_logs.export.pipeline import Outcome, SdkExporterSink
+    from otel_plugin_logs.export.sdk_records import SdkRecordBuilder
+    from otel_plugin_logs.host.replay import Replayer
+    from otel_plugin_logs.host.validate import BatchHeader, Limits, build_entry, validate_records
+    from otel_plugin_logs.runner.handler import RunnerLogHandler
+    from otel_plugin_logs.wire.protocol import decode_message
 
     frames = make_frames(count)
     body = frames[0]
@@ -168,7 +168,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     if endpoint:
         from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 
-        from otel_plugin_logs._export import OtlpGrpcSink, OtlpHttpSink
+        from otel_plugin_logs.export.pipeline import OtlpGrpcSink, OtlpHttpSink
 
         sinks["sink_grpc_fast"] = OtlpGrpcSink(endpoint, 10.0)
         with warnings.catch_warnings():

@@ -26,8 +26,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from otel_plugin_logs._export import FileSink
-from otel_plugin_logs._otlp import Entry, ResourceInfo
+from otel_plugin_logs.export.otlp import Entry, ResourceInfo
+from otel_plugin_logs.export.pipeline import FileSink
 
 PLUGINS = ("weather", "inventory", "payments", "crawler")
 RECORDS_PER_LINE = 256

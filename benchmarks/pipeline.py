@@ -263,7 +263,7 @@ def run_host(params: dict[str, Any]) -> dict[str, Any]:
         runpy.run_path(str(preload))
 
     from otel_plugin_logs import HostLogBridge
-    from otel_plugin_logs._export import OtlpGrpcSink
+    from otel_plugin_logs.export.pipeline import OtlpGrpcSink
 
     plugin_logger = logging.getLogger("plugin")
     plugin_logger.handlers[:] = [_Discard()]

@@ -20,17 +20,23 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._config import ConfigError
-from ._handler import RunnerLogHandler
-from ._protocol import PROTOCOL_VERSION, ProtocolError
-from ._rpc_transport import FrameEncoding, RpcTransport, frame_from_event
-from ._transport import InMemoryTransport, Transport, TransportError, TransportRejected, UnixSocketTransport
+from otel_plugin_logs.config.settings import ConfigError
+from otel_plugin_logs.runner.handler import RunnerLogHandler
+from otel_plugin_logs.runner.rpc_transport import FrameEncoding, RpcTransport, frame_from_event
+from otel_plugin_logs.runner.transport import (
+    InMemoryTransport,
+    Transport,
+    TransportError,
+    TransportRejected,
+    UnixSocketTransport,
+)
+from otel_plugin_logs.wire.protocol import PROTOCOL_VERSION, ProtocolError
 
 if TYPE_CHECKING:
-    from ._host import HostLogBridge, PluginProcess
-    from ._legacy import LegacyBatchResult
-    from ._replay import ReplayedRecord, ReplayedRecordFilter, is_replayed
-    from ._stats import BridgeStats, PluginStats
+    from otel_plugin_logs.host.bridge import HostLogBridge, PluginProcess
+    from otel_plugin_logs.host.legacy import LegacyBatchResult
+    from otel_plugin_logs.host.replay import ReplayedRecord, ReplayedRecordFilter, is_replayed
+    from otel_plugin_logs.host.stats import BridgeStats, PluginStats
 
 __version__ = "0.1.0"
 
@@ -59,14 +65,14 @@ __all__ = [
 ]
 
 _LAZY = {
-    "HostLogBridge": "._host",
-    "PluginProcess": "._host",
-    "LegacyBatchResult": "._legacy",
-    "ReplayedRecord": "._replay",
-    "ReplayedRecordFilter": "._replay",
-    "is_replayed": "._replay",
-    "BridgeStats": "._stats",
-    "PluginStats": "._stats",
+    "HostLogBridge": ".host.bridge",
+    "PluginProcess": ".host.bridge",
+    "LegacyBatchResult": ".host.legacy",
+    "ReplayedRecord": ".host.replay",
+    "ReplayedRecordFilter": ".host.replay",
+    "is_replayed": ".host.replay",
+    "BridgeStats": ".host.stats",
+    "PluginStats": ".host.stats",
 }
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._common import Rotel
-from otel_plugin_logs._export import Item, Outcome
-from otel_plugin_logs._otlp import Entry, ResourceInfo
+from otel_plugin_logs.export.otlp import Entry, ResourceInfo
+from otel_plugin_logs.export.pipeline import Item, Outcome
 
 PYTHON = sys.executable
 

@@ -13,11 +13,11 @@ import pytest
 from helpers import PYTHON, CaptureHandler, MemorySink, wait_until, write_plugin
 
 from otel_plugin_logs import HostLogBridge
-from otel_plugin_logs._console import PluginConsoleFormatter, PluginConsoleHandler, install_console
-from otel_plugin_logs._console_order import TimeOrderedRelease
-from otel_plugin_logs._otlp import Entry
-from otel_plugin_logs._replay import Replayer
-from otel_plugin_logs._terminal import StatusLine, safe_output, use_colour
+from otel_plugin_logs.cli.console import PluginConsoleFormatter, PluginConsoleHandler, install_console
+from otel_plugin_logs.cli.console_order import TimeOrderedRelease
+from otel_plugin_logs.cli.terminal import StatusLine, safe_output, use_colour
+from otel_plugin_logs.export.otlp import Entry
+from otel_plugin_logs.host.replay import Replayer
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 

@@ -13,7 +13,7 @@ import pytest
 from helpers import PYTHON, CaptureHandler, MemorySink, wait_until, write_plugin
 
 from otel_plugin_logs import HostLogBridge, ProtocolError
-from otel_plugin_logs._config import ENV_AUTO_INSTALL, ENV_SOCKET, ENV_TOKEN
+from otel_plugin_logs.config.settings import ENV_AUTO_INSTALL, ENV_SOCKET, ENV_TOKEN
 
 MIXED = """
 import logging, sys
@@ -168,7 +168,7 @@ def test_sigkill_mid_stream_keeps_host_running_and_acked_records_replayed(
 
 
 def _bootstrap_env(bridge: HostLogBridge, token: str) -> dict[str, str]:
-    from otel_plugin_logs import _host
+    from otel_plugin_logs.host import bridge as _host
 
     env = dict(os.environ)
     env.update(

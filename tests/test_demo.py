@@ -19,11 +19,11 @@ import pytest
 from helpers import PYTHON, Collector, MemorySink, parse_rotel_logs, wait_until
 
 from otel_plugin_logs import HostLogBridge
-from otel_plugin_logs._demo import CATALOGUE, _Summary, plugin_names
-from otel_plugin_logs._export import ExportSettings
-from otel_plugin_logs._names import BRIDGE_SCOPE_NAME
-from otel_plugin_logs._otlp import json_line_to_request
-from otel_plugin_logs._stats import BridgeStats, PluginStats
+from otel_plugin_logs.cli.demo import CATALOGUE, _Summary, plugin_names
+from otel_plugin_logs.conventions import BRIDGE_SCOPE_NAME
+from otel_plugin_logs.export.otlp import json_line_to_request
+from otel_plugin_logs.export.pipeline import ExportSettings
+from otel_plugin_logs.host.stats import BridgeStats, PluginStats
 
 NOT_PLUGIN_RECORDS = (BRIDGE_SCOPE_NAME, "stderr")  # the bridge's notices and stderr lines
 
@@ -303,7 +303,7 @@ def test_plugins_option_takes_names_instances_or_a_count() -> None:
 
 def test_bad_options_exit_with_status_2(capsys: pytest.CaptureFixture[str]) -> None:
     """An unknown plugin or level is reported before anything starts."""
-    from otel_plugin_logs._cli import main
+    from otel_plugin_logs.cli.main import main
 
     assert main(["demo", "--plugins", "nope"]) == 2
     assert "unknown plugin 'nope'" in capsys.readouterr().err

@@ -8,8 +8,8 @@ import pytest
 from helpers import Collector, parse_rotel_logs, wait_until
 
 from benchmarks._common import free_port
-from otel_plugin_logs._cli import main
-from otel_plugin_logs._config import HostConfig, RunnerConfig, describe
+from otel_plugin_logs.cli.main import main
+from otel_plugin_logs.config.settings import HostConfig, RunnerConfig, describe
 
 
 def doctor(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:

@@ -15,8 +15,8 @@ import pytest
 from helpers import PYTHON, CaptureHandler, MemorySink, wait_until, write_plugin
 
 from otel_plugin_logs import ConfigError, HostLogBridge, ReplayedRecordFilter
-from otel_plugin_logs._config import HostConfig, resolve
-from otel_plugin_logs._export import Outcome, resolve_export
+from otel_plugin_logs.config.settings import HostConfig, resolve
+from otel_plugin_logs.export.pipeline import Outcome, resolve_export
 
 BURST = """
 import logging, sys
@@ -363,7 +363,7 @@ def test_declarative_config_file_is_said_to_be_ignored_by_doctor_and_at_start(
     tmp_path: Path, host_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """OTEL_CONFIG_FILE set: `doctor` and the bridge's start-up both say plainly that it is not read."""
-    from otel_plugin_logs._cli import main
+    from otel_plugin_logs.cli.main import main
 
     config_file = tmp_path / "otel.yaml"
     config_file.write_text("file_format: '1.0'\n")

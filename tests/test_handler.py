@@ -15,8 +15,8 @@ import pytest
 from helpers import MemorySink
 
 from otel_plugin_logs import ConfigError, HostLogBridge, InMemoryTransport, RunnerLogHandler
-from otel_plugin_logs._protocol import HEADER_BYTES, Rec
-from otel_plugin_logs._transport import TransportError
+from otel_plugin_logs.runner.transport import TransportError
+from otel_plugin_logs.wire.protocol import HEADER_BYTES, Rec
 
 
 class Collecting:

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from helpers import PYTHON
 
-from otel_plugin_logs._names import BRIDGE_SCOPE_NAME
-from otel_plugin_logs._otlp import json_line_to_request
+from otel_plugin_logs.conventions import BRIDGE_SCOPE_NAME
+from otel_plugin_logs.export.otlp import json_line_to_request
 
 SINK_FILE = "plugin-logs.otlp.jsonl"
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from helpers import PYTHON, wait_until
 
-from otel_plugin_logs._export import FileSink
-from otel_plugin_logs._logs_read import LineReader
-from otel_plugin_logs._names import BRIDGE_SCOPE_NAME
-from otel_plugin_logs._otlp import Entry, ResourceInfo
+from otel_plugin_logs.cli.logs_read import LineReader
+from otel_plugin_logs.conventions import BRIDGE_SCOPE_NAME
+from otel_plugin_logs.export.otlp import Entry, ResourceInfo
+from otel_plugin_logs.export.pipeline import FileSink
 
 SINK_FILE = "plugin-logs.otlp.jsonl"
 MIN_ROTATE_BYTES = 4096  # the smallest OTEL_PLUGIN_LOGS_FILE_MAX_BYTES

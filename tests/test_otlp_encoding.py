@@ -9,14 +9,14 @@ from hypothesis import strategies as st
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from otel_plugin_logs._otlp import (
+from otel_plugin_logs.export.otlp import (
     Entry,
     ResourceInfo,
     encode_json_line,
     encode_request,
     json_line_to_request,
 )
-from otel_plugin_logs._otlp_sdk import SdkRecordBuilder
+from otel_plugin_logs.export.sdk_records import SdkRecordBuilder
 
 RESOURCE_A = ResourceInfo(
     {"service.name": "weather", "plugin.name": "weather", "process.pid": 41, "service.namespace": "bot"}

@@ -10,7 +10,7 @@ import pytest
 from helpers import PYTHON, Collector, MemorySink, parse_rotel_logs, wait_until, write_plugin
 
 from otel_plugin_logs import HostLogBridge
-from otel_plugin_logs._otlp import exported_attributes, json_line_to_request
+from otel_plugin_logs.export.otlp import exported_attributes, json_line_to_request
 
 pytestmark = pytest.mark.collector
 

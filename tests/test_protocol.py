@@ -7,7 +7,7 @@ import math
 import msgpack
 import pytest
 
-from otel_plugin_logs._protocol import (
+from otel_plugin_logs.wire.protocol import (
     MAX_CONTAINER_ITEMS,
     MAX_VALUE_DEPTH,
     TRUNCATION_MARKER,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from helpers import PYTHON
 
-from otel_plugin_logs._cli import main
+from otel_plugin_logs.cli.main import main
 
 RUN = [PYTHON, "-m", "otel_plugin_logs", "run"]
 

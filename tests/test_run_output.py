@@ -11,7 +11,7 @@ from typing import Any
 from helpers import PYTHON, CaptureHandler, MemorySink, write_plugin
 
 from otel_plugin_logs import HostLogBridge
-from otel_plugin_logs._process import TracebackGrouper
+from otel_plugin_logs.host.process import TracebackGrouper
 
 NOISY = """
 import sys

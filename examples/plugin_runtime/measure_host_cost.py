@@ -18,7 +18,7 @@ from typing import Any
 import msgpack
 
 from otel_plugin_logs import HostLogBridge
-from otel_plugin_logs._legacy import parse_legacy_batch, to_wire_record
+from otel_plugin_logs.host.legacy import parse_legacy_batch, to_wire_record
 
 BATCHES = 2500
 ENTRIES_PER_BATCH = 20  # the seed handler's batch size

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from otel_plugin_logs import HostLogBridge
-from otel_plugin_logs._export import FileSink, Item, Outcome
+from otel_plugin_logs.export.pipeline import FileSink, Item, Outcome
 
 
 class HoldingFileSink(FileSink):

@@ -14,9 +14,17 @@ from typing import Any
 
 from helpers import wait_until
 
-from otel_plugin_logs._export import Item, Outcome
-from otel_plugin_logs._protocol import ACK, BATCH, BYE, HELLO, PROTOCOL_VERSION, FrameDecoder, encode_message
-from otel_plugin_logs._stats import PluginStats
+from otel_plugin_logs.export.pipeline import Item, Outcome
+from otel_plugin_logs.host.stats import PluginStats
+from otel_plugin_logs.wire.protocol import (
+    ACK,
+    BATCH,
+    BYE,
+    HELLO,
+    PROTOCOL_VERSION,
+    FrameDecoder,
+    encode_message,
+)
 
 HERE = Path(__file__).resolve().parent
 
@@ -37,7 +45,7 @@ def wire_record(
     exception: Any = None,
     levelno: Any = 20,
 ) -> list[Any]:
-    """A record as a runner puts it on the wire (positional, see ``otel_plugin_logs._protocol.Rec``)."""
+    """A record as a runner puts it on the wire (positional, see ``otel_plugin_logs.wire.protocol.Rec``)."""
     now = time.time_ns()
     return [
         seq,

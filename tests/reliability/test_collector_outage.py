@@ -19,11 +19,11 @@ from helpers import PYTHON, CaptureHandler, Collector, parse_rotel_logs, write_p
 from reliability_support import STEADY_RUNNER, describe, settled, wait_for, wire_record
 
 from otel_plugin_logs import HostLogBridge
-from otel_plugin_logs._config import HostConfig, resolve
-from otel_plugin_logs._export import ExportPipeline, Outcome
-from otel_plugin_logs._names import BRIDGE_SCOPE_NAME
-from otel_plugin_logs._otlp import ResourceInfo
-from otel_plugin_logs._validate import Limits, build_entry, validate_records
+from otel_plugin_logs.config.settings import HostConfig, resolve
+from otel_plugin_logs.conventions import BRIDGE_SCOPE_NAME
+from otel_plugin_logs.export.otlp import ResourceInfo
+from otel_plugin_logs.export.pipeline import ExportPipeline, Outcome
+from otel_plugin_logs.host.validate import Limits, build_entry, validate_records
 
 pytestmark = pytest.mark.collector
 

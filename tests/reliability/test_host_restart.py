@@ -21,8 +21,8 @@ from helpers import PYTHON, MemorySink, write_plugin
 from reliability_support import HERE, RawRunner, numbered, read_sink_file, wait_for
 
 from otel_plugin_logs import HostLogBridge
-from otel_plugin_logs._export import FileSink
-from otel_plugin_logs._otlp import Entry, ResourceInfo
+from otel_plugin_logs.export.otlp import Entry, ResourceInfo
+from otel_plugin_logs.export.pipeline import FileSink
 
 BACKOFF_CAP_MILLIS = 400
 

@@ -13,9 +13,9 @@ from helpers import PYTHON, MemorySink, write_plugin
 from reliability_support import RawRunner, describe, drained, settled, wait_for, wire_record
 
 from otel_plugin_logs import HostLogBridge, PluginProcess
-from otel_plugin_logs._export import Item, Outcome
-from otel_plugin_logs._otlp import encode_request
-from otel_plugin_logs._protocol import BODY_ORIGINAL_BYTES, INT64_MAX, TRUNCATION_MARKER
+from otel_plugin_logs.export.otlp import encode_request
+from otel_plugin_logs.export.pipeline import Item, Outcome
+from otel_plugin_logs.wire.protocol import BODY_ORIGINAL_BYTES, INT64_MAX, TRUNCATION_MARKER
 
 MIB = 1024 * 1024
 CJK = "日本語のログメッセージ"  # 3 bytes per character in UTF-8, 2 in memory

@@ -2,7 +2,7 @@
 
 docker-compose.yml, Dockerfile, collector-config/ (collector, Loki, Jaeger, Grafana) and
 docs/stack.md are checked without Docker or network: schema and lint, cross-references between
-the files, and the names shared with the package (otel_plugin_logs/_names.py).
+the files, and the names shared with the package (otel_plugin_logs/conventions.py).
 """
 
 from __future__ import annotations
@@ -58,8 +58,8 @@ NEEDED_HOST_PORTS = {4317, 4318, 3000, 16686}
 
 
 def _load_names() -> ModuleType:
-    """Load otel_plugin_logs/_names.py by path: it only imports typing."""
-    path = REPO / "otel_plugin_logs" / "_names.py"
+    """Load otel_plugin_logs/conventions.py by path: it only imports typing."""
+    path = REPO / "otel_plugin_logs" / "conventions.py"
     spec = importlib.util.spec_from_file_location("_otel_plugin_logs_names_for_stack_tests", path)
     assert spec is not None
     assert spec.loader is not None

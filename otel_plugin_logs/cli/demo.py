@@ -22,10 +22,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, Final
 
-from ._config import ConfigError, HostConfig, RunnerConfig, describe, resolve
-from ._names import DEFAULT_HOST_SERVICE_NAME, GRAFANA_URL, JAEGER_URL
-from ._resource import with_resource_attributes
-from ._terminal import UNICODE_SYMBOLS, StatusLine, Symbols, safe_output, symbols_for
+from otel_plugin_logs.cli.terminal import UNICODE_SYMBOLS, StatusLine, Symbols, safe_output, symbols_for
+from otel_plugin_logs.config.resource import with_resource_attributes
+from otel_plugin_logs.config.settings import ConfigError, HostConfig, RunnerConfig, describe, resolve
+from otel_plugin_logs.conventions import DEFAULT_HOST_SERVICE_NAME, GRAFANA_URL, JAEGER_URL
 
 _log = logging.getLogger("otel_plugin_logs.demo")
 
@@ -233,8 +233,8 @@ class _Stop:
 
 class _Demo:
     def __init__(self, args: argparse.Namespace, names: list[str], level: int) -> None:
-        from ._console import install_console
-        from ._host import HostLogBridge
+        from otel_plugin_logs.cli.console import install_console
+        from otel_plugin_logs.host.bridge import HostLogBridge
 
         self.args = args
         self.names = names
@@ -724,8 +724,8 @@ def _protocol_source(args: argparse.Namespace, env: Mapping[str, str]) -> str:
 
 def _probe(settings: Any, timeout: float, service: str) -> tuple[bool, str, float]:
     """Export one test record to the configured OTLP endpoint; (ok, detail, seconds)."""
-    from ._export import OtlpGrpcSink, OtlpHttpSink
-    from ._otlp import Entry, ResourceInfo
+    from otel_plugin_logs.export.otlp import Entry, ResourceInfo
+    from otel_plugin_logs.export.pipeline import OtlpGrpcSink, OtlpHttpSink
 
     # The SDK exporter logs each failed attempt; the check's own report says it better.
     sdk_logger = logging.getLogger("opentelemetry")
@@ -852,8 +852,8 @@ def _file_check(path: str) -> _Check:
 
 
 def run_doctor(args: argparse.Namespace, out: IO[str] | None = None) -> int:
-    from . import __version__
-    from ._export import resolve_export
+    from otel_plugin_logs import __version__
+    from otel_plugin_logs.export.pipeline import resolve_export
 
     stream = out or safe_output(sys.stdout)
     env = os.environ

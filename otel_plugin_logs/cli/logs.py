@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, Final
 
-from ._console import PluginConsoleFormatter
-from ._logs_filter import Filter, parse_severity, parse_time, positive_lines
-from ._logs_read import (
+from otel_plugin_logs.cli.console import PluginConsoleFormatter
+from otel_plugin_logs.cli.logs_filter import Filter, parse_severity, parse_time, positive_lines
+from otel_plugin_logs.cli.logs_read import (
     SINK_FILE_NAME,
     LineReader,
     LineTest,
@@ -32,9 +32,14 @@ from ._logs_read import (
     records_of,
     sink_files,
 )
-from ._names import BRIDGE_COUNT_ATTRIBUTE, BRIDGE_EVENT_ATTRIBUTE, BRIDGE_REASON_ATTRIBUTE, BRIDGE_SCOPE_NAME
-from ._protocol import EXCEPTION_STACKTRACE
-from ._terminal import ASCII_SYMBOLS, safe_output, symbols_for, use_colour
+from otel_plugin_logs.cli.terminal import ASCII_SYMBOLS, safe_output, symbols_for, use_colour
+from otel_plugin_logs.conventions import (
+    BRIDGE_COUNT_ATTRIBUTE,
+    BRIDGE_EVENT_ATTRIBUTE,
+    BRIDGE_REASON_ATTRIBUTE,
+    BRIDGE_SCOPE_NAME,
+)
+from otel_plugin_logs.wire.protocol import EXCEPTION_STACKTRACE
 
 _DROP_EVENTS: Final = ("dropped", "suppressed", "gap")
 _LEVEL_NAMES: Final = (
@@ -209,7 +214,7 @@ def _level_order(name: str) -> int:
 
 
 def default_sink_path() -> str:
-    from ._config import HostConfig, resolve
+    from otel_plugin_logs.config.settings import HostConfig, resolve
 
     config, _ = resolve(HostConfig)
     return os.path.join(config.file_dir, SINK_FILE_NAME)

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
-from ._protocol import (
+from otel_plugin_logs.wire.protocol import (
     ACK,
     DEFAULT_MAX_FRAME_BYTES,
     HEADER_BYTES,

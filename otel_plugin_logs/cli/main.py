@@ -12,12 +12,12 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from ._config import ConfigError, HostConfig, RunnerConfig, describe
-from ._names import PLUGIN_NAME_RULE, check_plugin_name
+from otel_plugin_logs.config.settings import ConfigError, HostConfig, RunnerConfig, describe
+from otel_plugin_logs.conventions import PLUGIN_NAME_RULE, check_plugin_name
 
 if TYPE_CHECKING:
-    from ._host import HostLogBridge
-    from ._process import PluginProcess
+    from otel_plugin_logs.host.bridge import HostLogBridge
+    from otel_plugin_logs.host.process import PluginProcess
 
 _log = logging.getLogger("otel_plugin_logs.cli")
 
@@ -101,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Run 'otel-plugin-logs COMMAND --help' for a command's options and variables.",
     )
-    from . import __version__
+    from otel_plugin_logs import __version__
 
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -134,11 +134,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND ...")
     run.set_defaults(subparser=run)
 
-    from ._demo import add_demo_parser, add_doctor_parser
+    from otel_plugin_logs.cli.demo import add_demo_parser, add_doctor_parser
 
     add_demo_parser(commands, _settings_epilog(HostConfig, RunnerConfig))
     add_doctor_parser(commands, _settings_epilog(HostConfig, RunnerConfig))
-    from ._logs import add_logs_parser
+    from otel_plugin_logs.cli.logs import add_logs_parser
 
     add_logs_parser(commands)
     return parser
@@ -164,8 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: Any, parser: argparse.ArgumentParser) -> int:
-    from ._console import install_console
-    from ._host import HostLogBridge
+    from otel_plugin_logs.cli.console import install_console
+    from otel_plugin_logs.host.bridge import HostLogBridge
 
     command = list(args.argv)
     if command and command[0].startswith("-") and command[0] != "--":

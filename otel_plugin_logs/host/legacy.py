@@ -25,8 +25,8 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
-from ._protocol import BATCH, BYE, ProtocolError, unpack_bounded
-from ._validate import LegacyBatch, LegacyEntry, first_error, validate_legacy_entries
+from otel_plugin_logs.host.validate import LegacyBatch, LegacyEntry, first_error, validate_legacy_entries
+from otel_plugin_logs.wire.protocol import BATCH, BYE, ProtocolError, unpack_bounded
 
 # The seed handler forwards loggers named ``plugin.<name>...``: their own plugin prefix is
 # dropped so that the replay (``plugin.<name>.<logger>``) does not say it twice.

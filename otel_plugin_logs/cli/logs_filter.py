@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from ._logs_read import SinkRecord
-from ._protocol import EXCEPTION_STACKTRACE
+from otel_plugin_logs.cli.logs_read import SinkRecord
+from otel_plugin_logs.wire.protocol import EXCEPTION_STACKTRACE
 
 _SEVERITIES: Final = {"TRACE": 1, "DEBUG": 5, "INFO": 9, "WARN": 13, "WARNING": 13, "ERROR": 17}
 _SEVERITIES_HIGH: Final = {"FATAL": 21, "CRITICAL": 21}

@@ -33,9 +33,15 @@ from typing import Any, Final
 
 import msgpack
 
-from ._config import ConfigError, RunnerConfig, resolve
-from ._exit_counter import ExitCounter, open_for_stream
-from ._protocol import (
+from otel_plugin_logs.config.settings import ConfigError, RunnerConfig, resolve
+from otel_plugin_logs.runner.transport import (
+    Transport,
+    TransportError,
+    TransportRejected,
+    UnixSocketTransport,
+)
+from otel_plugin_logs.wire.exit_counter import ExitCounter, open_for_stream
+from otel_plugin_logs.wire.protocol import (
     ACK,
     BATCH,
     BODY_ORIGINAL_BYTES,
@@ -54,7 +60,6 @@ from ._protocol import (
     severity_number,
     truncate_utf8,
 )
-from ._transport import Transport, TransportError, TransportRejected, UnixSocketTransport
 
 # Loggers whose records never enter the pipeline: the bridge's own (a failure to send must
 # not produce a record to send).

@@ -22,13 +22,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
-from ._batching import encoded_bytes, fit_record, refused_as_too_large, resource_bytes
-from ._config import ConfigError, HostConfig, check_endpoint, parse_bool
-from ._names import DEFAULT_OTLP_GRPC_ENDPOINT, RESOURCE_PLUGIN_NAME
-from ._otlp import Entry, ResourceInfo, encode_json_line, encode_request
-from ._otlp_sdk import SdkRecordBuilder
-from ._resource import ENV_RESOURCE_ATTRIBUTES, parse_resource_attributes
-from ._sdk_internals import JSON_CONTENT_TYPE, GrpcBytesExporter, HttpBytesExporter
+from otel_plugin_logs.config.resource import ENV_RESOURCE_ATTRIBUTES, parse_resource_attributes
+from otel_plugin_logs.config.settings import ConfigError, HostConfig, check_endpoint, parse_bool
+from otel_plugin_logs.conventions import DEFAULT_OTLP_GRPC_ENDPOINT, RESOURCE_PLUGIN_NAME
+from otel_plugin_logs.export.batching import encoded_bytes, fit_record, refused_as_too_large, resource_bytes
+from otel_plugin_logs.export.otlp import Entry, ResourceInfo, encode_json_line, encode_request
+from otel_plugin_logs.export.sdk_private import JSON_CONTENT_TYPE, GrpcBytesExporter, HttpBytesExporter
+from otel_plugin_logs.export.sdk_records import SdkRecordBuilder
 
 _log = logging.getLogger("otel_plugin_logs.export")
 

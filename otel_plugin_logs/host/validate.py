@@ -24,9 +24,9 @@ from pydantic import (
     ValidationError,
 )
 
-from ._names import BRIDGE_SCOPE_NAME
-from ._otlp import Entry
-from ._protocol import (
+from otel_plugin_logs.conventions import BRIDGE_SCOPE_NAME
+from otel_plugin_logs.export.otlp import Entry
+from otel_plugin_logs.wire.protocol import (
     BODY_ORIGINAL_BYTES,
     EXCEPTION_MESSAGE,
     EXCEPTION_STACKTRACE,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._otlp import Entry, ResourceInfo, event_name_of, exported_attributes
+from otel_plugin_logs.export.otlp import Entry, ResourceInfo, event_name_of, exported_attributes
 
 if TYPE_CHECKING:
     from opentelemetry.sdk._logs import ReadableLogRecord

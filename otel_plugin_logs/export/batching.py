@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from ._otlp import Entry, ResourceInfo
-from ._protocol import BODY_ORIGINAL_BYTES, truncate_utf8
+from otel_plugin_logs.export.otlp import Entry, ResourceInfo
+from otel_plugin_logs.wire.protocol import BODY_ORIGINAL_BYTES, truncate_utf8
 
 # Per-record fields besides body and attributes: two timestamps, severity, ids, flags, tags.
 _RECORD_OVERHEAD_BYTES: Final = 96

@@ -15,8 +15,14 @@ import os
 from collections.abc import Mapping
 from typing import Any, Final
 
-from ._otlp import Entry
-from ._protocol import CODE_FILE_PATH, CODE_FUNCTION_NAME, CODE_LINE_NUMBER, THREAD_ID, THREAD_NAME
+from otel_plugin_logs.export.otlp import Entry
+from otel_plugin_logs.wire.protocol import (
+    CODE_FILE_PATH,
+    CODE_FUNCTION_NAME,
+    CODE_LINE_NUMBER,
+    THREAD_ID,
+    THREAD_NAME,
+)
 
 REPLAY_ATTRIBUTE: Final = "otel"
 _START_TIME: Final[float] = logging._startTime  # type: ignore[attr-defined]

@@ -32,7 +32,8 @@ from typing import Any, Final, Protocol
 
 import msgpack
 
-from ._protocol import (
+from otel_plugin_logs.runner.transport import TransportError
+from otel_plugin_logs.wire.protocol import (
     ACK,
     BATCH,
     DEFAULT_MAX_FRAME_BYTES,
@@ -41,7 +42,6 @@ from ._protocol import (
     WELCOME,
     ProtocolError,
 )
-from ._transport import TransportError
 
 FRAME_EVENT: Final = "otel_plugin_logs.frame"
 FRAME_KEY: Final = "frame"  # the payload's key for the frame as bytes

@@ -13,8 +13,7 @@ import sys
 import threading
 from typing import Any
 
-from ._capture import Capture
-from ._config import (
+from otel_plugin_logs.config.settings import (
     ENV_AUTO_INSTALL,
     ENV_SOCKET,
     ENV_TOKEN,
@@ -22,10 +21,17 @@ from ._config import (
     RunnerConfig,
     resolve,
 )
-from ._exit_hooks import ExitHooks
-from ._handler import RunnerLogHandler
-from ._rpc_transport import FrameEncoding, RpcTransport
-from ._transport import InMemoryTransport, Transport, TransportError, TransportRejected, UnixSocketTransport
+from otel_plugin_logs.runner.capture import Capture
+from otel_plugin_logs.runner.exit_hooks import ExitHooks
+from otel_plugin_logs.runner.handler import RunnerLogHandler
+from otel_plugin_logs.runner.rpc_transport import FrameEncoding, RpcTransport
+from otel_plugin_logs.runner.transport import (
+    InMemoryTransport,
+    Transport,
+    TransportError,
+    TransportRejected,
+    UnixSocketTransport,
+)
 
 __all__ = [
     "FrameEncoding",

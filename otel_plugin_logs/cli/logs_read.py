@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any, Final
 
-from ._names import RESOURCE_PLUGIN_NAME
+from otel_plugin_logs.conventions import RESOURCE_PLUGIN_NAME
 
 SINK_FILE_NAME: Final = "plugin-logs.otlp.jsonl"  # what FileSink writes in OTEL_PLUGIN_LOGS_FILE_DIR
 _READ_CHUNK_BYTES: Final = 1 << 16

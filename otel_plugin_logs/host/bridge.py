@@ -34,8 +34,8 @@ from typing import IO, Any, Final
 
 from pydantic import ValidationError
 
-from . import _exit_counter
-from ._config import (
+from otel_plugin_logs.config.resource import detect_host_resource, with_resource_attributes
+from otel_plugin_logs.config.settings import (
     ENV_AUTO_INSTALL,
     ENV_PLUGIN_NAME,
     ENV_SOCKET,
@@ -48,7 +48,19 @@ from ._config import (
     check_runtime_dir,
     resolve,
 )
-from ._export import (
+from otel_plugin_logs.conventions import (
+    BRIDGE_COUNT_ATTRIBUTE,
+    BRIDGE_EVENT_ATTRIBUTE,
+    BRIDGE_REASON_ATTRIBUTE,
+    BRIDGE_SCOPE_NAME,
+    DEFAULT_HOST_SERVICE_NAME,
+    RESOURCE_PLUGIN_NAME,
+    RESOURCE_PLUGIN_VERSION,
+    check_plugin_name,
+    is_valid_plugin_name,
+)
+from otel_plugin_logs.export.otlp import Entry, ResourceInfo
+from otel_plugin_logs.export.pipeline import (
     DROP_EXPORT_QUEUE_FULL,
     ExportPipeline,
     ExportSettings,
@@ -60,9 +72,9 @@ from ._export import (
     check_file_dir,
     resolve_export,
 )
-from ._ingest import IngestWorker, Job
-from ._legacy import LegacyBatchResult, LegacyIngest
-from ._limits import (
+from otel_plugin_logs.host.ingest import IngestWorker, Job
+from otel_plugin_logs.host.legacy import LegacyBatchResult, LegacyIngest
+from otel_plugin_logs.host.limits import (
     ACCEPT_ERROR,
     CLOSED_STALLED,
     EVICTED_PENDING,
@@ -75,19 +87,7 @@ from ._limits import (
     has_spoken,
     peer_credentials,
 )
-from ._names import (
-    BRIDGE_COUNT_ATTRIBUTE,
-    BRIDGE_EVENT_ATTRIBUTE,
-    BRIDGE_REASON_ATTRIBUTE,
-    BRIDGE_SCOPE_NAME,
-    DEFAULT_HOST_SERVICE_NAME,
-    RESOURCE_PLUGIN_NAME,
-    RESOURCE_PLUGIN_VERSION,
-    check_plugin_name,
-    is_valid_plugin_name,
-)
-from ._otlp import Entry, ResourceInfo
-from ._process import (
+from otel_plugin_logs.host.process import (
     PluginProcess,
     RawText,
     TracebackGrouper,
@@ -95,7 +95,20 @@ from ._process import (
     pump_output,
     stop_processes,
 )
-from ._protocol import (
+from otel_plugin_logs.host.replay import ReplayedRecordFilter, Replayer, escape_controls
+from otel_plugin_logs.host.stats import BridgeStats, PluginCounters, PluginStats
+from otel_plugin_logs.host.validate import (
+    BatchHeader,
+    Hello,
+    Limits,
+    build_entry,
+    clean_text,
+    first_error,
+    sanitize_counters,
+    validate_records,
+)
+from otel_plugin_logs.wire import exit_counter as _exit_counter
+from otel_plugin_logs.wire.protocol import (
     ACK,
     BATCH,
     BYE,
@@ -114,19 +127,6 @@ from ._protocol import (
     severity_number,
     truncate_utf8,
 )
-from ._replay import ReplayedRecordFilter, Replayer, escape_controls
-from ._resource import detect_host_resource, with_resource_attributes
-from ._stats import BridgeStats, PluginCounters, PluginStats
-from ._validate import (
-    BatchHeader,
-    Hello,
-    Limits,
-    build_entry,
-    clean_text,
-    first_error,
-    sanitize_counters,
-    validate_records,
-)
 
 _log = logging.getLogger("otel_plugin_logs.bridge")
 
@@ -136,7 +136,9 @@ _MAX_TRACEBACK_LINES: Final = 2000  # a longer printed traceback becomes several
 _TRACEBACK_IDLE_SECONDS: Final = 0.5  # a printed traceback with no line for this long is complete
 _REGISTRY: Final = "registry.json"
 _MAX_RETIRED_RPC_STREAMS: Final = 4096
-_BOOTSTRAP_DIR: Final = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_bootstrap")
+_PACKAGE_DIR: Final = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# A directory put on a runner's PYTHONPATH, not a module the host imports.
+_BOOTSTRAP_DIR: Final = os.path.join(_PACKAGE_DIR, "runner", "bootstrap")
 
 # In a spawned runner's environment: what `opentelemetry-instrument` (the SDK's configurator,
 # the distro, opentelemetry-instrumentation-logging) reads to export the process's logs
@@ -2076,7 +2078,7 @@ def _fallback_path() -> str:
     """Directories that hold this package and msgpack, for a runner interpreter lacking them."""
     import msgpack
 
-    paths = [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
+    paths = [os.path.dirname(_PACKAGE_DIR)]
     msgpack_dir = os.path.dirname(os.path.dirname(os.path.abspath(msgpack.__file__)))
     if msgpack_dir not in paths:
         paths.append(msgpack_dir)

@@ -1,0 +1,1 @@
+"""Settings from the environment (OTEL_* conventions), shared by every side."""

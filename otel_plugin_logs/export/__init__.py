@@ -1,0 +1,1 @@
+"""From host records to OTLP: the record model, batching, the encoder, the export pipeline and sinks."""

@@ -1,0 +1,1 @@
+"""The host bridge: the socket server, runner connections, the ledger, supervision, replay."""

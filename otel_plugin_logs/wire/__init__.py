@@ -1,0 +1,1 @@
+"""The wire between runner and host: framing, message and record shapes, the exit counter file."""
