@@ -76,6 +76,7 @@ def test(args: list[str]) -> int:
     _run(PYTHON, "-m", "ruff", "check", ".")
     _run(PYTHON, "-m", "ruff", "format", "--check", ".")
     _run(PYTHON, "-m", "mypy")
+    _run(BIN / "lint-imports", "--no-cache")  # the dependency rules of pyproject's [tool.importlinter]
     # pytest exits 5 when it collected nothing: that is a failure here, like any non-zero code.
     code = _run(PYTHON, "-m", "pytest", *args, check=False)
     if code != 0 or args:

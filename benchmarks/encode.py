@@ -105,10 +105,11 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     from otel_plugin_logs.export.otlp import encode_request
     from otel_plugin_logs.export.pipeline import Outcome, SdkExporterSink
     from otel_plugin_logs.export.sdk_records import SdkRecordBuilder
+    from otel_plugin_logs.host.entries import Limits, build_entry
     from otel_plugin_logs.host.replay import Replayer
-    from otel_plugin_logs.host.validate import BatchHeader, Limits, build_entry, validate_records
     from otel_plugin_logs.runner.handler import RunnerLogHandler
-    from otel_plugin_logs.wire.protocol import decode_message
+    from otel_plugin_logs.wire.framing import decode_message
+    from otel_plugin_logs.wire.validate import BatchHeader, validate_records
 
     frames = make_frames(count)
     body = frames[0]

@@ -30,7 +30,8 @@ from otel_plugin_logs.runner.transport import (
     TransportRejected,
     UnixSocketTransport,
 )
-from otel_plugin_logs.wire.protocol import PROTOCOL_VERSION, ProtocolError
+from otel_plugin_logs.wire.framing import ProtocolError
+from otel_plugin_logs.wire.messages import PROTOCOL_VERSION
 
 if TYPE_CHECKING:
     from otel_plugin_logs.host.bridge import HostLogBridge, PluginProcess

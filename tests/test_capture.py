@@ -17,7 +17,7 @@ PRELUDE = """
 import json, logging, logging.config, os, sys
 import msgpack
 from otel_plugin_logs import InMemoryTransport, runner
-from otel_plugin_logs.wire.protocol import Rec
+from otel_plugin_logs.wire.records import Rec
 
 bodies = []
 

@@ -16,7 +16,8 @@ from helpers import MemorySink
 
 from otel_plugin_logs import ConfigError, HostLogBridge, InMemoryTransport, RunnerLogHandler
 from otel_plugin_logs.runner.transport import TransportError
-from otel_plugin_logs.wire.protocol import HEADER_BYTES, Rec
+from otel_plugin_logs.wire.framing import HEADER_BYTES
+from otel_plugin_logs.wire.records import Rec
 
 
 class Collecting:

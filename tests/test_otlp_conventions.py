@@ -17,7 +17,7 @@ import pytest
 from helpers import PYTHON, Collector, MemorySink, parse_rotel_logs, wait_until, write_plugin
 
 from otel_plugin_logs import ConfigError, HostLogBridge
-from otel_plugin_logs.wire.protocol import severity_number
+from otel_plugin_logs.wire.records import severity_number
 
 QUIET = """
 import logging

@@ -7,15 +7,12 @@ import math
 import msgpack
 import pytest
 
-from otel_plugin_logs.wire.protocol import (
+from otel_plugin_logs.wire.framing import FrameDecoder, ProtocolError, decode_message, encode_message
+from otel_plugin_logs.wire.records import (
     MAX_CONTAINER_ITEMS,
     MAX_VALUE_DEPTH,
     TRUNCATION_MARKER,
-    FrameDecoder,
-    ProtocolError,
     coerce_value,
-    decode_message,
-    encode_message,
     severity_number,
     truncate_utf8,
 )

@@ -23,7 +23,7 @@ from otel_plugin_logs import (
     TransportError,
     frame_from_event,
 )
-from otel_plugin_logs.wire.protocol import encode_message
+from otel_plugin_logs.wire.framing import encode_message
 
 
 class SyncClient:

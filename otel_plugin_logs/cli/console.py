@@ -20,7 +20,7 @@ from typing import IO, Any, Final
 from otel_plugin_logs.cli.console_order import TimeOrderedRelease
 from otel_plugin_logs.cli.terminal import ASCII_SYMBOLS, UNICODE_SYMBOLS, StatusLine, symbols_for, use_colour
 from otel_plugin_logs.host.replay import REPLAY_ATTRIBUTE, ReplayedRecord, escape_controls, escape_multiline
-from otel_plugin_logs.wire.protocol import EXCEPTION_STACKTRACE
+from otel_plugin_logs.wire.records import EXCEPTION_STACKTRACE
 
 _HIDDEN_PREFIXES: Final = ("code.", "thread.", "exception.", "otel_plugin_logs.", "log.")
 _OWN_PREFIX: Final = "otel_plugin_logs."

@@ -39,7 +39,7 @@ from otel_plugin_logs.conventions import (
     BRIDGE_REASON_ATTRIBUTE,
     BRIDGE_SCOPE_NAME,
 )
-from otel_plugin_logs.wire.protocol import EXCEPTION_STACKTRACE
+from otel_plugin_logs.wire.records import EXCEPTION_STACKTRACE
 
 _DROP_EVENTS: Final = ("dropped", "suppressed", "gap")
 _LEVEL_NAMES: Final = (

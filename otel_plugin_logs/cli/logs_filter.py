@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Final
 
 from otel_plugin_logs.cli.logs_read import SinkRecord
-from otel_plugin_logs.wire.protocol import EXCEPTION_STACKTRACE
+from otel_plugin_logs.wire.records import EXCEPTION_STACKTRACE
 
 _SEVERITIES: Final = {"TRACE": 1, "DEBUG": 5, "INFO": 9, "WARN": 13, "WARNING": 13, "ERROR": 17}
 _SEVERITIES_HIGH: Final = {"FATAL": 21, "CRITICAL": 21}

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeVar
 
-from otel_plugin_logs.wire.protocol import DEFAULT_MAX_FRAME_BYTES, MIN_MAX_FRAME_BYTES
+from otel_plugin_logs.wire.framing import DEFAULT_MAX_FRAME_BYTES, MIN_MAX_FRAME_BYTES
 
 PREFIX: Final = "OTEL_PLUGIN_LOGS_"
 # Set by the host in a runner's environment; not user settings.

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from otel_plugin_logs.export.otlp import Entry, ResourceInfo
-from otel_plugin_logs.wire.protocol import BODY_ORIGINAL_BYTES, truncate_utf8
+from otel_plugin_logs.wire.records import BODY_ORIGINAL_BYTES, truncate_utf8
 
 # Per-record fields besides body and attributes: two timestamps, severity, ids, flags, tags.
 _RECORD_OVERHEAD_BYTES: Final = 96

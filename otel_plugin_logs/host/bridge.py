@@ -72,6 +72,7 @@ from otel_plugin_logs.export.pipeline import (
     check_file_dir,
     resolve_export,
 )
+from otel_plugin_logs.host.entries import Limits, build_entry, clean_text, sanitize_counters
 from otel_plugin_logs.host.ingest import IngestWorker, Job
 from otel_plugin_logs.host.legacy import LegacyBatchResult, LegacyIngest
 from otel_plugin_logs.host.limits import (
@@ -97,36 +98,19 @@ from otel_plugin_logs.host.process import (
 )
 from otel_plugin_logs.host.replay import ReplayedRecordFilter, Replayer, escape_controls
 from otel_plugin_logs.host.stats import BridgeStats, PluginCounters, PluginStats
-from otel_plugin_logs.host.validate import (
-    BatchHeader,
-    Hello,
-    Limits,
-    build_entry,
-    clean_text,
-    first_error,
-    sanitize_counters,
-    validate_records,
-)
 from otel_plugin_logs.wire import exit_counter as _exit_counter
-from otel_plugin_logs.wire.protocol import (
-    ACK,
-    BATCH,
-    BYE,
+from otel_plugin_logs.wire import messages
+from otel_plugin_logs.wire.framing import ProtocolError, decode_message, encode_message
+from otel_plugin_logs.wire.messages import BATCH, BYE, HELLO, PROTOCOL_VERSION
+from otel_plugin_logs.wire.records import (
     EXCEPTION_MESSAGE,
     EXCEPTION_STACKTRACE,
     EXCEPTION_TYPE,
-    FLUSH,
-    HELLO,
     INT64_MAX,
-    PROTOCOL_VERSION,
-    REJECT,
-    WELCOME,
-    ProtocolError,
-    decode_message,
-    encode_message,
     severity_number,
     truncate_utf8,
 )
+from otel_plugin_logs.wire.validate import BatchHeader, Hello, first_error, validate_records
 
 _log = logging.getLogger("otel_plugin_logs.bridge")
 
@@ -718,7 +702,7 @@ class HostLogBridge:
             flush_id = self._flush_id
             live = [c for c in self._connections if c.stream is not None and not c.closed]
         for conn in live:
-            loop.call_soon_threadsafe(conn.send, {"t": FLUSH, "id": flush_id})
+            loop.call_soon_threadsafe(conn.send, messages.flush(flush_id))
         while time.monotonic() < deadline:
             with self._lock:
                 waiting = [
@@ -1095,14 +1079,7 @@ class HostLogBridge:
             plugin.counters.connections += 1
             self._connections.add(conn)
             settled = stream.settled
-        conn.send(
-            {
-                "t": WELCOME,
-                "v": PROTOCOL_VERSION,
-                "acked": settled,
-                "max_frame_bytes": self.config.max_frame_bytes,
-            }
-        )
+        conn.send(messages.welcome(settled, self.config.max_frame_bytes))
 
     def _make_room_for_stream(self, plugin: _Plugin, digest: str) -> bool:
         """Whether a runner may open one more stream; retires its oldest disconnected one if needed.
@@ -1138,7 +1115,7 @@ class HostLogBridge:
             reason,
             detail,
         )
-        conn.send({"t": REJECT, "v": PROTOCOL_VERSION, "reason": f"{reason}: {detail}"})
+        conn.send(messages.reject(f"{reason}: {detail}"))
         conn.close()
 
     def _bad_input(self, conn: _Connection, reason: str, detail: str) -> None:
@@ -1535,7 +1512,7 @@ class HostLogBridge:
             if self._registry_dirty and not self._owns_runtime_dir:
                 self._save_registry()
             for conn, seq in acks:
-                conn.send({"t": ACK, "seq": seq})
+                conn.send(messages.ack(seq))
             self._expire_connections()
             self._check_connected()
         finally:

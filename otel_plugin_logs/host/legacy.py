@@ -25,8 +25,10 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
-from otel_plugin_logs.host.validate import LegacyBatch, LegacyEntry, first_error, validate_legacy_entries
-from otel_plugin_logs.wire.protocol import BATCH, BYE, ProtocolError, unpack_bounded
+from otel_plugin_logs.host.entries import LegacyBatch, LegacyEntry, validate_legacy_entries
+from otel_plugin_logs.wire.framing import ProtocolError, unpack_bounded
+from otel_plugin_logs.wire.messages import BATCH, BYE
+from otel_plugin_logs.wire.validate import first_error
 
 # The seed handler forwards loggers named ``plugin.<name>...``: their own plugin prefix is
 # dropped so that the replay (``plugin.<name>.<logger>``) does not say it twice.

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from otel_plugin_logs.config.settings import HostConfig
-from otel_plugin_logs.wire.protocol import HEADER_BYTES, ProtocolError
+from otel_plugin_logs.wire.framing import HEADER_BYTES, ProtocolError
 
 # A hello is a few hundred bytes; before it, a connection may not announce anything bigger.
 MAX_HELLO_BYTES: Final = 4096

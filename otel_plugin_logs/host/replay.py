@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from otel_plugin_logs.export.otlp import Entry
-from otel_plugin_logs.wire.protocol import (
+from otel_plugin_logs.wire.records import (
     CODE_FILE_PATH,
     CODE_FUNCTION_NAME,
     CODE_LINE_NUMBER,

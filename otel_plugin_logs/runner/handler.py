@@ -28,7 +28,7 @@ import time
 import traceback
 import weakref
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Final
 
 import msgpack
@@ -40,23 +40,19 @@ from otel_plugin_logs.runner.transport import (
     TransportRejected,
     UnixSocketTransport,
 )
+from otel_plugin_logs.wire import messages
 from otel_plugin_logs.wire.exit_counter import ExitCounter, open_for_stream
-from otel_plugin_logs.wire.protocol import (
-    ACK,
-    BATCH,
+from otel_plugin_logs.wire.framing import encode_message, encode_message_with_records
+from otel_plugin_logs.wire.messages import ACK, FLUSH
+from otel_plugin_logs.wire.records import (
     BODY_ORIGINAL_BYTES,
-    BYE,
     CODE_FILE_PATH,
     CODE_FUNCTION_NAME,
     CODE_LINE_NUMBER,
-    FLUSH,
-    HELLO,
-    PROTOCOL_VERSION,
     THREAD_ID,
     THREAD_NAME,
     Rec,
     coerce_value,
-    encode_message,
     severity_number,
     truncate_utf8,
 )
@@ -446,15 +442,9 @@ class RunnerLogHandler(logging.Handler):
         now = time.monotonic()
         if now < self._next_attempt:
             return False
-        hello = {
-            "t": HELLO,
-            "v": PROTOCOL_VERSION,
-            "token": self._config.token,
-            "pid": os.getpid(),
-            "stream": self._stream,
-            "plugin_version": self._plugin_version,
-            "python": sys.version.split()[0],
-        }
+        hello = messages.hello(
+            self._config.token, os.getpid(), self._stream, self._plugin_version, sys.version.split()[0]
+        )
         try:
             timeout = 5.0 if not self._stopping else min(5.0, max(0.05, self._shutdown_deadline - now))
             welcome = self._transport.connect(hello, timeout)
@@ -468,6 +458,7 @@ class RunnerLogHandler(logging.Handler):
             self._back_off()
             return False
         self._connected = True
+        self._adopt_limits(welcome)
         self._release_acked(int(welcome.get("acked", 0)))
         try:
             # Resend whatever the host has not settled; it discards duplicates by sequence.
@@ -480,6 +471,12 @@ class RunnerLogHandler(logging.Handler):
             self._on_disconnect(str(error))
             return False
         return True
+
+    def _adopt_limits(self, welcome: dict[str, Any]) -> None:
+        """Keep batches within what this host said it takes (an older host says nothing)."""
+        max_frame_bytes = welcome.get("max_frame_bytes")
+        if isinstance(max_frame_bytes, int) and max_frame_bytes > 0:
+            self._batch_bytes = min(self._batch_bytes, max(1024, max_frame_bytes // 4))
 
     def _on_disconnect(self, reason: str) -> None:
         self.last_error = reason
@@ -586,16 +583,16 @@ class RunnerLogHandler(logging.Handler):
         with self._lock:
             dropped = dict(self._dropped)
             accepted = self._last_seq
-        header = {"t": BATCH, "stream": self._stream, "dropped": dropped, "accepted": accepted}
-        if self._flush_asked:
-            header["flushed"] = self._flush_asked
-            self._flush_answered = self._flush_asked
-        return header
+        flushed = self._flush_asked
+        if flushed:
+            self._flush_answered = flushed
+        return messages.batch_header(self._stream, dropped, accepted, flushed)
 
     def _bye_message(self) -> dict[str, Any]:
         header = self._batch_header()
-        header["t"] = BYE
-        return header
+        return messages.bye_header(
+            header["stream"], header["dropped"], header["accepted"], header.get("flushed", 0)
+        )
 
     def _read_acks(self, timeout_seconds: float) -> None:
         for message in self._transport.receive(timeout_seconds):
@@ -941,33 +938,6 @@ def _exception_fields(exc_info: Any, max_stacktrace_bytes: int, max_len: int) ->
     except Exception as format_error:
         stack = f"<stack trace unavailable: {type(format_error).__name__}>"
     return [qualified, message[:max_len], truncate_tail(stack, max_stacktrace_bytes)]
-
-
-def encode_message_with_records(header: Mapping[str, Any], packed_records: list[bytes]) -> bytes:
-    """A batch frame from its header fields and records packed one by one.
-
-    Packing records separately lets the sender cut batches at a byte size without encoding
-    anything twice; the result is byte-for-byte a msgpack map with a ``records`` array.
-    """
-    count = len(packed_records)
-    if count < 16:
-        array_header = bytes((0x90 | count,))
-    elif count < 0x10000:
-        array_header = b"\xdc" + count.to_bytes(2, "big")
-    else:
-        array_header = b"\xdd" + count.to_bytes(4, "big")
-    fields = len(header) + 1
-    if fields >= 16:
-        raise ValueError("batch header has too many fields")
-    parts = [bytes((0x80 | fields,))]
-    for key, value in header.items():
-        parts.append(msgpack.packb(key))
-        parts.append(msgpack.packb(value, use_bin_type=True))
-    parts.append(msgpack.packb("records"))
-    parts.append(array_header)
-    parts.extend(packed_records)
-    body = b"".join(parts)
-    return len(body).to_bytes(4, "big") + body
 
 
 def _escape_line(line: str) -> str:

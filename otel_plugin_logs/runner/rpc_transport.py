@@ -33,15 +33,9 @@ from typing import Any, Final, Protocol
 import msgpack
 
 from otel_plugin_logs.runner.transport import TransportError
-from otel_plugin_logs.wire.protocol import (
-    ACK,
-    BATCH,
-    DEFAULT_MAX_FRAME_BYTES,
-    HEADER_BYTES,
-    PROTOCOL_VERSION,
-    WELCOME,
-    ProtocolError,
-)
+from otel_plugin_logs.wire import messages
+from otel_plugin_logs.wire.framing import DEFAULT_MAX_FRAME_BYTES, HEADER_BYTES, ProtocolError
+from otel_plugin_logs.wire.messages import BATCH
 
 FRAME_EVENT: Final = "otel_plugin_logs.frame"
 FRAME_KEY: Final = "frame"  # the payload's key for the frame as bytes
@@ -110,7 +104,7 @@ class RpcTransport:
         self._inbox = []
         self._sent_seq = self._acked_seq = 0
         # acked 0: the handler resends whatever it holds; the host discards what it has.
-        return {"t": WELCOME, "v": PROTOCOL_VERSION, "acked": 0}
+        return messages.welcome(0, DEFAULT_MAX_FRAME_BYTES)
 
     def send(self, frame: bytes) -> None:
         if not self._connected:
@@ -205,7 +199,7 @@ class RpcTransport:
         else:
             return
         self._acked_seq = max(self._acked_seq, seq)
-        self._inbox.append({"t": ACK, "seq": seq})
+        self._inbox.append(messages.ack(seq))
 
 
 def _reply_seq(reply: Any) -> int | None:

@@ -18,18 +18,16 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
-from otel_plugin_logs.wire.protocol import (
-    ACK,
+from otel_plugin_logs.wire import messages
+from otel_plugin_logs.wire.framing import (
     DEFAULT_MAX_FRAME_BYTES,
     HEADER_BYTES,
-    PROTOCOL_VERSION,
-    REJECT,
-    WELCOME,
     FrameDecoder,
     ProtocolError,
     decode_message,
     encode_message,
 )
+from otel_plugin_logs.wire.messages import PROTOCOL_VERSION, REJECT, WELCOME
 
 
 class TransportError(Exception):
@@ -220,15 +218,15 @@ class InMemoryTransport:
         if self.fail:
             raise TransportError("in-memory transport is failing")
         self.connected = True
-        return {"t": WELCOME, "v": PROTOCOL_VERSION, "acked": 0}
+        return messages.welcome(0, DEFAULT_MAX_FRAME_BYTES)
 
     def send(self, frame: bytes) -> None:
         if self.fail or not self.connected:
             self.connected = False
             raise TransportError("in-memory transport is failing")
         message = decode_message(frame[HEADER_BYTES:])
-        if message["t"] == "batch" or message["t"] == "bye":
-            self._acks.append({"t": ACK, "seq": self._deliver(frame[HEADER_BYTES:])})
+        if message["t"] in (messages.BATCH, messages.BYE):
+            self._acks.append(messages.ack(self._deliver(frame[HEADER_BYTES:])))
         self.sent_frames += 1
 
     def receive(self, timeout_seconds: float) -> list[dict[str, Any]]:

@@ -16,15 +16,8 @@ from helpers import wait_until
 
 from otel_plugin_logs.export.pipeline import Item, Outcome
 from otel_plugin_logs.host.stats import PluginStats
-from otel_plugin_logs.wire.protocol import (
-    ACK,
-    BATCH,
-    BYE,
-    HELLO,
-    PROTOCOL_VERSION,
-    FrameDecoder,
-    encode_message,
-)
+from otel_plugin_logs.wire.framing import FrameDecoder, encode_message
+from otel_plugin_logs.wire.messages import ACK, BATCH, BYE, HELLO, PROTOCOL_VERSION
 
 HERE = Path(__file__).resolve().parent
 

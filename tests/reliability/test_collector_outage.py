@@ -23,7 +23,8 @@ from otel_plugin_logs.config.settings import HostConfig, resolve
 from otel_plugin_logs.conventions import BRIDGE_SCOPE_NAME
 from otel_plugin_logs.export.otlp import ResourceInfo
 from otel_plugin_logs.export.pipeline import ExportPipeline, Outcome
-from otel_plugin_logs.host.validate import Limits, build_entry, validate_records
+from otel_plugin_logs.host.entries import Limits, build_entry
+from otel_plugin_logs.wire.validate import validate_records
 
 pytestmark = pytest.mark.collector
 

@@ -17,9 +17,10 @@ from reliability_support import RawRunner, describe, settled, wire_record
 
 from otel_plugin_logs import HostLogBridge
 from otel_plugin_logs.export.otlp import ResourceInfo, encode_json_line, encode_request
+from otel_plugin_logs.host.entries import Limits, build_entry
 from otel_plugin_logs.host.replay import Replayer
-from otel_plugin_logs.host.validate import Limits, build_entry, validate_records
-from otel_plugin_logs.wire.protocol import FrameDecoder, ProtocolError, decode_message, encode_message
+from otel_plugin_logs.wire.framing import FrameDecoder, ProtocolError, decode_message, encode_message
+from otel_plugin_logs.wire.validate import validate_records
 
 MAX_FRAME = 64 * 1024
 PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

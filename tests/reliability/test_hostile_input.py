@@ -13,8 +13,9 @@ from helpers import PYTHON, write_plugin
 from reliability_support import RawRunner, describe, drained, settled, wait_for, wire_record
 
 from otel_plugin_logs import PluginProcess
-from otel_plugin_logs.host.validate import ORIGINAL_TIME_ATTRIBUTE
-from otel_plugin_logs.wire.protocol import MAX_VALUE_DEPTH, TRUNCATION_MARKER, encode_message
+from otel_plugin_logs.host.entries import ORIGINAL_TIME_ATTRIBUTE
+from otel_plugin_logs.wire.framing import encode_message
+from otel_plugin_logs.wire.records import MAX_VALUE_DEPTH, TRUNCATION_MARKER
 
 FAR_FUTURE = 2**64 - 1
 

@@ -19,7 +19,8 @@ from reliability_support import RawRunner, drained, wait_for, wire_record
 from otel_plugin_logs import HostLogBridge
 from otel_plugin_logs.config.settings import ENV_TOKEN
 from otel_plugin_logs.conventions import BRIDGE_EVENT_ATTRIBUTE, BRIDGE_SCOPE_NAME
-from otel_plugin_logs.wire.protocol import PROTOCOL_VERSION, FrameDecoder, encode_message
+from otel_plugin_logs.wire.framing import FrameDecoder, encode_message
+from otel_plugin_logs.wire.messages import PROTOCOL_VERSION
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 NOBODY = 65534

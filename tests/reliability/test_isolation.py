@@ -15,7 +15,7 @@ from reliability_support import RawRunner, describe, drained, settled, wait_for,
 from otel_plugin_logs import HostLogBridge, PluginProcess
 from otel_plugin_logs.export.otlp import encode_request
 from otel_plugin_logs.export.pipeline import Item, Outcome
-from otel_plugin_logs.wire.protocol import BODY_ORIGINAL_BYTES, INT64_MAX, TRUNCATION_MARKER
+from otel_plugin_logs.wire.records import BODY_ORIGINAL_BYTES, INT64_MAX, TRUNCATION_MARKER
 
 MIB = 1024 * 1024
 CJK = "日本語のログメッセージ"  # 3 bytes per character in UTF-8, 2 in memory

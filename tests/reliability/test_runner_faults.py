@@ -93,7 +93,7 @@ def test_sigkill_mid_stream_delivers_every_acknowledged_record(
 
 ANNOUNCE_THEN_DIE = """
 import os, signal, socket, time
-from otel_plugin_logs.wire.protocol import FrameDecoder, encode_message
+from otel_plugin_logs.wire.framing import FrameDecoder, encode_message
 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 sock.connect(os.environ["OTEL_PLUGIN_LOGS_SOCKET"])
 sock.sendall(encode_message({"t": "hello", "v": 1, "token": os.environ["OTEL_PLUGIN_LOGS_TOKEN"],

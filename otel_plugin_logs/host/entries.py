@@ -1,9 +1,9 @@
-"""Validation of what runners send. Everything here is input from an untrusted process.
+"""From validated wire records to the host's entries; all of it is input from an untrusted process.
 
-pydantic checks the shape and types strictly (no str→int coercion, bounded strings); then
-``build_entry`` clamps what is well-typed but unreasonable: timestamps, attribute counts and
-sizes, nesting, non-UTF-8 text, ids of the wrong length. The host never raises on a record:
-it either repairs it (and says so in an attribute) or rejects it with a reason.
+``wire.validate`` has checked shape and types strictly; ``build_entry`` clamps what is
+well-typed but unreasonable: timestamps, attribute counts and sizes, nesting, non-UTF-8 text,
+ids of the wrong length. The host never raises on a record: it either repairs it (and says so
+in an attribute) or rejects it with a reason.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    StrictBytes,
     StrictInt,
     StrictStr,
     TypeAdapter,
@@ -26,7 +25,7 @@ from pydantic import (
 
 from otel_plugin_logs.conventions import BRIDGE_SCOPE_NAME
 from otel_plugin_logs.export.otlp import Entry
-from otel_plugin_logs.wire.protocol import (
+from otel_plugin_logs.wire.records import (
     BODY_ORIGINAL_BYTES,
     EXCEPTION_MESSAGE,
     EXCEPTION_STACKTRACE,
@@ -38,93 +37,13 @@ from otel_plugin_logs.wire.protocol import (
     severity_number,
     truncate_utf8,
 )
+from otel_plugin_logs.wire.validate import Level, Name
 
 ORIGINAL_TIME_ATTRIBUTE: Final = "otel_plugin_logs.original_time_unix_nano"
 _FUTURE_TOLERANCE_NANOS: Final = 3600 * 10**9
 _MAX_KEY_LENGTH: Final = 256
 _MAX_SCOPE_LENGTH: Final = 256
 _MAX_SEVERITY_TEXT: Final = 32
-
-_Seq = Annotated[StrictInt, Field(ge=1, le=INT64_MAX)]
-_Time = Annotated[StrictInt, Field(ge=INT64_MIN, le=UINT64_MAX)]
-_Severity = Annotated[StrictInt, Field(ge=0, le=24)]
-_Short = Annotated[StrictStr, Field(max_length=256)]
-_Name = Annotated[StrictStr, Field(max_length=4096)]
-_Flags = Annotated[StrictInt, Field(ge=0, le=0xFFFFFFFF)]
-_Level = Annotated[StrictInt, Field(ge=INT64_MIN, le=INT64_MAX)]
-_Id = StrictBytes | None
-_Exception = tuple[StrictStr, StrictStr, StrictStr] | None
-
-WireRecord = tuple[
-    _Seq,
-    _Time,
-    _Time,
-    _Severity,
-    _Short,
-    StrictStr,
-    _Name,
-    dict[StrictStr, Any],
-    _Id,
-    _Id,
-    _Flags,
-    _Exception,
-    _Level,
-]
-RECORD: Final = TypeAdapter(WireRecord)
-RECORDS: Final = TypeAdapter(list[WireRecord])
-
-
-class Hello(BaseModel):
-    """The first frame of a connection."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    t: StrictStr
-    v: StrictInt
-    token: Annotated[StrictStr, Field(min_length=1, max_length=512)]
-    pid: Annotated[StrictInt, Field(ge=0, le=2**31)]
-    stream: Annotated[StrictInt, Field(ge=0, le=INT64_MAX)]
-    plugin_version: Annotated[StrictStr, Field(max_length=128)] | None = None
-    python: Annotated[StrictStr, Field(max_length=64)] | None = None
-
-
-class BatchHeader(BaseModel):
-    """A batch or bye frame, without its records."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    t: StrictStr
-    stream: Annotated[StrictInt, Field(ge=0, le=INT64_MAX)] = 0
-    dropped: Annotated[
-        dict[Annotated[StrictStr, Field(max_length=64)], Annotated[StrictInt, Field(ge=0)]],
-        Field(max_length=32),
-    ] = Field(default_factory=dict)
-    accepted: Annotated[StrictInt, Field(ge=0, le=INT64_MAX)] = 0
-    flushed: Annotated[StrictInt, Field(ge=0, le=INT64_MAX)] = 0
-    records: list[Any] = Field(default_factory=list)
-
-
-def first_error(error: ValidationError) -> str:
-    """A one-line reason from a pydantic error, naming the field."""
-    detail = error.errors(include_url=False, include_input=False)[0]
-    where = ".".join(str(part) for part in detail.get("loc", ())) or "frame"
-    return f"{where}: {detail.get('msg', 'invalid')}"
-
-
-def validate_records(raw: list[Any]) -> tuple[list[Any], list[str]]:
-    """Valid records, and one reason per invalid record. Fast when all are valid."""
-    try:
-        return RECORDS.validate_python(raw), []
-    except ValidationError:
-        pass
-    valid: list[Any] = []
-    reasons: list[str] = []
-    for item in raw:
-        try:
-            valid.append(RECORD.validate_python(item))
-        except ValidationError as error:
-            reasons.append(first_error(error))
-    return valid, reasons
 
 
 def clean_text(value: str, max_length: int) -> str:
@@ -298,8 +217,8 @@ class LegacyEntry(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     timestamp_ms: Annotated[StrictInt, Field(ge=0, le=_MAX_LEGACY_TIMESTAMP_MS)]
-    level: _Level | Annotated[StrictStr, Field(min_length=1, max_length=_MAX_SEVERITY_TEXT)]
-    logger_name: _Name
+    level: Level | Annotated[StrictStr, Field(min_length=1, max_length=_MAX_SEVERITY_TEXT)]
+    logger_name: Name
     message: Annotated[StrictStr, Field(max_length=_MAX_LEGACY_TEXT)]
     exception_text: Annotated[StrictStr, Field(max_length=_MAX_LEGACY_TEXT)] | None = None
 
