@@ -118,11 +118,17 @@ def test_collector_absent_at_start_then_up_receives_every_record(tmp_path: Path,
             assert wait_until(lambda: bridge.stats().plugins["steady"].exported == 400, 30)
             stats = bridge.stats().plugins["steady"]
             assert stats.dropped_total == 0 and stats.uncounted == 0
-            bodies = [r["body"] for r in parse_rotel_logs(collector.output()) if r["scope"] == "steady"]
+
+            def bodies() -> list[str]:
+                return [r["body"] for r in parse_rotel_logs(collector.output()) if r["scope"] == "steady"]
+
+            # Acknowledged by the collector is not yet written to its debug log: wait for the log too.
+            wait_until(lambda: len(bodies()) >= 400, 30)
+            received = bodies()
         finally:
             bridge.shutdown()
             collector.stop()
-    assert bodies == [f"record {i}" for i in range(400)]
+    assert received == [f"record {i}" for i in range(400)]
 
 
 def test_file_sink_decodes_with_the_otlp_json_mapping_into_the_same_records(
