@@ -72,12 +72,23 @@ def test_message_is_rendered_at_emit_time() -> None:
 
 
 def test_emit_never_raises_even_when_formatting_fails() -> None:
-    """A broken format string goes to handleError, never to the caller."""
+    """A broken format string goes to handleError (from the sender, which renders it), never to the caller."""
     handler = RunnerLogHandler(InMemoryTransport(Collecting()))
     errors: list[logging.LogRecord] = []
     handler.handleError = errors.append  # type: ignore[method-assign]
     _logger(handler).info("%d", "not a number")
-    assert len(errors) == 1
+    assert handler.force_flush(5000)
+    assert len(errors) == 1 and handler.stats()["dropped"] == {"encode_error": 1}
+    handler.shutdown(1000)
+
+
+def test_a_broken_format_with_a_mutable_argument_fails_on_the_callers_side() -> None:
+    """Rendered at once because its argument could change, a broken format goes to handleError at the call."""
+    handler = RunnerLogHandler(InMemoryTransport(Collecting()))
+    errors: list[logging.LogRecord] = []
+    handler.handleError = errors.append  # type: ignore[method-assign]
+    _logger(handler).info("%d", ["not a number"])
+    assert len(errors) == 1 and handler.stats()["accepted"] == 0
     handler.shutdown(1000)
 
 

@@ -19,9 +19,16 @@ class QueuedRecord:
 
     seq: int
     record: logging.LogRecord
-    message: Any  # the rendered message, or a copy of a structlog event dict
+    message: Any  # the rendered message, the format string (with args), or a structlog dict's copy
+    args: tuple[Any, ...] | None  # immutable arguments the sender renders into message, if any
     context: Any  # the OTel Context current at the call, or None
     size_bytes: int  # what this record counts against the byte bound
+    has_extras: bool  # the caller passed attributes of its own (extra=...)
+
+    def text(self) -> Any:
+        """The message as logged: rendered now if it was kept with its arguments (may raise)."""
+        args = self.args
+        return self.message if args is None else self.message % args
 
 
 def level_class(levelno: int) -> int:
@@ -58,7 +65,7 @@ class SeverityBuffer:
 
     def append(self, item: QueuedRecord, levelno: int) -> int:
         """Queue ``item``; returns the count now queued."""
-        self._queues[class_of(levelno)].append(item)
+        self._queues[_LEVEL_CLASS[levelno] if 0 <= levelno < 64 else 3].append(item)
         self.count += 1
         self.size_bytes += item.size_bytes
         return self.count

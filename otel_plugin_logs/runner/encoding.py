@@ -69,40 +69,50 @@ class WireLimits:
         )
 
 
-def to_wire(item: QueuedRecord, limits: WireLimits) -> list[Any]:
-    """The wire row of a queued record."""
+_SEVERITY_NUMBER: Final = [severity_number(n) for n in range(64)]
+
+
+def to_wire(item: QueuedRecord, limits: WireLimits, observed_ns: int) -> list[Any]:
+    """The wire row of a queued record (raises what rendering its message raises)."""
     record = item.record
     message = item.message
     attributes = _base_attributes(record)
-    budget = limits.max_attributes
     exception: list[str] | None = None
     if message.__class__ is dict:
         body = _stringify(message.get("event", ""), limits.max_attribute_length)
-        budget = _add_structlog(message, attributes, budget, limits.max_attribute_length)
+        budget = _add_structlog(message, attributes, limits.max_attributes, limits.max_attribute_length)
         if isinstance(message.get("exception"), str):
             exception = ["", "", truncate_tail(message["exception"], limits.max_stacktrace_bytes)]
+        if item.has_extras:
+            _add_extras(record, attributes, budget, limits.max_attribute_length)
     else:
-        body = message
-    _add_extras(record, attributes, budget, limits.max_attribute_length)
-    body, original = truncate_utf8(body, limits.max_body_bytes)
-    if original:
-        attributes[BODY_ORIGINAL_BYTES] = original
-    exception = _exception_of(record, exception, limits)
+        body = message if item.args is None else message % item.args
+        if item.has_extras:
+            _add_extras(record, attributes, limits.max_attributes, limits.max_attribute_length)
+    if len(body) * 4 > limits.max_body_bytes:  # else it fits for sure: no need to encode it
+        body, original = truncate_utf8(body, limits.max_body_bytes)
+        if original:
+            attributes[BODY_ORIGINAL_BYTES] = original
+    if record.exc_info or record.exc_text:
+        exception = _exception_of(record, exception, limits)
     if record.stack_info:
         attributes[STACKTRACE] = truncate_tail(record.stack_info, limits.max_stacktrace_bytes)
     trace_id = span_id = None
     flags = 0
-    span = span_ids(item.context)
-    if span is not None:
-        trace_id = span.trace_id.to_bytes(16, "big")
-        span_id = span.span_id.to_bytes(8, "big")
-        flags = span.trace_flags
+    if item.context is not None:
+        span = span_ids(item.context)
+        if span is not None:
+            trace_id = span.trace_id.to_bytes(16, "big")
+            span_id = span.span_id.to_bytes(8, "big")
+            flags = span.trace_flags
+    levelno = record.levelno
+    levelname = record.levelname
     return [
         item.seq,
         int(record.created * 1e9),
-        time.time_ns(),
-        severity_number(record.levelno),
-        str(record.levelname),
+        observed_ns,
+        _SEVERITY_NUMBER[levelno] if 0 <= levelno < 64 else severity_number(levelno),
+        levelname if levelname.__class__ is str else str(levelname),
         body,
         record.name,
         attributes,
@@ -110,7 +120,7 @@ def to_wire(item: QueuedRecord, limits: WireLimits) -> list[Any]:
         span_id,
         flags,
         exception,
-        record.levelno,
+        levelno,
     ]
 
 
@@ -157,13 +167,14 @@ def _exception_of(
     return structlog_exception
 
 
-def pack_row(wire: list[Any], max_record_bytes: int) -> bytes:
+def pack_row(packer: msgpack.Packer, wire: list[Any], max_record_bytes: int) -> bytes:
     """One row in msgpack within ``max_record_bytes``; raises ``EncodeError`` when it cannot be."""
     try:
-        body: bytes = msgpack.packb(wire, use_bin_type=True)
+        body: bytes = packer.pack(wire)
     except UnicodeEncodeError:  # lone surrogates, e.g. a file name from os.fsdecode
+        packer.reset()
         wire = scrub(wire)
-        body = msgpack.packb(wire, use_bin_type=True)
+        body = packer.pack(wire)
     if len(body) > max_record_bytes:
         # Attributes nested to the caps can still add up to more than a frame: keep the
         # record, drop its extras, and say how big they were.
@@ -171,7 +182,7 @@ def pack_row(wire: list[Any], max_record_bytes: int) -> bytes:
         kept = {k: v for k, v in attributes.items() if k.startswith(_KEPT_PREFIXES)}
         kept[ATTRIBUTES_DROPPED_BYTES] = len(body)
         wire[Rec.ATTRIBUTES] = kept
-        body = msgpack.packb(wire, use_bin_type=True)
+        body = packer.pack(wire)
         if len(body) > max_record_bytes:
             raise EncodeError(f"record of {len(body)} bytes after trimming")
     return body
@@ -182,22 +193,25 @@ def build_frames(
     limits: WireLimits,
     max_batch_bytes: int,
     header: Callable[[], dict[str, Any]],
-    on_error: Callable[[str], None],
+    on_error: Callable[[QueuedRecord, Exception], None],
 ) -> list[SentFrame]:
     """Records as batch frames of at most ``max_batch_bytes`` of records each.
 
-    A record that cannot be encoded is left out and reported to ``on_error`` (before the
-    header of its frame is taken, so that frame already counts it).
+    A record that cannot be rendered or encoded is left out and reported to ``on_error``
+    (inside the ``except``, before the header of its frame is taken, so that frame counts it).
     """
     frames: list[SentFrame] = []
     packed: list[bytes] = []
     size = 0
     last = 0
+    packer = msgpack.Packer(use_bin_type=True)  # one per batch: making one costs as much as a record
+    observed_ns = time.time_ns()  # when the sender took the batch
     for item in items:
         try:
-            body = pack_row(to_wire(item, limits), max_batch_bytes)
+            body = pack_row(packer, to_wire(item, limits, observed_ns), max_batch_bytes)
         except Exception as error:
-            on_error(f"encode: {type(error).__name__}: {error}")
+            packer.reset()
+            on_error(item, error)
             continue
         if packed and size + len(body) > max_batch_bytes:
             frames.append(SentFrame(last, encode_message_with_records(header(), packed)))

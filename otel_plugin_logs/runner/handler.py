@@ -15,15 +15,13 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import sys
 import weakref
 from typing import Any, Final
 
 from otel_plugin_logs.config.settings import ConfigError, RunnerConfig, resolve
-from otel_plugin_logs.runner import trace_context
+from otel_plugin_logs.runner import intake
 from otel_plugin_logs.runner.buffer import QueuedRecord
 from otel_plugin_logs.runner.clock import Clock, SystemClock
-from otel_plugin_logs.runner.encoding import RECORD_FIELDS
 from otel_plugin_logs.runner.ledger import Ledger
 from otel_plugin_logs.runner.sender import AckHook, Sender
 from otel_plugin_logs.runner.transport import Transport, UnixSocketTransport, as_transport
@@ -42,8 +40,6 @@ DROP_SHUTDOWN: Final = DropReason.SHUTDOWN
 DROP_REJECTED: Final = DropReason.REJECTED
 DROP_ENCODE: Final = DropReason.ENCODE
 
-_RECORD_OVERHEAD_BYTES: Final = 800  # measured: a retained LogRecord with its message and tuple
-_PLAIN_RECORD_FIELDS: Final = len(logging.makeLogRecord({}).__dict__)
 _WANTED_CACHE_SIZE: Final = 4096
 
 
@@ -98,6 +94,7 @@ class RunnerLogHandler(logging.Handler):
         self._ledger = Ledger(config.max_queue_records, config.max_queue_bytes)
         self._sender = Sender(self._ledger, self._transport, config, self._clock, self._plugin_version)
         self._sender.on_ack = on_ack
+        self._sender.on_encode_error = self._report_bad_record
         self._exit_counter: ExitCounter | None = None
         self._exit_counter_tried = False
 
@@ -144,8 +141,7 @@ class RunnerLogHandler(logging.Handler):
             sender = self._sender
             if not wanted or record.thread == sender.ident:
                 return False  # filtered, or something the sender called logged: never loop back
-            message, size = _rendered(record)
-            self._enqueue(QueuedRecord(0, record, message, trace_context.capture_context(), size))
+            self._enqueue(intake.take(record))
             return True
         except Exception:
             self.handleError(record)
@@ -154,22 +150,23 @@ class RunnerLogHandler(logging.Handler):
     def _enqueue(self, item: QueuedRecord) -> None:
         ledger = self._ledger
         sender = self._sender
+        buffer = ledger.buffer
         with ledger.lock:
             seq = item.seq = ledger.last_seq = ledger.last_seq + 1
             counter = self._exit_counter
-            if counter is None:
+            if counter is None and not self._exit_counter_tried:
                 counter = self._open_exit_counter()
             if counter is not None:
                 counter.set(seq)  # survives a hard exit: the host counts what never arrived
-            if sender.closing:  # checked under the lock: shutdown's drain has this record or not
+            if sender.deadline is not None:  # closing; checked under the lock: shutdown's drain has it or not
                 ledger.dropped[DropReason.SHUTDOWN] += 1
                 shed = [item]
                 wake = False
             else:
-                queued = ledger.buffer.append(item, item.record.levelno)
+                queued = buffer.append(item, item.record.levelno)
                 shed = []
-                if ledger.buffer.over_bounds(ledger.window.held_bytes):
-                    shed = ledger.buffer.shed(ledger.window.held_bytes)
+                if buffer.over_bounds(ledger.window.held_bytes):
+                    shed = buffer.shed(ledger.window.held_bytes)
                     ledger.dropped[DropReason.QUEUE_FULL] += len(shed)
                     if sender.connected:
                         shed = []  # a host is there: it hears of them as counts, not lines
@@ -179,9 +176,13 @@ class RunnerLogHandler(logging.Handler):
                 ledger.sender_idle = False
         if shed:  # written outside the lock: stderr may block when nobody reads it
             sender.give_up(shed)
-        if wake or not sender.started:  # (after shutdown no thread is started)
+        if wake or sender.thread is None:  # (after shutdown no thread is started)
             sender.ensure_thread()
             sender.wake()
+
+    def _report_bad_record(self, record: logging.LogRecord) -> None:
+        # Looked up at each call: a plugin (or a test) may replace handleError on the instance.
+        self.handleError(record)
 
     def _open_exit_counter(self) -> ExitCounter | None:
         """The exit counter of this stream, made on its first record (lock held); once."""
@@ -309,30 +310,7 @@ class RunnerLogHandler(logging.Handler):
             }
 
 
-def _rendered(record: logging.LogRecord) -> tuple[Any, int]:
-    """The message as kept (rendered, or a structlog dict copied) and its byte estimate."""
-    msg = record.msg
-    if msg.__class__ is dict:
-        message: Any = dict(msg)  # structlog event dict, copied against later mutation
-        size = _RECORD_OVERHEAD_BYTES + 64 * len(message)
-    else:
-        message = record.getMessage()
-        size = _RECORD_OVERHEAD_BYTES + sys.getsizeof(message)
-    fields = record.__dict__
-    added = len(fields) - _PLAIN_RECORD_FIELDS
-    # Extras stay with the record until sent. A handler that formatted the record before
-    # this one added `message` (and `asctime`): those are not extras.
-    if added > 0 and added > ("message" in fields) + ("asctime" in fields):
-        size += _extras_bytes(fields)
-    return message, size
-
-
 def _call(weak: weakref.ref[RunnerLogHandler], method: str) -> None:
     handler = weak()
     if handler is not None:
         getattr(handler, method)()
-
-
-def _extras_bytes(fields: dict[str, Any]) -> int:
-    """Memory of a record's extras, shallow: what the byte bound counts besides the message."""
-    return sum(64 + sys.getsizeof(value) for key, value in fields.items() if key not in RECORD_FIELDS)

@@ -8,6 +8,7 @@ deadlines can be tested without touching any private field.
 from __future__ import annotations
 
 import enum
+import logging
 import os
 import secrets
 import sys
@@ -89,9 +90,10 @@ class Sender:
         self._flush_answered = 0
         self._ack_probe = False  # wait_acked asks: an empty batch makes the host answer with its position
         self.last_error: str | None = None
-        self._thread: threading.Thread | None = None
+        self.thread: threading.Thread | None = None  # started on the first record
         self.ident: int | None = -1
         self.on_ack: AckHook | None = None
+        self.on_encode_error: Callable[[logging.LogRecord], None] | None = None
 
     # --- state -------------------------------------------------------------------------
 
@@ -112,10 +114,6 @@ class Sender:
     def closing(self) -> bool:
         return self.deadline is not None
 
-    @property
-    def started(self) -> bool:
-        return self._thread is not None
-
     # --- the thread ----------------------------------------------------------------------
 
     def wake(self) -> None:
@@ -123,12 +121,12 @@ class Sender:
 
     def ensure_thread(self, *, closing: bool = False) -> None:
         with self.done:
-            if self._thread is not None and self._thread.is_alive():
+            if self.thread is not None and self.thread.is_alive():
                 return
             if self.closing and not closing:
                 return  # shut down: a later flush() (logging.shutdown at exit) starts nothing
             thread = threading.Thread(target=self._run, name="otel-plugin-logs-sender", daemon=True)
-            self._thread = thread
+            self.thread = thread
             thread.start()
             self.ident = thread.ident
 
@@ -229,6 +227,8 @@ class Sender:
                 self._transport.send(frame.frame)
                 with self._ledger.lock:
                     self._ledger.window.mark_transmitted(frame.last_seq)
+            with self._ledger.lock:
+                self._ledger.window.all_sent()
         except TransportError as error:
             self._on_disconnect(str(error))
             return False
@@ -277,10 +277,15 @@ class Sender:
                 self._transport.send(frame.frame)
                 with ledger.lock:
                     ledger.window.mark_transmitted(frame.last_seq)
+            with ledger.lock:
+                ledger.window.all_sent()
 
-    def _encode_failed(self, error: str) -> None:
+    def _encode_failed(self, item: QueuedRecord, error: Exception) -> None:
+        """A record that could not be rendered or encoded: counted, and reported as logging does."""
         self._ledger.count_drop(DropReason.ENCODE)
-        self.last_error = error
+        self.last_error = f"encode: {type(error).__name__}: {error}"
+        if self.on_encode_error is not None:
+            self.on_encode_error(item.record)  # called inside the except: it may show the traceback
 
     def _header(self) -> dict[str, Any]:
         ledger = self._ledger
@@ -344,10 +349,10 @@ class Sender:
     def stop(self) -> None:
         """Drain until the deadline ``shutdown`` set, then close; what is left is given up."""
         deadline = self.deadline if self.deadline is not None else self._clock.monotonic()
-        thread = self._thread
+        thread = self.thread
         if thread is None and (self._ledger.buffer.count or len(self._ledger.window)):
             self.ensure_thread(closing=True)
-            thread = self._thread
+            thread = self.thread
         if thread is not None and thread is not threading.current_thread():
             self._wake.set()
             thread.join(max(0.0, deadline - self._clock.monotonic()) + 0.5)
@@ -393,4 +398,8 @@ class Sender:
         """Records that cannot reach the host: to stderr (already counted by the caller)."""
         for item in items:
             record = item.record
-            self._fallback.record(record.levelname, record.name, item.message)
+            try:
+                text = item.text()
+            except Exception:
+                text = item.message  # the format string, when its arguments do not fit it
+            self._fallback.record(record.levelname, record.name, text)

@@ -49,6 +49,15 @@ class SendWindow:
         self.transmitted_seq = last_seq
         self.sent_high = max(self.sent_high, last_seq)
 
+    def all_sent(self) -> None:
+        """Every frame kept went out on the current connection, in order.
+
+        Records after the last frame's that could not be encoded need no sending: they count
+        as transmitted too.
+        """
+        self.transmitted_seq = self.created_seq
+        self.sent_high = max(self.sent_high, self.created_seq)
+
     def release(self, seq: int) -> bool:
         """The host settled every record up to ``seq``: let go of those frames. True if it advanced."""
         advanced = seq > self.acked_seq

@@ -9,7 +9,7 @@ from otel_plugin_logs.runner.buffer import QueuedRecord, SeverityBuffer, level_c
 
 def _item(seq: int, levelno: int, size_bytes: int = 100) -> tuple[QueuedRecord, int]:
     record = logging.makeLogRecord({"levelno": levelno, "msg": f"r{seq}"})
-    return QueuedRecord(seq, record, f"r{seq}", None, size_bytes), levelno
+    return QueuedRecord(seq, record, f"r{seq}", None, None, size_bytes, False), levelno
 
 
 def _fill(buffer: SeverityBuffer, levels: list[int], size_bytes: int = 100) -> None:
