@@ -123,3 +123,16 @@ def test_a_broken_link_is_disconnected_until_the_clock_allows_a_reconnect() -> N
     assert handler.force_flush(5000)
     handler.shutdown(1000)
     assert len(delivered) >= 3  # the first frame twice (never acknowledged), then the second
+
+
+def test_wait_acked_returns_as_soon_as_the_host_acknowledged() -> None:
+    """Over an in-memory transport that acknowledges each batch, wait_acked returns long before its timeout."""
+    handler = RunnerLogHandler(InMemoryTransport(lambda body: 1 << 62))
+    log = _logger(handler)
+    for i in range(100):
+        log.info("record %d", i)
+    started = time.monotonic()
+    assert handler.wait_acked(20_000)
+    assert time.monotonic() - started < 2.0
+    assert handler.stats()["acked_seq"] >= 100 and handler.stats()["unacked_bytes"] == 0
+    handler.shutdown(1000)
