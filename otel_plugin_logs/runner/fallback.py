@@ -9,6 +9,9 @@ from typing import Any, Final
 
 import msgpack
 
+from otel_plugin_logs.runner.buffer import QueuedRecord
+from otel_plugin_logs.runner.ledger import Ledger
+from otel_plugin_logs.wire.drops import DropReason
 from otel_plugin_logs.wire.records import Rec
 
 STDERR_MARKER: Final = "[otel-plugin-logs gave up]"
@@ -49,6 +52,25 @@ class StderrFallback:
             level, logger, body = record[Rec.SEVERITY_TEXT], record[Rec.LOGGER], record[Rec.BODY]
             write_stderr(escape_line(f"{STDERR_MARKER} {level} {logger}: {body}"))
         return len(records)
+
+
+def give_up_records(items: list[QueuedRecord], fallback: StderrFallback) -> None:
+    """Queued records that cannot reach the host, as lines (the caller counted them)."""
+    for item in items:
+        record = item.record
+        try:
+            text = item.text()
+        except Exception:
+            text = item.message  # the format string, when its arguments do not fit it
+        fallback.record(record.levelname, record.name, text)
+
+
+def give_up_untransmitted(ledger: Ledger, fallback: StderrFallback) -> None:
+    """Frames that never went out by the deadline: their records as lines, counted."""
+    with ledger.lock:
+        frames = ledger.window.give_up_untransmitted()
+    for frame in frames:
+        ledger.count_drop(DropReason.SHUTDOWN, fallback.frame(frame.frame))
 
 
 def escape_line(line: str) -> str:

@@ -287,7 +287,7 @@ class RunnerLogHandler(logging.Handler):
     @property
     def _backoff_seconds(self) -> float:
         # Read by tests/reliability/test_host_restart.py's plugin script.
-        return self._sender.backoff_seconds
+        return self._sender.backoff.seconds
 
     def stats(self) -> dict[str, Any]:
         """Counters of this handler: accepted, sent, acknowledged, queued, dropped by reason."""

@@ -9,9 +9,11 @@ from __future__ import annotations
 import secrets
 import threading
 from collections import Counter
+from typing import Any
 
 from otel_plugin_logs.runner.buffer import QueuedRecord, SeverityBuffer
 from otel_plugin_logs.runner.window import SendWindow
+from otel_plugin_logs.wire import messages
 from otel_plugin_logs.wire.drops import DropReason
 
 
@@ -37,6 +39,14 @@ class Ledger:
         """The drop counts as the wire carries them."""
         with self.lock:
             return {str(reason): count for reason, count in self.dropped.items() if count}
+
+    def header(self, flushed: int, *, bye: bool = False) -> dict[str, Any]:
+        """The fields of a batch (or bye) frame before its records: where the stream stands."""
+        with self.lock:
+            dropped = self.dropped_by_reason()
+            accepted = self.last_seq
+        build = messages.bye_header if bye else messages.batch_header
+        return build(self.stream, dropped, accepted, flushed)
 
     def take_all_queued(self, reason: DropReason) -> list[QueuedRecord]:
         """Empty the buffer, counting every record in it as dropped for ``reason``."""

@@ -10,17 +10,23 @@ from __future__ import annotations
 import enum
 import logging
 import os
-import secrets
 import sys
 import threading
 from collections.abc import Callable
 from typing import Any, Final
 
 from otel_plugin_logs.config.settings import RunnerConfig
+from otel_plugin_logs.runner.backoff import Backoff
 from otel_plugin_logs.runner.buffer import QueuedRecord
 from otel_plugin_logs.runner.clock import Clock
 from otel_plugin_logs.runner.encoding import WireLimits, build_frames
-from otel_plugin_logs.runner.fallback import STDERR_MARKER, StderrFallback, write_stderr
+from otel_plugin_logs.runner.fallback import (
+    STDERR_MARKER,
+    StderrFallback,
+    give_up_records,
+    give_up_untransmitted,
+    write_stderr,
+)
 from otel_plugin_logs.runner.ledger import Ledger
 from otel_plugin_logs.runner.transport import Transport, TransportError, TransportRejected
 from otel_plugin_logs.wire import messages
@@ -33,7 +39,6 @@ LINGER_SECONDS: Final = 0.005
 # How often the sender looks again while it waits for acknowledgements or a deadline.
 _POLL_SECONDS: Final = 0.02
 _CONNECT_TIMEOUT_SECONDS: Final = 5.0
-_MIN_BACKOFF_SECONDS: Final = 0.05
 AckHook = Callable[[int], None]
 
 
@@ -84,8 +89,7 @@ class Sender:
         self.state = SenderState.DISCONNECTED
         self.rejected_reason: str | None = None
         self.deadline: float | None = None  # set by shutdown: from then on the sender drains
-        self.backoff_seconds = 0.0
-        self._next_attempt = 0.0
+        self.backoff = Backoff(clock, config.reconnect_max_backoff_millis / 1000.0)
         self._flush_asked = 0
         self._flush_answered = 0
         self._ack_probe = False  # wait_acked asks: an empty batch makes the host answer with its position
@@ -187,7 +191,7 @@ class Sender:
                 self._transport.send(encode_message_with_records(self._header(), []))
                 self._read_acks(0.0)
             if self.closing and buffer.count == 0 and self.state is SenderState.CONNECTED:
-                self._transport.send(encode_message(self._bye()))
+                self._transport.send(encode_message(self._header(bye=True)))
                 self._enter(SenderState.BYE_SENT)
         except TransportError as error:
             self._on_disconnect(str(error))
@@ -195,9 +199,9 @@ class Sender:
     # --- the link ------------------------------------------------------------------------
 
     def _connect(self) -> bool:
-        now = self._clock.monotonic()
-        if now < self._next_attempt:
+        if not self.backoff.ready():
             return False
+        now = self._clock.monotonic()
         hello = messages.hello(
             self._config.token, os.getpid(), self._ledger.stream, self._plugin_version, sys.version.split()[0]
         )
@@ -214,7 +218,7 @@ class Sender:
             return False
         except (TransportError, OSError) as error:
             self.last_error = str(error)
-            self._back_off()
+            self.backoff.failed()
             return False
         self._enter(SenderState.CONNECTED)
         self._adopt_limits(welcome)
@@ -247,15 +251,7 @@ class Sender:
             if self.connected:
                 self._enter(SenderState.DISCONNECTED)
         self._transport.close()
-        self._back_off()
-
-    def _back_off(self) -> None:
-        """Wait longer before each attempt, up to the cap; an acknowledgement starts over."""
-        cap = self._config.reconnect_max_backoff_millis / 1000.0
-        self.backoff_seconds = min(cap, max(_MIN_BACKOFF_SECONDS, self.backoff_seconds * 2))
-        # Jitter, so that runners of a restarted host do not reconnect in lockstep.
-        jitter = 0.8 + 0.4 * (secrets.randbelow(1000) / 1000)
-        self._next_attempt = self._clock.monotonic() + self.backoff_seconds * jitter
+        self.backoff.failed()
 
     # --- batches -------------------------------------------------------------------------
 
@@ -287,21 +283,10 @@ class Sender:
         if self.on_encode_error is not None:
             self.on_encode_error(item.record)  # called inside the except: it may show the traceback
 
-    def _header(self) -> dict[str, Any]:
-        ledger = self._ledger
-        with ledger.lock:
-            dropped = ledger.dropped_by_reason()
-            accepted = ledger.last_seq
-        flushed = self._flush_asked
-        if flushed:
-            self._flush_answered = flushed
-        return messages.batch_header(ledger.stream, dropped, accepted, flushed)
-
-    def _bye(self) -> dict[str, Any]:
-        header = self._header()
-        return messages.bye_header(
-            header["stream"], header["dropped"], header["accepted"], header.get("flushed", 0)
-        )
+    def _header(self, *, bye: bool = False) -> dict[str, Any]:
+        """A batch's (or the bye's) header; it answers the host's latest flush request."""
+        flushed = self._flush_answered = self._flush_asked
+        return self._ledger.header(flushed, bye=bye)
 
     def _read_acks(self, timeout_seconds: float) -> None:
         for message in self._transport.receive(timeout_seconds):
@@ -314,7 +299,7 @@ class Sender:
     def _release(self, seq: int) -> None:
         with self._ledger.lock:
             if self._ledger.window.release(seq):
-                self.backoff_seconds = 0.0  # the host takes our records: a later drop retries soon
+                self.backoff.reset()
         hook = self.on_ack
         if hook is not None:
             hook(seq)
@@ -374,7 +359,7 @@ class Sender:
         bye_sent = previous is SenderState.BYE_SENT
         if previous is SenderState.CONNECTED:
             try:
-                self._transport.send(encode_message(self._bye()))
+                self._transport.send(encode_message(self._header(bye=True)))
                 bye_sent = True
             except TransportError:
                 pass
@@ -385,21 +370,11 @@ class Sender:
             self._transport.close()
 
     def _give_up_untransmitted(self) -> None:
-        """Frames that never went out by the deadline: their records go to stderr, counted."""
-        with self._ledger.lock:
-            frames = self._ledger.window.give_up_untransmitted()
-        for frame in frames:
-            self._ledger.count_drop(DropReason.SHUTDOWN, self._fallback.frame(frame.frame))
+        give_up_untransmitted(self._ledger, self._fallback)
 
     def _give_up_queued(self, reason: DropReason) -> None:
         self.give_up(self._ledger.take_all_queued(reason))
 
     def give_up(self, items: list[QueuedRecord]) -> None:
         """Records that cannot reach the host: to stderr (already counted by the caller)."""
-        for item in items:
-            record = item.record
-            try:
-                text = item.text()
-            except Exception:
-                text = item.message  # the format string, when its arguments do not fit it
-            self._fallback.record(record.levelname, record.name, text)
+        give_up_records(items, self._fallback)
