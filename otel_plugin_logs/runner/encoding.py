@@ -76,7 +76,13 @@ def to_wire(item: QueuedRecord, limits: WireLimits, observed_ns: int) -> list[An
     """The wire row of a queued record (raises what rendering its message raises)."""
     record = item.record
     message = item.message
-    attributes = _base_attributes(record)
+    attributes: dict[str, Any] = {
+        CODE_FILE_PATH: record.pathname,
+        CODE_FUNCTION_NAME: record.funcName,
+        CODE_LINE_NUMBER: record.lineno,
+        THREAD_ID: record.thread,
+        THREAD_NAME: record.threadName,
+    }
     exception: list[str] | None = None
     if message.__class__ is dict:
         body = _stringify(message.get("event", ""), limits.max_attribute_length)
@@ -122,16 +128,6 @@ def to_wire(item: QueuedRecord, limits: WireLimits, observed_ns: int) -> list[An
         exception,
         levelno,
     ]
-
-
-def _base_attributes(record: logging.LogRecord) -> dict[str, Any]:
-    return {
-        CODE_FILE_PATH: record.pathname,
-        CODE_FUNCTION_NAME: record.funcName,
-        CODE_LINE_NUMBER: record.lineno,
-        THREAD_ID: record.thread,
-        THREAD_NAME: record.threadName,
-    }
 
 
 def _add_structlog(message: dict[Any, Any], attributes: dict[str, Any], budget: int, max_len: int) -> int:

@@ -135,3 +135,23 @@ def test_accepted_is_sent_plus_dropped_by_reason(capfd: pytest.CaptureFixture[st
     assert stats["dropped"]["queue_full"] == 151 and stats["dropped"]["encode_error"] == 1
     assert host.headers[-1]["dropped"] == stats["dropped"]
     capfd.readouterr()
+
+
+def test_the_byte_bound_counts_about_what_records_take_on_the_wire() -> None:
+    """Queued records are counted at no less than their encoded size, and not far above it."""
+    host = Host()
+    transport = InMemoryTransport(host, fail=True)
+    handler = RunnerLogHandler(transport)
+    log = logging.getLogger("fast.bytes")
+    log.handlers[:] = [handler]
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    for i in range(1000):
+        log.info("user %s fetched %s", i, "berlin")
+        log.warning("städte %s", ["köln", i], extra={"user": "ann"})
+    estimated = handler.stats()["queued_bytes"]
+    transport.fail = False
+    assert handler.shutdown(10_000)
+    encoded = sum(len(msgpack.packb(row, use_bin_type=True)) for row in host.rows)
+    assert len(host.rows) == 2000
+    assert encoded <= estimated <= 1.6 * encoded
