@@ -13,6 +13,7 @@ from typing import Any
 import msgpack
 import pytest
 from helpers import MemorySink
+from runner.clocks import SkewedClock
 
 from otel_plugin_logs import ConfigError, HostLogBridge, InMemoryTransport, RunnerLogHandler
 from otel_plugin_logs.runner.transport import TransportError
@@ -71,19 +72,34 @@ def test_message_is_rendered_at_emit_time() -> None:
 
 
 def test_emit_never_raises_even_when_formatting_fails() -> None:
-    """A broken format string goes to handleError, never to the caller."""
+    """A broken format string goes to handleError (from the sender, which renders it), never to the caller."""
     handler = RunnerLogHandler(InMemoryTransport(Collecting()))
     errors: list[logging.LogRecord] = []
     handler.handleError = errors.append  # type: ignore[method-assign]
     _logger(handler).info("%d", "not a number")
-    assert len(errors) == 1
+    assert handler.force_flush(5000)
+    assert len(errors) == 1 and handler.stats()["dropped"] == {"encode_error": 1}
+    handler.shutdown(1000)
+
+
+def test_a_broken_format_with_a_mutable_argument_fails_on_the_callers_side() -> None:
+    """Rendered at once because its argument could change, a broken format goes to handleError at the call."""
+    handler = RunnerLogHandler(InMemoryTransport(Collecting()))
+    errors: list[logging.LogRecord] = []
+    handler.handleError = errors.append  # type: ignore[method-assign]
+    _logger(handler).info("%d", ["not a number"])
+    assert len(errors) == 1 and handler.stats()["accepted"] == 0
     handler.shutdown(1000)
 
 
 def test_full_buffer_drops_lowest_severity_oldest_first_and_counts() -> None:
     """Over the count bound, DEBUG goes before INFO before WARNING; errors survive; drops are counted."""
-    transport = InMemoryTransport(Collecting(), fail=True)
-    handler = RunnerLogHandler(transport, max_queue_records=10, reconnect_max_backoff_millis=10_000)
+    host = Collecting()
+    transport = InMemoryTransport(host, fail=True)
+    clock = SkewedClock()
+    handler = RunnerLogHandler(
+        transport, max_queue_records=10, reconnect_max_backoff_millis=10_000, clock=clock
+    )
     log = _logger(handler)
     for i in range(5):
         log.error("error %d", i)
@@ -93,10 +109,9 @@ def test_full_buffer_drops_lowest_severity_oldest_first_and_counts() -> None:
         log.info("info %d", i)
     stats = handler.stats()
     assert stats["queued"] == 10 and stats["dropped"] == {"queue_full": 10}
-    host = Collecting()
-    transport._deliver = host  # the host comes back
+    # the host comes back
     transport.fail = False
-    handler._next_attempt = 0.0
+    clock.advance(60.0)  # past any backoff
     assert handler.shutdown(5000) is False  # everything left was sent, but 10 records were dropped earlier
     bodies = [r[Rec.BODY] for r in host.records]
     assert bodies == [f"error {i}" for i in range(5)] + [f"info {i}" for i in range(5)]
@@ -207,13 +222,13 @@ def test_forked_child_starts_with_an_empty_buffer_and_its_own_stream() -> None:
     transport = InMemoryTransport(Collecting(), fail=True)
     handler = RunnerLogHandler(transport, reconnect_max_backoff_millis=10_000)
     _logger(handler).info("parent record")
-    parent_stream = handler._stream
+    parent_stream = handler.stats()["stream"]
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child reports through the pipe
         ok = (
             handler.stats()["queued"] == 0
-            and handler._stream != parent_stream
+            and handler.stats()["stream"] != parent_stream
             and handler.stats()["accepted"] == 0
         )
         os.write(write, b"1" if ok else b"0")
@@ -412,7 +427,9 @@ def test_wait_acked_over_an_in_memory_transport_returns_once_the_host_settled() 
         for i in range(10):
             log.info("record %d", i)
         try:
+            started = time.monotonic()
             assert handler.wait_acked(20_000)
+            assert time.monotonic() - started < 5.0  # as soon as settled, not at the timeout
             assert handler.stats()["acked_seq"] == 10
         finally:
             handler.shutdown(5_000)

@@ -32,7 +32,7 @@ from typing import Any, Final, Protocol
 
 import msgpack
 
-from otel_plugin_logs.runner.transport import TransportError
+from otel_plugin_logs.runner.transport import Transport, TransportError
 from otel_plugin_logs.wire import messages
 from otel_plugin_logs.wire.framing import DEFAULT_MAX_FRAME_BYTES, HEADER_BYTES, ProtocolError
 from otel_plugin_logs.wire.messages import BATCH
@@ -58,7 +58,7 @@ class RpcClient(Protocol):
         ...
 
 
-class RpcTransport:
+class RpcTransport(Transport):
     """Frames as events of the runtime's RPC client.
 
     ``loop``: the runtime's event loop, needed when ``send_event`` is a coroutine (and used for

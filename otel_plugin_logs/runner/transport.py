@@ -2,7 +2,7 @@
 
 ``Transport`` is the seam: the handler speaks in frame bodies (msgpack bytes) and decoded
 messages, a transport moves them. ``UnixSocketTransport`` is the real one; a plugin runtime
-that already has an IPC channel implements the same four methods over it, and tests use
+that already has an IPC channel subclasses it with the same four methods, and tests use
 ``InMemoryTransport``, which hands bodies straight to a ``HostLogBridge``.
 
 Runner side only: nothing here imports the host or the OTel SDK.
@@ -10,13 +10,14 @@ Runner side only: nothing here imports the host or the OTel SDK.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import os
 import select
 import socket
 import time
 from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from otel_plugin_logs.wire import messages
 from otel_plugin_logs.wire.framing import (
@@ -42,31 +43,68 @@ class TransportRejected(TransportError):
         self.reason = reason
 
 
-@runtime_checkable
-class Transport(Protocol):
-    """A connection from one runner to its host."""
+class Transport(abc.ABC):
+    """A connection from one runner to its host.
 
+    Subclasses implement the four abstract methods; the others have defaults that suit a
+    channel without a socket of its own.
+    """
+
+    @abc.abstractmethod
     def connect(self, hello: dict[str, Any], timeout_seconds: float) -> dict[str, Any]:
         """Open the channel, send ``hello`` and return the host's welcome message.
 
         Raises ``TransportRejected`` when the host refuses, ``TransportError`` otherwise.
         """
-        ...
 
+    @abc.abstractmethod
     def send(self, frame: bytes) -> None:
         """Send one complete frame (``encode_message`` output). Raises ``TransportError``."""
-        ...
 
+    @abc.abstractmethod
     def receive(self, timeout_seconds: float) -> list[dict[str, Any]]:
         """Messages from the host that arrived within the timeout (may be empty)."""
-        ...
 
+    @abc.abstractmethod
     def close(self) -> None:
         """Close the channel; idempotent."""
-        ...
+
+    def close_gracefully(self, timeout_seconds: float) -> None:
+        """Close after the bye, letting the host read everything sent; by default ``close``."""
+        self.close()
+
+    def close_after_fork(self) -> None:
+        """In a forked child: let go of the parent's channel without disturbing it; by default nothing."""
+        return
 
 
-class UnixSocketTransport:
+class _DuckTransport(Transport):
+    """An object with the four methods that does not derive from ``Transport``."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def connect(self, hello: dict[str, Any], timeout_seconds: float) -> dict[str, Any]:
+        welcome: dict[str, Any] = self._inner.connect(hello, timeout_seconds)
+        return welcome
+
+    def send(self, frame: bytes) -> None:
+        self._inner.send(frame)
+
+    def receive(self, timeout_seconds: float) -> list[dict[str, Any]]:
+        received: list[dict[str, Any]] = self._inner.receive(timeout_seconds)
+        return received
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def as_transport(transport: Any) -> Transport:
+    """``transport`` as a ``Transport``: one written before it was a base class is wrapped."""
+    return transport if isinstance(transport, Transport) else _DuckTransport(transport)
+
+
+class UnixSocketTransport(Transport):
     """Length-prefixed msgpack frames over a Unix stream socket."""
 
     def __init__(
@@ -199,7 +237,7 @@ class UnixSocketTransport:
         return self._sock is not None
 
 
-class InMemoryTransport:
+class InMemoryTransport(Transport):
     """A transport double: frames go straight to a host-side callback, acks come back.
 
     ``deliver(body)`` is typically ``lambda body: bridge.handle_batch("name", body)``; it

@@ -1,0 +1,31 @@
+"""The sender's sense of time, injectable so that backoff and deadlines are testable."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """Monotonic time, and waiting on an event for at most some seconds of it."""
+
+    def monotonic(self) -> float:
+        """Seconds since an arbitrary point; never goes back."""
+        ...
+
+    def wait(self, event: threading.Event, timeout_seconds: float) -> bool:
+        """Wait until ``event`` is set or the timeout passes; True if it was set."""
+        ...
+
+
+class SystemClock:
+    """The real clock."""
+
+    __slots__ = ()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def wait(self, event: threading.Event, timeout_seconds: float) -> bool:
+        return event.wait(timeout_seconds)

@@ -1,0 +1,261 @@
+"""A queued record as a wire row (layout ``wire.records.Rec``), and rows as batch frames.
+
+Runs on the sender thread: attribute coercion, exception formatting and msgpack happen here,
+never on the caller's.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import msgpack
+
+from otel_plugin_logs.config.settings import RunnerConfig
+from otel_plugin_logs.runner.buffer import QueuedRecord
+from otel_plugin_logs.runner.trace_context import span_ids
+from otel_plugin_logs.runner.window import SentFrame
+from otel_plugin_logs.wire.framing import encode_message_with_records
+from otel_plugin_logs.wire.records import (
+    BODY_ORIGINAL_BYTES,
+    CODE_FILE_PATH,
+    CODE_FUNCTION_NAME,
+    CODE_LINE_NUMBER,
+    THREAD_ID,
+    THREAD_NAME,
+    TRUNCATION_MARKER,
+    Rec,
+    coerce_value,
+    severity_number,
+    truncate_utf8,
+)
+
+# Attributes of a stdlib LogRecord that are not "extras" passed by the caller.
+RECORD_FIELDS: Final = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+# Keys of a structlog event dict that duplicate what the record already carries.
+STRUCTLOG_SKIP: Final = frozenset(
+    {"event", "level", "logger", "logger_name", "timestamp", "exc_info", "exception"}
+)
+# Attributes kept when a record's extras have to be dropped to fit in a frame.
+_KEPT_PREFIXES: Final = ("code.", "thread.")
+ATTRIBUTES_DROPPED_BYTES: Final = "otel_plugin_logs.attributes.dropped_bytes"
+STACKTRACE: Final = "code.stacktrace"
+
+
+class EncodeError(Exception):
+    """A record that cannot be encoded within a frame (counted as ``encode_error``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WireLimits:
+    """The caps a record is cut to before it goes out."""
+
+    max_attribute_length: int
+    max_attributes: int
+    max_body_bytes: int
+    max_stacktrace_bytes: int
+
+    @classmethod
+    def of(cls, config: RunnerConfig) -> WireLimits:
+        return cls(
+            config.max_attribute_length,
+            config.max_attributes,
+            config.max_body_bytes,
+            config.max_stacktrace_bytes,
+        )
+
+
+_SEVERITY_NUMBER: Final = [severity_number(n) for n in range(64)]
+
+
+def to_wire(item: QueuedRecord, limits: WireLimits, observed_ns: int) -> list[Any]:
+    """The wire row of a queued record (raises what rendering its message raises)."""
+    record = item.record
+    message = item.message
+    attributes: dict[str, Any] = {
+        CODE_FILE_PATH: record.pathname,
+        CODE_FUNCTION_NAME: record.funcName,
+        CODE_LINE_NUMBER: record.lineno,
+        THREAD_ID: record.thread,
+        THREAD_NAME: record.threadName,
+    }
+    exception: list[str] | None = None
+    if message.__class__ is dict:
+        body = _stringify(message.get("event", ""), limits.max_attribute_length)
+        budget = _add_structlog(message, attributes, limits.max_attributes, limits.max_attribute_length)
+        if isinstance(message.get("exception"), str):
+            exception = ["", "", truncate_tail(message["exception"], limits.max_stacktrace_bytes)]
+        if item.has_extras:
+            _add_extras(record, attributes, budget, limits.max_attribute_length)
+    else:
+        body = message if item.args is None else message % item.args
+        if item.has_extras:
+            _add_extras(record, attributes, limits.max_attributes, limits.max_attribute_length)
+    if len(body) * 4 > limits.max_body_bytes:  # else it fits for sure: no need to encode it
+        body, original = truncate_utf8(body, limits.max_body_bytes)
+        if original:
+            attributes[BODY_ORIGINAL_BYTES] = original
+    if record.exc_info or record.exc_text:
+        exception = _exception_of(record, exception, limits)
+    if record.stack_info:
+        attributes[STACKTRACE] = truncate_tail(record.stack_info, limits.max_stacktrace_bytes)
+    trace_id = span_id = None
+    flags = 0
+    if item.context is not None:
+        span = span_ids(item.context)
+        if span is not None:
+            trace_id = span.trace_id.to_bytes(16, "big")
+            span_id = span.span_id.to_bytes(8, "big")
+            flags = span.trace_flags
+    levelno = record.levelno
+    levelname = record.levelname
+    return [
+        item.seq,
+        int(record.created * 1e9),
+        observed_ns,
+        _SEVERITY_NUMBER[levelno] if 0 <= levelno < 64 else severity_number(levelno),
+        levelname if levelname.__class__ is str else str(levelname),
+        body,
+        record.name,
+        attributes,
+        trace_id,
+        span_id,
+        flags,
+        exception,
+        levelno,
+    ]
+
+
+def _add_structlog(message: dict[Any, Any], attributes: dict[str, Any], budget: int, max_len: int) -> int:
+    """A structlog event dict's own keys as attributes; returns the attribute budget left."""
+    for key, value in message.items():
+        if key in STRUCTLOG_SKIP or (key.__class__ is str and key.startswith("_")):
+            continue
+        if budget <= 0:
+            break
+        attributes[str(key)] = coerce_value(value, max_len)
+        budget -= 1
+    return budget
+
+
+def _add_extras(record: logging.LogRecord, attributes: dict[str, Any], budget: int, max_len: int) -> None:
+    for key, value in record.__dict__.items():
+        if key in RECORD_FIELDS or key.startswith("_"):
+            continue
+        if budget <= 0:
+            break
+        attributes[key] = coerce_value(value, max_len)
+        budget -= 1
+
+
+def _exception_of(
+    record: logging.LogRecord, structlog_exception: list[str] | None, limits: WireLimits
+) -> list[str] | None:
+    """The record's exception wins over a structlog one; ``exc_text`` only fills a gap."""
+    if record.exc_info and record.exc_info[1] is not None:
+        return exception_fields(record.exc_info, limits.max_stacktrace_bytes, limits.max_attribute_length)
+    if record.exc_text and structlog_exception is None:
+        return ["", "", truncate_tail(record.exc_text, limits.max_stacktrace_bytes)]
+    return structlog_exception
+
+
+def pack_row(packer: msgpack.Packer, wire: list[Any], max_record_bytes: int) -> bytes:
+    """One row in msgpack within ``max_record_bytes``; raises ``EncodeError`` when it cannot be."""
+    try:
+        body: bytes = packer.pack(wire)
+    except UnicodeEncodeError:  # lone surrogates, e.g. a file name from os.fsdecode
+        packer.reset()
+        wire = scrub(wire)
+        body = packer.pack(wire)
+    if len(body) > max_record_bytes:
+        # Attributes nested to the caps can still add up to more than a frame: keep the
+        # record, drop its extras, and say how big they were.
+        attributes = wire[Rec.ATTRIBUTES]
+        kept = {k: v for k, v in attributes.items() if k.startswith(_KEPT_PREFIXES)}
+        kept[ATTRIBUTES_DROPPED_BYTES] = len(body)
+        wire[Rec.ATTRIBUTES] = kept
+        body = packer.pack(wire)
+        if len(body) > max_record_bytes:
+            raise EncodeError(f"record of {len(body)} bytes after trimming")
+    return body
+
+
+def build_frames(
+    items: list[QueuedRecord],
+    limits: WireLimits,
+    max_batch_bytes: int,
+    header: Callable[[], dict[str, Any]],
+    on_error: Callable[[QueuedRecord, Exception], None],
+) -> list[SentFrame]:
+    """Records as batch frames of at most ``max_batch_bytes`` of records each.
+
+    A record that cannot be rendered or encoded is left out and reported to ``on_error``
+    (inside the ``except``, before the header of its frame is taken, so that frame counts it).
+    """
+    frames: list[SentFrame] = []
+    packed: list[bytes] = []
+    size = 0
+    last = 0
+    packer = msgpack.Packer(use_bin_type=True)  # one per batch: making one costs as much as a record
+    observed_ns = time.time_ns()  # when the sender took the batch
+    for item in items:
+        try:
+            body = pack_row(packer, to_wire(item, limits, observed_ns), max_batch_bytes)
+        except Exception as error:
+            packer.reset()
+            on_error(item, error)
+            continue
+        if packed and size + len(body) > max_batch_bytes:
+            frames.append(SentFrame(last, encode_message_with_records(header(), packed)))
+            packed, size = [], 0
+        packed.append(body)
+        size += len(body)
+        last = item.seq
+    if packed:
+        frames.append(SentFrame(last, encode_message_with_records(header(), packed)))
+    return frames
+
+
+def scrub(value: Any) -> Any:
+    """A wire row with every string made encodable: lone surrogates become backslash escapes."""
+    if value.__class__ is str:
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, list):
+        return [scrub(item) for item in value]
+    if isinstance(value, dict):
+        return {scrub(key): scrub(item) for key, item in value.items()}
+    return value
+
+
+def _stringify(value: Any, max_length: int) -> str:
+    return value if isinstance(value, str) else str(coerce_value(value, max_length))
+
+
+def truncate_tail(text: str, max_bytes: int) -> str:
+    """Keep the end of a stack trace (the innermost frames and the error line)."""
+    encoded = text.encode("utf-8", "replace")
+    if len(encoded) <= max_bytes:
+        return text
+    return TRUNCATION_MARKER + "\n" + encoded[-max_bytes:].decode("utf-8", "ignore")
+
+
+def exception_fields(exc_info: Any, max_stacktrace_bytes: int, max_len: int) -> list[str]:
+    """``[qualified type, message, stack trace]`` of a logged exception."""
+    error: BaseException = exc_info[1]
+    kind = type(error)
+    module = kind.__module__ or "builtins"
+    qualified = f"{module}.{kind.__qualname__}"
+    try:
+        message = str(error)
+    except Exception:
+        message = f"<unprintable {kind.__qualname__}>"
+    try:
+        # The traceback captured at the logging call: the exception's own grows if re-raised.
+        stack = "".join(traceback.format_exception(kind, error, exc_info[2]))  # causes included
+    except Exception as format_error:
+        stack = f"<stack trace unavailable: {type(format_error).__name__}>"
+    return [qualified, message[:max_len], truncate_tail(stack, max_stacktrace_bytes)]

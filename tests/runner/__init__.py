@@ -1,0 +1,1 @@
+"""Unit tests of the runner's parts: buffer, send window, sender states, encoding."""

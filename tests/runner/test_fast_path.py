@@ -1,0 +1,157 @@
+"""The append-only emit: records kept with their immutable arguments encode exactly as rendered ones."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+
+from otel_plugin_logs import InMemoryTransport, RunnerLogHandler
+from otel_plugin_logs.wire.records import Rec
+
+# Fields that differ between two runs of the same calls: the sequence number and the clocks.
+_RUN_FIELDS = (Rec.SEQ, Rec.TIME, Rec.OBSERVED_TIME)
+
+
+class Host:
+    """Decodes and keeps every record row it is sent; acknowledges all."""
+
+    def __init__(self) -> None:
+        self.rows: list[list[Any]] = []
+        self.headers: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, body: bytes) -> int:
+        message = msgpack.unpackb(body, raw=False)
+        with self.lock:
+            self.rows.extend(message.get("records", []))
+            self.headers.append({k: v for k, v in message.items() if k != "records"})
+        return 1 << 62
+
+
+class Text(str):
+    """A str the fast path does not trust to be immutable: rendered at the call, as before."""
+
+
+class Number(int):
+    """An int likewise."""
+
+
+class Shown:
+    """A non-str message."""
+
+    def __str__(self) -> str:
+        return "shown object"
+
+
+_SPAN = TracerProvider().get_tracer("t").start_span("s")
+
+
+def _calls(log: logging.Logger, text: Callable[[str], str], number: Callable[[int], int]) -> None:
+    """One varied set of logging calls; ``text``/``number`` wrap the immutable arguments."""
+
+    log.info("user %s fetched %s", number(7), text("berlin"))
+    log.warning("no arguments at all")
+    log.info("%s and %r and %d", text("é ü"), text("q"), number(3))
+    shared = {"v": 1}
+    log.info("mutable %s", shared)
+    shared["v"] = 2  # after the call: the record keeps what was logged
+    log.info("with extras %s", text("x"), extra={"user": "ann", "n": number(2), "tags": ["a", "b"]})
+    log.info("float %.2f and bool %s and none %s", 1.5, True, None)
+    log.info(Shown())  # type: ignore[arg-type]
+    log.info({"event": "structured", "user": "bob", "attempts": 3})  # type: ignore[arg-type]
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        log.exception("failed for %s", text("carol"))
+    log.info("stack %s", number(1), stack_info=True)
+    with trace.use_span(_SPAN):
+        log.error("inside a span %s", text("dave"))
+
+
+def _rows(wrap_text: Callable[[str], str], wrap_number: Callable[[int], int]) -> list[list[Any]]:
+    host = Host()
+    handler = RunnerLogHandler(InMemoryTransport(host))
+    log = logging.getLogger("fast.path")
+    log.handlers[:] = [handler]
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    _calls(log, wrap_text, wrap_number)
+    assert handler.shutdown(5000)
+    return [[value for index, value in enumerate(row) if index not in _RUN_FIELDS] for row in host.rows]
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def test_kept_arguments_give_the_same_wire_rows_as_rendering_at_the_call() -> None:
+    """Each row (decoded) equals the row of the same call whose arguments forced rendering on the caller."""
+    # Both runs from one line: the stack_info record shows its callers.
+    fast, rendered = [_rows(text, number) for text, number in ((_same, _same), (Text, Number))]
+    assert len(fast) == 11
+    assert fast == rendered
+
+
+def test_rows_carry_the_text_as_logged() -> None:
+    """Bodies are the messages as the call rendered them, mutable arguments as they were then."""
+    bodies = [row[Rec.BODY - len([f for f in _RUN_FIELDS if f < Rec.BODY])] for row in _rows(_same, _same)]
+    assert bodies[:4] == [
+        "user 7 fetched berlin",
+        "no arguments at all",
+        "é ü and 'q' and 3",
+        "mutable {'v': 1}",
+    ]
+    assert bodies[5:8] == ["float 1.50 and bool True and none None", "shown object", "structured"]
+
+
+def test_accepted_is_sent_plus_dropped_by_reason(capfd: pytest.CaptureFixture[str]) -> None:
+    """With records shed, given up at shutdown and unencodable, every accepted record is accounted for."""
+    host = Host()
+    transport = InMemoryTransport(host, fail=True)
+    handler = RunnerLogHandler(transport, max_queue_records=50)
+    log = logging.getLogger("fast.accounting")
+    log.handlers[:] = [handler]
+    log.setLevel(logging.DEBUG)
+    log.propagate = False
+    for i in range(200):
+        log.log(logging.DEBUG if i % 2 else logging.INFO, "record %d", i)
+    log.info("%d", "not a number")  # kept with its arguments: fails on the sender
+    transport.fail = False
+    handler.force_flush(5000)
+    for i in range(10):
+        log.info("after %d", i)
+    handler.shutdown(5000)
+    stats = handler.stats()
+    dropped = sum(stats["dropped"].values())
+    assert stats["accepted"] == 211
+    assert stats["accepted"] == len(host.rows) + dropped
+    assert stats["dropped"]["queue_full"] == 151 and stats["dropped"]["encode_error"] == 1
+    assert host.headers[-1]["dropped"] == stats["dropped"]
+    capfd.readouterr()
+
+
+def test_the_byte_bound_counts_about_what_records_take_on_the_wire() -> None:
+    """Queued records are counted at no less than their encoded size, and not far above it."""
+    host = Host()
+    transport = InMemoryTransport(host, fail=True)
+    handler = RunnerLogHandler(transport)
+    log = logging.getLogger("fast.bytes")
+    log.handlers[:] = [handler]
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    for i in range(1000):
+        log.info("user %s fetched %s", i, "berlin")
+        log.warning("städte %s", ["köln", i], extra={"user": "ann"})
+    estimated = handler.stats()["queued_bytes"]
+    transport.fail = False
+    assert handler.shutdown(10_000)
+    encoded = sum(len(msgpack.packb(row, use_bin_type=True)) for row in host.rows)
+    assert len(host.rows) == 2000
+    assert encoded <= estimated <= 1.6 * encoded
