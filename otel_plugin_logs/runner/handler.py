@@ -33,7 +33,9 @@ from typing import Any, Final
 
 import msgpack
 
-from otel_plugin_logs.config.settings import ConfigError, RunnerConfig, resolve
+from otel_plugin_logs.config.errors import ConfigError
+from otel_plugin_logs.config.fields import resolve
+from otel_plugin_logs.config.runner import RunnerConfig
 from otel_plugin_logs.runner.transport import (
     Transport,
     TransportError,
