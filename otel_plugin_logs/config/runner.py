@@ -23,7 +23,7 @@ from otel_plugin_logs.config.fields import (
     parse_path,
     setting,
 )
-from otel_plugin_logs.wire.framing import DEFAULT_MAX_FRAME_BYTES, MIN_MAX_FRAME_BYTES
+from otel_plugin_logs.wire.limits import DEFAULT_MAX_FRAME_BYTES, MIN_MAX_FRAME_BYTES
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
