@@ -62,7 +62,10 @@ class Settings:
 
     def __init_subclass__(cls) -> None:
         super().__init_subclass__()
-        cls._declared = tuple(value for value in vars(cls).values() if isinstance(value, Setting))
+        found: dict[str, Setting] = {}
+        for klass in reversed(cls.__mro__):  # a subclass keeps its bases' settings, in their order
+            found.update((name, value) for name, value in vars(klass).items() if isinstance(value, Setting))
+        cls._declared = tuple(found.values())
 
     def __init__(self, **values: Any) -> None:
         for spec in self._declared:
