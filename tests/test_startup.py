@@ -161,3 +161,24 @@ def test_auto_install_costs_little_cpu_against_the_same_interpreter(
     record_property("startup_added_cpu_millis", round(booted_ms - plain_ms, 1))
     sys.stderr.write(f"\nauto-install start-up: {plain_ms:.1f} ms → {booted_ms:.1f} ms CPU (median of 9)\n")
     assert booted_ms <= 2.0 * plain_ms + 10.0
+
+
+def test_uninstall_before_any_record_makes_no_handler(tmp_path: Path) -> None:
+    """A plugin that uninstalls before logging never loads the handler, and its records stay its own."""
+    code = (
+        "import logging, sys; from otel_plugin_logs import runner; "
+        "assert runner.uninstall(1000) is True; "
+        "assert logging.Logger.callHandlers.__module__ == 'logging'; "
+        "logging.getLogger('app').warning('mine'); "
+        f"{SHOW_MODULES}"
+    )
+    result = subprocess.run(
+        [PYTHON, "-c", code],
+        env=_runner_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "otel_plugin_logs.runner.handler" not in ast.literal_eval(result.stdout.strip())
+    assert result.stderr == "mine\n"

@@ -117,6 +117,7 @@ class _Installation:
         "_config",
         "_failed",
         "_plugin_version",
+        "_stopped",
         "capture",
         "exit_hooks",
         "handler",
@@ -128,6 +129,7 @@ class _Installation:
         self._build_lock = threading.RLock()  # reentrant: a record logged while the handler is made
         self._building = False
         self._failed = False
+        self._stopped = False
         self.handler: RunnerLogHandler | None = None
         self.capture = Capture(self._accept, hide_console=not keep_console)
         self.exit_hooks = ExitHooks(self._flush, config.exit_flush_timeout_millis)
@@ -157,11 +159,15 @@ class _Installation:
                 handler = _new_handler(None, self._config, self._plugin_version)
             except Exception as error:
                 self._failed = True
-                print(f"[otel-plugin-logs] could not start the log handler: {error}", file=sys.stderr)
+                # Not through sys.stderr: during a record's dispatch the console gate hides it.
+                stream = sys.__stderr__ or sys.stderr
+                print(f"[otel-plugin-logs] could not start the log handler: {error}", file=stream)
                 return None
             finally:
                 self._building = False
             self.handler = handler
+            if self._stopped:
+                return handler
             # atexit runs the exit hooks' flush first when registered after the handler's own
             # hook: a signal that comes during that flush then knows one is under way.
             self.exit_hooks.uninstall()
@@ -177,6 +183,8 @@ class _Installation:
         return True if handler is None else handler.shutdown(timeout_millis)  # no record: nothing held
 
     def stop(self, timeout_millis: int | None) -> bool:
+        with self._build_lock:
+            self._stopped = True
         self.capture.uninstall()
         self.exit_hooks.uninstall()
         return self._flush(timeout_millis)
