@@ -18,26 +18,27 @@ never loads the OTel SDK, its exporters or pydantic.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from otel_plugin_logs.config.errors import ConfigError
 
-from otel_plugin_logs.config.settings import ConfigError
-from otel_plugin_logs.runner.handler import RunnerLogHandler
-from otel_plugin_logs.runner.rpc_transport import FrameEncoding, RpcTransport, frame_from_event
-from otel_plugin_logs.runner.transport import (
-    InMemoryTransport,
-    Transport,
-    TransportError,
-    TransportRejected,
-    UnixSocketTransport,
-)
-from otel_plugin_logs.wire.framing import ProtocolError
-from otel_plugin_logs.wire.messages import PROTOCOL_VERSION
-
+TYPE_CHECKING = False  # not typing's: importing typing costs every plugin start
 if TYPE_CHECKING:
+    from typing import Any
+
     from otel_plugin_logs.host.bridge import HostLogBridge, PluginProcess
     from otel_plugin_logs.host.legacy import LegacyBatchResult
     from otel_plugin_logs.host.replay import ReplayedRecord, ReplayedRecordFilter, is_replayed
     from otel_plugin_logs.host.stats import BridgeStats, PluginStats
+    from otel_plugin_logs.runner.handler import RunnerLogHandler
+    from otel_plugin_logs.runner.rpc_transport import FrameEncoding, RpcTransport, frame_from_event
+    from otel_plugin_logs.runner.transport import (
+        InMemoryTransport,
+        Transport,
+        TransportError,
+        TransportRejected,
+        UnixSocketTransport,
+    )
+    from otel_plugin_logs.wire.framing import ProtocolError
+    from otel_plugin_logs.wire.messages import PROTOCOL_VERSION
 
 __version__ = "0.1.0"
 
@@ -65,7 +66,19 @@ __all__ = [
     "is_replayed",
 ]
 
+# Imported on first use: a plugin process pays at start-up only for what auto-install needs.
 _LAZY = {
+    "RunnerLogHandler": ".runner.handler",
+    "FrameEncoding": ".runner.rpc_transport",
+    "RpcTransport": ".runner.rpc_transport",
+    "frame_from_event": ".runner.rpc_transport",
+    "InMemoryTransport": ".runner.transport",
+    "Transport": ".runner.transport",
+    "TransportError": ".runner.transport",
+    "TransportRejected": ".runner.transport",
+    "UnixSocketTransport": ".runner.transport",
+    "ProtocolError": ".wire.framing",
+    "PROTOCOL_VERSION": ".wire.messages",
     "HostLogBridge": ".host.bridge",
     "PluginProcess": ".host.bridge",
     "LegacyBatchResult": ".host.legacy",

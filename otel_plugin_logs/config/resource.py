@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import quote, unquote
 
-from otel_plugin_logs.config.settings import ConfigError
+from otel_plugin_logs.config.errors import ConfigError
 
 ENV_RESOURCE_ATTRIBUTES: Final = "OTEL_RESOURCE_ATTRIBUTES"
 ENV_RESOURCE_DETECTORS: Final = "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS"
@@ -25,21 +25,27 @@ _SAFE_VALUE_CHARACTERS: Final = "!#$&'()*+-./:<>?@[]^_`{|}~"
 _HOST_ONLY_PREFIXES: Final = ("process.",)
 
 
-def parse_resource_attributes(text: str, variable: str = ENV_RESOURCE_ATTRIBUTES) -> dict[str, str]:
-    """``key=value,...`` with percent-decoded values, as the SDK's ``OTELResourceDetector`` reads it.
+def parse_key_values(text: str, variable: str) -> dict[str, str]:
+    """``key=value,...`` with percent-decoded values: the format of ``OTEL_RESOURCE_ATTRIBUTES``
+    and ``OTEL_EXPORTER_OTLP_HEADERS``.
 
     Empty entries are skipped; an entry without ``=`` or with an empty key raises
     ``ConfigError`` naming the variable (the SDK would only warn and drop it).
     """
-    attributes: dict[str, str] = {}
+    pairs: dict[str, str] = {}
     for item in text.split(","):
         if not item.strip():
             continue
         key, separator, value = item.partition("=")
         if not separator or not key.strip():
             raise ConfigError(f"{variable} has an invalid entry {item.strip()!r}: expected key=value pairs")
-        attributes[key.strip()] = unquote(value.strip())
-    return attributes
+        pairs[key.strip()] = unquote(value.strip())
+    return pairs
+
+
+def parse_resource_attributes(text: str, variable: str = ENV_RESOURCE_ATTRIBUTES) -> dict[str, str]:
+    """``OTEL_RESOURCE_ATTRIBUTES`` as the SDK's ``OTELResourceDetector`` reads it."""
+    return parse_key_values(text, variable)
 
 
 def encode_resource_value(value: str) -> str:
@@ -105,6 +111,7 @@ def _load_detectors(names: list[str]) -> list[Any]:
 __all__ = [
     "detect_host_resource",
     "encode_resource_value",
+    "parse_key_values",
     "parse_resource_attributes",
     "with_resource_attributes",
 ]

@@ -25,7 +25,10 @@ import logging
 import sys
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any, TextIO
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every plugin start
+if TYPE_CHECKING:
+    from typing import Any, TextIO
 
 _CallHandlers = Callable[[logging.Logger, logging.LogRecord], None]
 

@@ -29,7 +29,10 @@ import signal
 import threading
 from collections.abc import Callable
 from types import FrameType
-from typing import Any, NoReturn
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every plugin start
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 _FATAL_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 

@@ -18,7 +18,9 @@ import os
 import weakref
 from typing import Any, Final
 
-from otel_plugin_logs.config.settings import ConfigError, RunnerConfig, resolve
+from otel_plugin_logs.config.errors import ConfigError
+from otel_plugin_logs.config.fields import resolve
+from otel_plugin_logs.config.runner import RunnerConfig
 from otel_plugin_logs.runner import intake
 from otel_plugin_logs.runner.buffer import QueuedRecord
 from otel_plugin_logs.runner.clock import Clock, SystemClock

@@ -13,8 +13,9 @@ from typing import Any, Final
 
 import msgpack
 
-DEFAULT_MAX_FRAME_BYTES: Final = 8 * 1024 * 1024
-MIN_MAX_FRAME_BYTES: Final = 64 * 1024
+from otel_plugin_logs.wire.limits import DEFAULT_MAX_FRAME_BYTES as DEFAULT_MAX_FRAME_BYTES  # noqa: PLC0414
+from otel_plugin_logs.wire.limits import MIN_MAX_FRAME_BYTES as MIN_MAX_FRAME_BYTES  # noqa: PLC0414
+
 _HEADER: Final = struct.Struct(">I")
 HEADER_BYTES: Final = _HEADER.size
 
