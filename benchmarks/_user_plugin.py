@@ -137,11 +137,10 @@ def burst(out: str, count: int) -> int:
 
 def sdk(out: str, count: int, endpoint: str) -> int:
     from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+    from opentelemetry.instrumentation.logging.handler import LoggingHandler
     from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
     from opentelemetry.sdk.resources import Resource
-
-    from opentelemetry.instrumentation.logging.handler import LoggingHandler
 
     provider = LoggerProvider(resource=Resource({"service.name": "bench-sdk"}), shutdown_on_exit=False)
     # The queue size comes from OTEL_BLRP_MAX_QUEUE_SIZE, which the benchmark sets above COUNT.

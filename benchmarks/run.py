@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from ._common import ROOT, Rotel, machine_facts, median, ratio, run_worker
+from .profiling import run_stages
 from .user import run_user
-from .user_table import summarize_user
+from .user_table import summarize_stages, summarize_user
 
-BENCHMARKS = ("user", "emit", "encode", "throughput", "latency", "scale")
+BENCHMARKS = ("user", "stages", "emit", "encode", "throughput", "latency", "scale")
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 
 
@@ -42,7 +43,9 @@ def _plan(quick: bool, repeat: int | None, records: int | None) -> dict[str, dic
                 "repeat": 1,
                 "loss_records": 5_000,
                 "startup_repeats": 3,
+                "timeout_seconds": 90,
             },
+            "stages": {"records": 1_000},
             "emit": {"round_size": 500, "rounds": 20},
             "encode": {"batch_records": 512, "repeats": 5},
             "throughput": {"records": 5_000, "repeat": 1},
@@ -59,7 +62,9 @@ def _plan(quick: bool, repeat: int | None, records: int | None) -> dict[str, dic
                 "repeat": 3,
                 "loss_records": 300_000,
                 "startup_repeats": 15,
+                "timeout_seconds": 300,
             },
+            "stages": {"records": 20_000},
             "emit": {"round_size": 1000, "rounds": 150},
             "encode": {"batch_records": 512, "repeats": 30},
             "throughput": {"records": 50_000, "repeat": 3},
@@ -99,7 +104,8 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
         "plan": {name: plan[name] for name in selected},
     }
     needs_collector = (
-        any(b in selected for b in ("user", "encode", "throughput", "latency", "scale")) or args.profile
+        any(b in selected for b in ("user", "stages", "encode", "throughput", "latency", "scale"))
+        or args.profile
     )
     # The per-request "Received logs ... logs=N" lines (basic verbosity) count what arrived.
     rotel = Rotel(debug_log=("logs",), debug_log_verbosity="basic").start() if needs_collector else None
@@ -116,6 +122,9 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
         if "user" in selected:
             assert rotel is not None
             results["user"] = run_user(plan["user"], rotel, run_worker)
+        if "stages" in selected:
+            assert rotel is not None
+            results["stages"] = run_stages(plan["stages"]["records"], rotel, Path(args.output_dir))
         if "emit" in selected:
             _progress("emit: logging call through each handler (goal 1)")
             results["emit"] = run_worker("emit", plan["emit"])
@@ -223,6 +232,8 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
     goals: dict[str, Any] = {}
     if results.get("user"):
         summarize_user(results["user"], lambda *a, **k: _row(rows, *a, **k), goals)
+    if results.get("stages"):
+        summarize_stages(results["stages"], lambda *a, **k: _row(rows, *a, **k), goals)
     emit = results.get("emit")
     if emit:
         variants = emit["variants"]

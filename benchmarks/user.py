@@ -142,19 +142,29 @@ def _received_after(rotel: Rotel, before: int, expected: int, wait_seconds: floa
     return rotel.received_logs() - before
 
 
+def _notices(stderr: str) -> str:
+    """run's output without the plugin's own records: its warnings, errors and stats line."""
+    return "\n".join(line for line in stderr.splitlines() if "fetched berlin" not in line)[-3000:]
+
+
 def _timed_process(argv: list[str], env: dict[str, str], out: str, timeout: float) -> dict[str, Any]:
-    """Run ``argv``, sampling RSS; the plugin's JSON (``out``) joined with run's exit time and output."""
+    """Run ``argv``, sampling RSS; the plugin's JSON (``out``) joined with run's exit time and output.
+
+    A process still running after ``timeout`` seconds is killed and the result says so
+    (``timed_out``): a ``run`` that does not exit is a finding, not a reason to stop the suite.
+    """
+    timed_out = False
     with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
         process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=stdout, stderr=stderr)
         sampler = TreeRss(process.pid)
         try:
             returncode = process.wait(timeout)
-        finally:
-            exited_at = time.time()
-            sampler.stop()
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            process.kill()
+            returncode = process.wait()
+        exited_at = time.time()
+        sampler.stop()
         stderr.seek(0)
         errors = stderr.read().decode(errors="replace")
     try:
@@ -162,12 +172,20 @@ def _timed_process(argv: list[str], env: dict[str, str], out: str, timeout: floa
             plugin = dict(json.load(handle))
     except (OSError, ValueError):
         plugin = {}
-    if returncode != 0 or "error" in plugin or not plugin:
+    if "error" in plugin or not plugin or (returncode != 0 and not timed_out):
         raise RuntimeError(
-            f"{argv[:4]} failed (exit {returncode}): {plugin.get('error', '')}\n{errors[-3000:]}"
+            f"{argv[:4]} failed (exit {returncode}): {plugin.get('error', '')}\n{_notices(errors)}"
         )
     rss = sampler.figures(float(plugin.get("first_record_at", 0.0)))
-    return {**plugin, **rss, "exited_at": exited_at, "stderr": errors, "returncode": returncode}
+    return {
+        **plugin,
+        **rss,
+        "exited_at": exited_at,
+        "stderr": errors,
+        "returncode": returncode,
+        "timed_out": timed_out,
+        "notices": _notices(errors) if timed_out else "",
+    }
 
 
 def burst(params: dict[str, Any], rotel: Rotel) -> dict[str, Any]:
@@ -185,7 +203,7 @@ def burst(params: dict[str, Any], rotel: Rotel) -> dict[str, Any]:
             env = child_env()
             argv = [*run_command(), "run", "--stats", "-p", "burst", "--level", params.get("level", "INFO")]
             argv += ["--endpoint", rotel.grpc_endpoint, "--", PYTHON, PLUGIN, "burst", out, str(count)]
-        result = _timed_process(argv, env, out, float(params.get("timeout_seconds", 600)))
+        result = _timed_process(argv, env, out, float(params.get("timeout_seconds", 300)))
     finally:
         os.unlink(out)
     received = _received_after(rotel, before, count + 1)  # + the warm-up record
@@ -277,18 +295,20 @@ def run_user(plan: dict[str, Any], rotel: Rotel, run_worker: Any) -> dict[str, A
     """Every figure of issue 15, in the order of its goals."""
     out: dict[str, Any] = {"bounds": configured_bounds()}
     progress(f"user: in-situ emit, {plan['rounds']} x 2 rounds of {plan['round_size']} calls under run")
-    out["insitu"] = insitu(plan, rotel)
+    out["insitu"] = insitu({**plan, "timeout_seconds": plan["timeout_seconds"] * 2}, rotel)
     runs: dict[str, list[dict[str, Any]]] = {"sdk": [], "console_on": [], "console_off": []}
     for index in range(plan["repeat"]):
         for name, kind_runs in runs.items():
             progress(f"user: throughput {index + 1}/{plan['repeat']}: {name}, {plan['records']} records")
             spec = {"kind": "sdk" if name == "sdk" else "run", "records": plan["records"]}
+            spec["timeout_seconds"] = plan["timeout_seconds"]
             if name == "console_off":
                 spec["level"] = "WARNING"  # run shows nothing of the plugin's INFO records
             kind_runs.append(burst(spec, rotel))
     out["throughput"] = runs
     progress(f"user: zero loss at defaults, a {plan['loss_records']}-record burst through run")
-    out["loss"] = burst({"kind": "run", "records": plan["loss_records"]}, rotel)
+    loss = {"kind": "run", "records": plan["loss_records"], "timeout_seconds": plan["timeout_seconds"]}
+    out["loss"] = burst(loss, rotel)
     progress(f"user: start-up, {plan['startup_repeats']} trivial plugins with and without auto-install")
     out["startup"] = run_worker(
         "startup", {"grpc_endpoint": rotel.grpc_endpoint, "repeats": plan["startup_repeats"]}

@@ -199,6 +199,16 @@ def _startup(user: dict[str, Any], row: Row, goals: dict[str, Any]) -> None:
         goal="<= 50 ms",
         met=exit_millis <= 50,
     )
+    hung = sum(1 for kind in user["throughput"].values() for r in kind if r.get("timed_out"))
+    hung += 1 if user.get("loss", {}).get("timed_out") else 0
+    row(
+        section,
+        "bursts whose run did not exit (killed at the timeout)",
+        float(hung),
+        "runs",
+        goal="0",
+        met=hung == 0,
+    )
 
 
 def summarize_user(user: dict[str, Any], row: Row, goals: dict[str, Any]) -> None:
@@ -208,3 +218,13 @@ def summarize_user(user: dict[str, Any], row: Row, goals: dict[str, Any]) -> Non
             function(user, row, goals)
     if "startup" in user and "throughput" in user:
         _startup(user, row, goals)
+
+
+def summarize_stages(stages: dict[str, Any], row: Row, goals: dict[str, Any]) -> None:
+    """Per-stage µs per record of a profiled burst (cProfile: inflated; read the shares)."""
+    goals["g6_stages"] = {side: data["stages_us_per_record"] for side, data in stages.items()}
+    for side, data in stages.items():
+        section = f"G6 stages {side}"
+        for stage, micros in data["stages_us_per_record"].items():
+            value = math.nan if micros is None else micros
+            row(section, f"{stage} (cProfile, {data['records']} rec)", value, "us/record")
