@@ -69,7 +69,7 @@ def _plan(quick: bool, repeat: int | None, records: int | None) -> dict[str, dic
             "encode": {"batch_records": 512, "repeats": 30},
             "throughput": {"records": 50_000, "repeat": 3},
             "latency": {"rate": 1000.0, "seconds": 10.0},
-            "scale": {"runners": [1, 4, 16], "total_records": 48_000, "repeat": 2},
+            "scale": {"runners": [1, 4, 16, 50], "total_records": 48_000, "repeat": 2},
         }
     if repeat:
         plan["user"]["repeat"] = repeat
