@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -29,6 +30,7 @@ from typing import Any
 
 from ._common import PYTHON, ROOT, Rotel, median, ratio, rss_bytes
 
+EXIT_GRACE_SECONDS = 30.0  # run still there this long after its plugin finished: hung
 PLUGIN = str(Path(__file__).resolve().parent / "_user_plugin.py")
 _STATS = re.compile(
     r"emitted (\d+), replayed (\d+), exported (\d+), discarded (\d+), dropped (\d+) \(([^)]*)\), pending (\d+)"
@@ -150,20 +152,32 @@ def _notices(stderr: str) -> str:
 def _timed_process(argv: list[str], env: dict[str, str], out: str, timeout: float) -> dict[str, Any]:
     """Run ``argv``, sampling RSS; the plugin's JSON (``out``) joined with run's exit time and output.
 
-    A process still running after ``timeout`` seconds is killed and the result says so
-    (``timed_out``): a ``run`` that does not exit is a finding, not a reason to stop the suite.
+    A process still running after ``timeout`` seconds, or ``EXIT_GRACE_SECONDS`` after the
+    plugin wrote its result, is hung: it gets SIGABRT (``PYTHONFAULTHANDLER`` prints every
+    thread's stack to its stderr, kept in ``notices``), then SIGKILL, and the result says
+    ``timed_out``: a ``run`` that does not exit is a finding, not a reason to stop the suite.
     """
     timed_out = False
+    env = {**env, "PYTHONFAULTHANDLER": "1"}
     with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
         process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=stdout, stderr=stderr)
         sampler = TreeRss(process.pid)
-        try:
-            returncode = process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            process.kill()
-            returncode = process.wait()
+        deadline, grace_deadline = time.monotonic() + timeout, None
+        while process.poll() is None and time.monotonic() < deadline:
+            if grace_deadline is None and os.path.getsize(out) > 0:
+                grace_deadline = time.monotonic() + EXIT_GRACE_SECONDS
+            if grace_deadline is not None and time.monotonic() > grace_deadline:
+                break
+            time.sleep(0.002)
         exited_at = time.time()
+        if process.poll() is None:
+            timed_out = True
+            process.send_signal(signal.SIGABRT)
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        returncode = process.wait()
         sampler.stop()
         stderr.seek(0)
         errors = stderr.read().decode(errors="replace")
