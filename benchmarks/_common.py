@@ -6,6 +6,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -19,6 +20,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Self
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_RECEIVED = re.compile(r"Received logs\..*?\blogs=(\d+)")
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 
@@ -241,6 +244,7 @@ class Rotel:
         http_port: int | None = None,
         debug_log: Sequence[str] = (),
         receive_traces: bool = False,
+        debug_log_verbosity: str = "detailed",
     ) -> None:
         self._own_directory = directory is None
         self.directory = directory or Path(tempfile.mkdtemp(prefix="otel-plugin-logs-rotel-"))
@@ -249,6 +253,7 @@ class Rotel:
         self.http_port = http_port or free_port()
         self.debug_log = tuple(debug_log)
         self.receive_traces = receive_traces
+        self.debug_log_verbosity = debug_log_verbosity
         self.log_file = self.directory / "rotel.log"
         self.pid_file = self.directory / "rotel.pid"
         self.process: subprocess.Popen[bytes] | None = None
@@ -266,7 +271,7 @@ class Rotel:
         for signal_name in self.debug_log:
             argv += ["--debug-log", signal_name]
         if self.debug_log:
-            argv += ["--debug-log-verbosity", "detailed"]
+            argv += ["--debug-log-verbosity", self.debug_log_verbosity]
         argv += [
             "--otlp-grpc-endpoint",
             f"127.0.0.1:{self.grpc_port}",
@@ -304,6 +309,11 @@ class Rotel:
 
     def cpu_seconds(self) -> float:
         return process_cpu_seconds(self.pid)
+
+    def received_logs(self) -> int:
+        """Log records received so far, from the per-request lines of ``--debug-log logs`` (basic)."""
+        text = _ANSI.sub("", self.output())
+        return sum(int(count) for count in _RECEIVED.findall(text))
 
     def output(self) -> str:
         text = ""

@@ -11,6 +11,7 @@ KINDS = {
     "encode": "benchmarks.encode",
     "host": "benchmarks.pipeline",
     "sdk": "benchmarks.pipeline",
+    "startup": "benchmarks.user",
 }
 
 

@@ -143,12 +143,12 @@ def summarize_profile(path: str | None, top: int = 20) -> dict[str, Any] | None:
                 count = int(count_text)
             except ValueError:
                 continue
-            functions = {
+            unique = {
                 re.sub(r":\d+\)$", ")", f)
                 for f in stack.split(";")
                 if not f.startswith(("thread", "process"))
             }
-            for function in functions:
+            for function in unique:
                 inclusive_by_function[function] = inclusive_by_function.get(function, 0) + count
 
     def share(table: dict[str, int]) -> list[tuple[str, float]]:
