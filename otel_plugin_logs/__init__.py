@@ -12,6 +12,10 @@ Host side::
         process = bridge.spawn_plugin("weather", [sys.executable, "weather.py"])
         process.wait()
 
+A destination of your own for the host's records is a ``Sink`` (``HostLogBridge(sink=...)``):
+its ``export`` gets ``Item``s and returns an ``Outcome`` (``ExportStatus``);
+``otel_plugin_logs.testing.MemorySink`` is one for tests.
+
 Host-side names are imported lazily, so that a plugin process importing the runner side
 never loads the OTel SDK, its exporters or pydantic.
 """
@@ -34,6 +38,8 @@ from otel_plugin_logs.wire.framing import ProtocolError
 from otel_plugin_logs.wire.messages import PROTOCOL_VERSION
 
 if TYPE_CHECKING:
+    from otel_plugin_logs.export.items import Item
+    from otel_plugin_logs.export.sinks import ExportStatus, Outcome, Sink
     from otel_plugin_logs.host.bridge import HostLogBridge, PluginProcess
     from otel_plugin_logs.host.legacy import LegacyBatchResult
     from otel_plugin_logs.host.replay import ReplayedRecord, ReplayedRecordFilter, is_replayed
@@ -45,10 +51,13 @@ __all__ = [
     "PROTOCOL_VERSION",
     "BridgeStats",
     "ConfigError",
+    "ExportStatus",
     "FrameEncoding",
     "HostLogBridge",
     "InMemoryTransport",
+    "Item",
     "LegacyBatchResult",
+    "Outcome",
     "PluginProcess",
     "PluginStats",
     "ProtocolError",
@@ -56,6 +65,7 @@ __all__ = [
     "ReplayedRecordFilter",
     "RpcTransport",
     "RunnerLogHandler",
+    "Sink",
     "Transport",
     "TransportError",
     "TransportRejected",
@@ -66,6 +76,10 @@ __all__ = [
 ]
 
 _LAZY = {
+    "ExportStatus": ".export.sinks",
+    "Item": ".export.items",
+    "Outcome": ".export.sinks",
+    "Sink": ".export.sinks",
     "HostLogBridge": ".host.bridge",
     "PluginProcess": ".host.bridge",
     "LegacyBatchResult": ".host.legacy",

@@ -22,7 +22,7 @@ from otel_plugin_logs import HostLogBridge
 from otel_plugin_logs.cli.demo import CATALOGUE, _Summary, plugin_names
 from otel_plugin_logs.conventions import BRIDGE_SCOPE_NAME
 from otel_plugin_logs.export.otlp import json_line_to_request
-from otel_plugin_logs.export.pipeline import ExportSettings
+from otel_plugin_logs.export.settings import ExportSettings
 from otel_plugin_logs.host.stats import BridgeStats, PluginStats
 
 NOT_PLUGIN_RECORDS = (BRIDGE_SCOPE_NAME, "stderr")  # the bridge's notices and stderr lines

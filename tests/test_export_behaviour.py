@@ -16,7 +16,8 @@ from helpers import PYTHON, CaptureHandler, MemorySink, wait_until, write_plugin
 
 from otel_plugin_logs import ConfigError, HostLogBridge, ReplayedRecordFilter
 from otel_plugin_logs.config.settings import HostConfig, resolve
-from otel_plugin_logs.export.pipeline import Outcome, resolve_export
+from otel_plugin_logs.export.settings import resolve_export
+from otel_plugin_logs.export.sinks import Outcome
 
 BURST = """
 import logging, sys

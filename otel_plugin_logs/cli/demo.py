@@ -724,8 +724,9 @@ def _protocol_source(args: argparse.Namespace, env: Mapping[str, str]) -> str:
 
 def _probe(settings: Any, timeout: float, service: str) -> tuple[bool, str, float]:
     """Export one test record to the configured OTLP endpoint; (ok, detail, seconds)."""
+    from otel_plugin_logs.export.items import Item
     from otel_plugin_logs.export.otlp import Entry, ResourceInfo
-    from otel_plugin_logs.export.pipeline import OtlpGrpcSink, OtlpHttpSink
+    from otel_plugin_logs.export.otlp_sinks import OtlpGrpcSink, OtlpHttpSink
 
     # The SDK exporter logs each failed attempt; the check's own report says it better.
     sdk_logger = logging.getLogger("opentelemetry")
@@ -754,7 +755,7 @@ def _probe(settings: Any, timeout: float, service: str) -> tuple[bool, str, floa
         )
         resource = ResourceInfo({"service.name": "otel-plugin-logs-doctor", "service.namespace": service})
         try:
-            outcome = sink.export([(resource, entry, None, entry.size_estimate())], timeout)
+            outcome = sink.export([Item.of(resource, entry)], timeout)
         finally:
             sink.shutdown()
     except Exception as error:
@@ -762,8 +763,8 @@ def _probe(settings: Any, timeout: float, service: str) -> tuple[bool, str, floa
     finally:
         sdk_logger.setLevel(level)
     elapsed = time.monotonic() - started
-    if outcome.ok and outcome.rejected:
-        return False, f"the collector refused the test record ({outcome.rejected} rejected)", elapsed
+    if outcome.ok and outcome.rejected_records:
+        return False, f"the collector refused the test record ({outcome.rejected_records} rejected)", elapsed
     return outcome.ok, outcome.error, elapsed
 
 
@@ -853,7 +854,7 @@ def _file_check(path: str) -> _Check:
 
 def run_doctor(args: argparse.Namespace, out: IO[str] | None = None) -> int:
     from otel_plugin_logs import __version__
-    from otel_plugin_logs.export.pipeline import resolve_export
+    from otel_plugin_logs.export.settings import resolve_export
 
     stream = out or safe_output(sys.stdout)
     env = os.environ
