@@ -1,8 +1,7 @@
-"""``otel-plugin-logs demo`` (a host with realistic plugins) and ``otel-plugin-logs doctor``.
+"""``otel-plugin-logs demo``: a host with realistic plugins.
 
 The demo is what a new user runs first, so it starts fast, ends by itself and finishes with a
-table of what happened to every record, from the bridge's own counters. ``doctor`` prints the
-resolved configuration with the origin of each value and tries the configured destination.
+table of what happened to every record, from the bridge's own counters (``demo_summary``).
 """
 
 from __future__ import annotations
@@ -14,17 +13,21 @@ import os
 import random
 import re
 import secrets
-import shlex
 import signal
 import sys
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import IO, Any, Final
+from dataclasses import dataclass
+from typing import Any, Final
 
-from otel_plugin_logs.cli.terminal import UNICODE_SYMBOLS, StatusLine, Symbols, safe_output, symbols_for
+from otel_plugin_logs.cli.demo_summary import DemoSummary, plugin_kind
+from otel_plugin_logs.cli.options import (
+    add_destination_options,
+    add_level_option,
+    console_level,
+    positive_float,
+)
+from otel_plugin_logs.cli.terminal import StatusLine, safe_output, symbols_for
 from otel_plugin_logs.config.resource import with_resource_attributes
-from otel_plugin_logs.config.settings import ConfigError, HostConfig, RunnerConfig, describe, resolve
 from otel_plugin_logs.conventions import DEFAULT_HOST_SERVICE_NAME, GRAFANA_URL, JAEGER_URL
 
 _log = logging.getLogger("otel_plugin_logs.demo")
@@ -72,31 +75,7 @@ weather plugin exports its spans itself to OTEL_EXPORTER_OTLP_ENDPOINT (or --end
 
 """
 
-_DOCTOR_DESCRIPTION: Final = """\
-Print the resolved configuration, each setting with where its value came from (argument,
-environment variable, default), then check it: the settings parse, the runtime directory is
-usable, and the export destination works (an OTLP endpoint must accept a test record; the
-file sink's directory must be writable). Says what to fix when a check fails.
-"""
-
-_DOCTOR_EXIT: Final = """\
-exit status: 0 when every check passed, 1 when the destination is unreachable or unusable,
-2 when the configuration is invalid.
-
-"""
-
-
 # --- argument parsers -------------------------------------------------------------------------
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value < float("inf"):  # also refuses NaN
-        raise argparse.ArgumentTypeError(f"{text!r} must be a number > 0")
-    return value
 
 
 def _duration(text: str) -> float:
@@ -110,6 +89,7 @@ def _duration(text: str) -> float:
 
 
 def add_demo_parser(commands: Any, epilog: str) -> None:
+    """``otel-plugin-logs demo``; ``epilog`` lists the variables."""
     demo = commands.add_parser(
         "demo",
         help="run a demo host with several plugins; ends by itself with a summary",
@@ -135,42 +115,18 @@ def add_demo_parser(commands: Any, epilog: str) -> None:
     )
     demo.add_argument(
         "--rate",
-        type=_positive_float,
+        type=positive_float,
         default=DEFAULT_RATE,
         metavar="RECORDS",
         help=f"records/s of each normal plugin (default {DEFAULT_RATE:g}); crawler bursts 100x that",
     )
     demo.add_argument("--seed", type=int, help="seed of the plugins' random choices (default: a new one)")
-    demo.add_argument("--endpoint", help="OTLP endpoint (overrides OTEL_EXPORTER_OTLP_ENDPOINT)")
-    demo.add_argument("--protocol", choices=("grpc", "http/protobuf", "http/json"), help="OTLP protocol")
-    demo.add_argument("--level", default="INFO", help="lowest level shown on the console (default INFO)")
+    add_destination_options(demo)
+    add_level_option(demo)
     demo.add_argument(
         "--summary-json", metavar="FILE", help="also write the summary as JSON to FILE (for scripts)"
     )
     demo.set_defaults(handler=run_demo)
-
-
-def add_doctor_parser(commands: Any, epilog: str) -> None:
-    doctor = commands.add_parser(
-        "doctor",
-        help="print the resolved configuration and check the export destination",
-        description=_DOCTOR_DESCRIPTION,
-        epilog=_DOCTOR_EXIT + epilog,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    doctor.add_argument("--endpoint", help="OTLP endpoint to check (overrides OTEL_EXPORTER_OTLP_ENDPOINT)")
-    doctor.add_argument("--protocol", choices=("grpc", "http/protobuf", "http/json"), help="OTLP protocol")
-    doctor.add_argument(
-        "--timeout",
-        type=_positive_float,
-        default=3.0,
-        metavar="SECONDS",
-        help="how long the test record may take (default 3)",
-    )
-    doctor.add_argument(
-        "--no-send", action="store_true", help="do not send a test record, only show the configuration"
-    )
-    doctor.set_defaults(handler=run_doctor)
 
 
 # --- the demo -------------------------------------------------------------------------------
@@ -198,11 +154,6 @@ def plugin_names(spec: str) -> list[str]:
     if len(set(names)) != len(names):
         raise ValueError("--plugins: a name appears twice (use weather-2 for a second weather)")
     return names
-
-
-def _kind(name: str) -> str:
-    match = _INSTANCE.match(name)
-    return match["kind"] if match else name
 
 
 @dataclass
@@ -281,7 +232,7 @@ class _Demo:
         self.status.clear()
         self.console.announce_hidden()
         self.console.flush()
-        summary = _Summary.build(
+        summary = DemoSummary.build(
             stats, self.bridge, self.restarts, self.console.shown, self.console.hidden, self.elapsed
         )
         summary.interrupted = self.stop.requested
@@ -311,12 +262,12 @@ class _Demo:
         argv = [
             sys.executable,
             "-m",
-            f"otel_plugin_logs.demo_plugins.{_kind(name)}",
+            f"otel_plugin_logs.demo_plugins.{plugin_kind(name)}",
             "--rate",
             f"{self.rate:g}",
         ]
         crash_after = 0.0
-        if _kind(name) == "payments":
+        if plugin_kind(name) == "payments":
             crash_after = self.duration * 0.4 if self.duration else _CRASH_AFTER_UNTIL_STOPPED
         return _Slot(name, argv, crash_after)
 
@@ -458,497 +409,8 @@ def run_demo(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"otel-plugin-logs demo: {error}", file=sys.stderr)
         return 2
-    level = logging.getLevelName(str(args.level).upper())
-    if not isinstance(level, int):
+    level = console_level(args.level)
+    if level is None:
         print(f"otel-plugin-logs demo: unknown level {args.level!r}", file=sys.stderr)
         return 2
     return _Demo(args, names, level).run()
-
-
-# --- the summary ------------------------------------------------------------------------
-
-
-@dataclass
-class _Row:
-    name: str
-    emitted: int
-    replayed: int
-    shown: int
-    exported: int
-    discarded: int
-    dropped: dict[str, int]
-    pending: int
-    uncounted: int
-    restarts: int
-    exits: tuple[int, ...]
-
-
-@dataclass
-class _Summary:
-    rows: list[_Row]
-    elapsed: float
-    exporter: str
-    destination: str
-    settings: Any
-    export_failing: bool
-    last_export_error: str
-    hidden: dict[str, int]
-    interrupted: str = ""
-
-    @classmethod
-    def build(
-        cls,
-        stats: Any,
-        bridge: Any,
-        restarts: Mapping[str, int],
-        shown: Mapping[str, int],
-        hidden: Mapping[str, int],
-        elapsed: float,
-    ) -> _Summary:
-        rows = [
-            _Row(
-                name=name,
-                emitted=p.emitted,
-                replayed=p.replayed,
-                shown=shown.get(name, 0),
-                exported=p.exported,
-                discarded=p.discarded,
-                dropped=dict(p.dropped),
-                pending=p.pending,
-                uncounted=p.uncounted,
-                restarts=restarts.get(name, 0),
-                exits=tuple(p.exits),
-            )
-            for name, p in stats.plugins.items()
-        ]
-        return cls(
-            rows=rows,
-            elapsed=elapsed,
-            exporter=bridge.export_settings.exporter,
-            destination=bridge.export_settings.destination(),
-            settings=bridge.export_settings,
-            export_failing=stats.export_failing,
-            last_export_error=stats.last_export_error,
-            hidden=dict(hidden),
-        )
-
-    @property
-    def uncounted(self) -> int:
-        return sum(abs(row.uncounted) for row in self.rows)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "elapsed_seconds": round(self.elapsed, 3),
-            "interrupted_by": self.interrupted or None,
-            "exporter": self.exporter,
-            "destination": self.destination,
-            "file_path": self.settings.file_path or None,
-            "endpoint": self.settings.endpoint or None,
-            "uncounted": self.uncounted,
-            "plugins": {
-                row.name: {
-                    "emitted": row.emitted,
-                    "replayed": row.replayed,
-                    "shown_on_console": row.shown,
-                    "exported": row.exported,
-                    "discarded": row.discarded,
-                    "dropped": row.dropped,
-                    "pending": row.pending,
-                    "uncounted": row.uncounted,
-                    "restarts": row.restarts,
-                    "exits": list(row.exits),
-                }
-                for row in self.rows
-            },
-        }
-
-    def render(self, symbols: Symbols = UNICODE_SYMBOLS) -> str:
-        headers = ("plugin", "emitted", "replayed", "shown", "exported", "dropped", "pending", "restarts")
-        table: list[tuple[str, ...]] = []
-        for row in self.rows:
-            table.append(
-                (
-                    row.name,
-                    f"{row.emitted:,}",
-                    f"{row.replayed:,}",
-                    f"{row.shown:,}",
-                    f"{row.exported:,}",
-                    f"{sum(row.dropped.values()):,}",
-                    f"{row.pending:,}",
-                    f"{row.restarts}",
-                )
-            )
-        total = (
-            "total",
-            f"{sum(r.emitted for r in self.rows):,}",
-            f"{sum(r.replayed for r in self.rows):,}",
-            f"{sum(r.shown for r in self.rows):,}",
-            f"{sum(r.exported for r in self.rows):,}",
-            f"{sum(sum(r.dropped.values()) for r in self.rows):,}",
-            f"{sum(r.pending for r in self.rows):,}",
-            f"{sum(r.restarts for r in self.rows)}",
-        )
-        widths = [max(len(line[i]) for line in (headers, *table, total)) for i in range(len(headers))]
-
-        def line(cells: Sequence[str]) -> str:
-            first = f"  {cells[0]:<{widths[0]}}"
-            return first + "".join(f"  {cell:>{widths[i]}}" for i, cell in enumerate(cells) if i)
-
-        ended = f"interrupted by {self.interrupted}" if self.interrupted else "finished"
-        out = [
-            "",
-            f"Summary: demo {ended} after {self.elapsed:.1f} s, {len(self.rows)} plugins",
-            "",
-            line(headers),
-            line([symbols.rule * w for w in widths]),
-            *(line(cells) for cells in table),
-            line([symbols.rule * w for w in widths]),
-            line(total),
-            "",
-        ]
-        out.extend(self._notes(symbols))
-        out.extend(self._where())
-        out.append("")
-        return "\n".join(out)
-
-    def _notes(self, symbols: Symbols) -> list[str]:
-        notes = []
-        notes.append(
-            "  emitted: logged by the plugin; replayed: into this host's logging; shown: on this "
-            "console; exported: delivered to the destination below."
-        )
-        discarded = sum(r.discarded for r in self.rows)
-        if discarded:
-            notes.append(f"  not exported because export is off: {discarded:,} records (counted, not lost)")
-        for row in self.rows:
-            if row.dropped:
-                reasons = ", ".join(f"{reason} {count:,}" for reason, count in sorted(row.dropped.items()))
-                notes.append(f"  dropped by {row.name}: {reasons}")
-        for row in self.rows:
-            crashes = [code for code in row.exits if code != 0]
-            if crashes:
-                described = ", ".join(f"signal {-c}" if c < 0 else f"code {c}" for c in crashes)
-                notes.append(f"  {row.name} exited with {described}; restarted {row.restarts} time(s)")
-        if any(self.hidden.values()):
-            sampled = ", ".join(f"{name} {count:,}" for name, count in sorted(self.hidden.items()) if count)
-            notes.append(f"  not shown on the console (sampled, still exported): {sampled}")
-        if self.uncounted:
-            lost = ", ".join(f"{r.name} {r.uncounted:+,}" for r in self.rows if r.uncounted)
-            notes.append(f"  {symbols.cross} records unaccounted for (a bug: please report it): {lost}")
-        else:
-            # The same rule as README's, whatever the terms are today (discarded is 0 unless export is off).
-            notes.append(
-                f"  {symbols.check} every record is accounted for: "
-                "emitted = exported + discarded + dropped + pending"
-            )
-        if self.export_failing:
-            notes.append(f"  {symbols.cross} export was failing at the end: {self.last_export_error}")
-            notes.append("    run 'otel-plugin-logs doctor' to check the endpoint")
-        return notes
-
-    def _where(self) -> list[str]:
-        settings = self.settings
-        out = [""]
-        if self.exporter == "file":
-            out.append("  Records went to the OTLP/JSON file (appended; one export request per line):")
-            out.append(f"    {settings.file_path}")
-            quoted = shlex.quote(os.path.dirname(settings.file_path))
-            out.append(
-                f"  Read them: otel-plugin-logs logs {quoted}  (--plugin payments --level ERROR, -f, --stats)"
-            )
-            out.append(
-                "  To see them in Grafana and Jaeger: docker compose up -d otel-collector loki jaeger grafana"
-            )
-            out.append("    then OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4317 otel-plugin-logs demo")
-        elif self.exporter == "otlp":
-            out.append(f"  Records went to {self.destination}.")
-            out.append(f"  If that is the compose stack: Grafana {GRAFANA_URL} (dashboard Plugin logs),")
-            services = ", ".join(row.name for row in self.rows if _kind(row.name) == "weather")
-            out.append(f"    Jaeger {JAEGER_URL} (traces of {services or 'the plugins'})")
-        else:
-            out.append(f"  Records went to {self.destination}.")
-        return out
-
-
-# --- doctor ----------------------------------------------------------------------------
-
-
-@dataclass
-class _Check:
-    ok: bool
-    title: str
-    fixes: list[str] = field(default_factory=list)
-
-
-def _masked(name: str, value: str) -> str:
-    if "HEADERS" in name:
-        keys = [pair.split("=", 1)[0].strip() for pair in value.split(",") if pair.strip()]
-        return ",".join(f"{key}=<hidden>" for key in keys)
-    return value
-
-
-def _value(name: str, value: object) -> str:
-    if name in ("level", "stderr_level") and isinstance(value, int):
-        return logging.getLevelName(value)
-    if value in ("", ()):
-        return "(empty)"
-    if isinstance(value, tuple):
-        return ",".join(str(v) for v in value)
-    return str(value)
-
-
-def _settings_table(
-    cls: type[HostConfig] | type[RunnerConfig], config: Any, sources: Any, skip: Sequence[str] = ()
-) -> list[str]:
-    rows = []
-    for name, envs, _, _ in describe(cls):
-        if name in skip:
-            continue
-        source, env = sources.sources[name]
-        origin = f"env {env}" if source == "env" else ("argument" if source == "argument" else "default")
-        hint = "" if source != "default" else f"  ({envs.split(' / ')[0]})"
-        rows.append((name, _value(name, getattr(config, name)), origin + hint))
-    width = max(len(r[0]) for r in rows)
-    value_width = min(40, max(len(r[1]) for r in rows))
-    return [f"  {n:<{width}}  {v:<{value_width}}  {o}" for n, v, o in rows]
-
-
-def _protocol_source(args: argparse.Namespace, env: Mapping[str, str]) -> str:
-    if args.protocol:
-        return "argument"
-    for name in ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
-        if env.get(name, "").strip():
-            return f"env {name}"
-    return "default"
-
-
-def _probe(settings: Any, timeout: float, service: str) -> tuple[bool, str, float]:
-    """Export one test record to the configured OTLP endpoint; (ok, detail, seconds)."""
-    from otel_plugin_logs.export.items import Item
-    from otel_plugin_logs.export.otlp import Entry, ResourceInfo
-    from otel_plugin_logs.export.otlp_sinks import OtlpGrpcSink, OtlpHttpSink
-
-    # The SDK exporter logs each failed attempt; the check's own report says it better.
-    sdk_logger = logging.getLogger("opentelemetry")
-    level = sdk_logger.level
-    sdk_logger.setLevel(logging.CRITICAL)
-    started = time.monotonic()
-    try:
-        endpoint = settings.endpoint if settings.endpoint_source == "argument" else None
-        if settings.protocol == "grpc":
-            sink: Any = OtlpGrpcSink(endpoint, timeout)
-        else:
-            sink = OtlpHttpSink(endpoint, timeout, json_encoding=settings.protocol == "http/json")
-        now = time.time_ns()
-        entry = Entry(
-            1,
-            now,
-            now,
-            9,
-            "INFO",
-            "otel-plugin-logs doctor: test record",
-            "otel_plugin_logs.doctor",
-            {"doctor.check": "endpoint"},
-            None,
-            None,
-            0,
-        )
-        resource = ResourceInfo({"service.name": "otel-plugin-logs-doctor", "service.namespace": service})
-        try:
-            outcome = sink.export([Item.of(resource, entry)], timeout)
-        finally:
-            sink.shutdown()
-    except Exception as error:
-        return False, f"{type(error).__name__}: {error}", time.monotonic() - started
-    finally:
-        sdk_logger.setLevel(level)
-    elapsed = time.monotonic() - started
-    if outcome.ok and outcome.rejected_records:
-        return False, f"the collector refused the test record ({outcome.rejected_records} rejected)", elapsed
-    return outcome.ok, outcome.error, elapsed
-
-
-def _fixes(settings: Any, detail: str) -> list[str]:
-    text = detail.lower()
-    endpoint = settings.endpoint
-    fixes = []
-    port = endpoint.rsplit(":", 1)[-1].split("/", 1)[0] if ":" in endpoint.split("//", 1)[-1] else ""
-    if settings.protocol == "grpc" and port == "4318":
-        fixes.append("port 4318 is OTLP/HTTP by convention: set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf")
-    if settings.protocol != "grpc" and port == "4317":
-        fixes.append("port 4317 is OTLP/gRPC by convention: set OTEL_EXPORTER_OTLP_PROTOCOL=grpc")
-    if any(word in text for word in ("unavailable", "refused", "failed to connect", "connectionerror")):
-        fixes.append(f"nothing accepts connections at {endpoint}: start a collector, e.g.")
-        fixes.append("  docker compose up -d otel-collector loki jaeger grafana   (from this repository)")
-        fixes.append("or point OTEL_EXPORTER_OTLP_ENDPOINT at yours")
-    if "deadline" in text or "timed out" in text or "timeout" in text:
-        fixes.append("the endpoint did not answer in time: check the host, port, a firewall, and that")
-        fixes.append("https:// is used only when the collector speaks TLS (http:// means plaintext)")
-    if any(word in text for word in ("ssl", "certificate", "handshake")):
-        fixes.append(
-            "TLS failed: check OTEL_EXPORTER_OTLP_CERTIFICATE, or use http:// for a plaintext collector"
-        )
-    if any(word in text for word in ("unauthenticated", "permission_denied", "http 401", "http 403")):
-        fixes.append("the collector refused the credentials: check OTEL_EXPORTER_OTLP_HEADERS")
-    if "http 404" in text or "unimplemented" in text:
-        fixes.append(
-            "wrong path or protocol: an HTTP logs endpoint ends in /v1/logs "
-            "(OTEL_EXPORTER_OTLP_LOGS_ENDPOINT is used as given); gRPC and HTTP use different ports"
-        )
-    if not fixes:
-        fixes.append("check the collector's own logs (docker compose logs otel-collector)")
-    return fixes
-
-
-def _runtime_dir_check(config: HostConfig) -> _Check:
-    directory = config.runtime_dir
-    if not directory:
-        return _Check(True, "runtime directory: a new private temporary directory per host")
-    socket_path = os.path.join(directory, "bridge.sock")
-    if len(socket_path.encode()) > 100:
-        return _Check(
-            False,
-            f"runtime directory {directory}: the socket path would be too long for a Unix socket",
-            ["set OTEL_PLUGIN_LOGS_RUNTIME_DIR to a shorter path"],
-        )
-    if os.path.isdir(directory):
-        info = os.stat(directory)
-        if info.st_uid != os.getuid():
-            return _Check(
-                False,
-                f"runtime directory {directory} belongs to uid {info.st_uid}, not to this user",
-                ["use a directory of your own for OTEL_PLUGIN_LOGS_RUNTIME_DIR"],
-            )
-        if not os.access(directory, os.W_OK | os.X_OK):
-            return _Check(False, f"runtime directory {directory} is not writable", ["fix its permissions"])
-        return _Check(True, f"runtime directory {directory} is usable")
-    parent = _existing_parent(directory)
-    if not os.access(parent, os.W_OK | os.X_OK):
-        return _Check(False, f"runtime directory {directory} cannot be created ({parent} is read-only)")
-    return _Check(True, f"runtime directory {directory} will be created")
-
-
-def _existing_parent(path: str) -> str:
-    current = os.path.abspath(path)
-    while not os.path.isdir(current):
-        parent = os.path.dirname(current)
-        if parent == current:
-            break
-        current = parent
-    return current
-
-
-def _file_check(path: str) -> _Check:
-    directory = os.path.dirname(path) or "."
-    target = directory if os.path.isdir(directory) else _existing_parent(directory)
-    if os.path.exists(path) and not os.access(path, os.W_OK):
-        return _Check(False, f"the file sink {path} is not writable", ["fix its permissions"])
-    if not os.access(target, os.W_OK | os.X_OK):
-        return _Check(
-            False,
-            f"the file sink's directory {directory} is not writable",
-            ["set OTEL_PLUGIN_LOGS_FILE_DIR to a writable directory"],
-        )
-    return _Check(True, f"the file sink {path} is writable")
-
-
-def run_doctor(args: argparse.Namespace, out: IO[str] | None = None) -> int:
-    from otel_plugin_logs import __version__
-    from otel_plugin_logs.export.settings import resolve_export
-
-    stream = out or safe_output(sys.stdout)
-    env = os.environ
-    symbols = symbols_for(stream)
-
-    def say(text: str = "") -> None:
-        print(text, file=stream)
-
-    say(f"otel-plugin-logs {__version__} doctor  (Python {sys.version.split()[0]}, {sys.executable})")
-    say()
-    set_vars = sorted(name for name in env if name.startswith("OTEL_"))
-    say("OTEL_* variables set in this environment:")
-    for name in set_vars:
-        say(f"  {name}={_masked(name, env[name])}")
-    if not set_vars:
-        say("  (none: every setting has its default)")
-    say()
-    try:
-        config, sources = resolve(HostConfig, {}, env)
-        runner_config, runner_sources = resolve(RunnerConfig, {}, env)
-        settings = resolve_export(config, env, endpoint=args.endpoint, protocol=args.protocol)
-    except ConfigError as error:
-        say(f"{symbols.cross} the configuration is invalid: {error}")
-        say("  fix or unset that variable; 'otel-plugin-logs doctor --help' lists every variable")
-        return 2
-
-    say("Export (argument > OTEL_* variable > default):")
-    exporter_source, exporter_env = sources.sources["exporter"]
-    if exporter_source == "env":
-        why = f"env {exporter_env}"
-    elif settings.sdk_disabled:
-        why = "env OTEL_SDK_DISABLED"
-    elif settings.exporter == "otlp":
-        why = "an OTLP endpoint is set"
-    else:
-        why = "default: no OTLP endpoint is set"
-    say(f"  exporter   {settings.exporter:<32}  {why}")
-    if settings.exporter == "otlp":
-        source = settings.endpoint_source
-        origin = source if source in ("argument", "default") else f"env {source}"
-        say(f"  protocol   {settings.protocol:<32}  {_protocol_source(args, env)}")
-        say(f"  endpoint   {settings.endpoint:<32}  {origin}")
-    if settings.exporter == "file":
-        say(f"  file       {settings.file_path}")
-    for note in settings.notes:
-        say(f"  note: {note}")
-    say()
-    say("Host bridge settings:")
-    for text in _settings_table(HostConfig, config, sources, skip=("exporter",)):
-        say(text)
-    say()
-    say("Runner settings (plugins started from this environment inherit them):")
-    for text in _settings_table(RunnerConfig, runner_config, runner_sources, skip=("socket_path", "token")):
-        say(text)
-    say()
-
-    checks = [_Check(True, "the configuration is valid"), _runtime_dir_check(config)]
-    service = env.get("OTEL_SERVICE_NAME", "").strip() or DEFAULT_HOST_SERVICE_NAME
-    if settings.exporter == "otlp":
-        where = settings.destination()
-        if args.no_send:
-            checks.append(_Check(True, f"{where}: not tried (--no-send)"))
-        else:
-            ok, detail, seconds = _probe(settings, args.timeout, service)
-            if ok:
-                checks.append(_Check(True, f"{where} accepted a test record ({seconds * 1000:.0f} ms)"))
-            else:
-                checks.append(
-                    _Check(
-                        False,
-                        f"{where} is unreachable or refused the test record: {detail}",
-                        _fixes(settings, detail),
-                    )
-                )
-    elif settings.exporter == "file":
-        checks.append(_file_check(settings.file_path))
-        checks.append(
-            _Check(
-                True,
-                "no OTLP endpoint set: records stay in the file; to use the compose stack set "
-                "OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4317",
-            )
-        )
-    elif settings.exporter == "console":
-        checks.append(_Check(True, "records are printed to stdout by the SDK's console exporter"))
-    else:
-        checks.append(_Check(True, "export is off: records are only replayed into the host's logging"))
-
-    say("Checks:")
-    for check in checks:
-        say(f"  {symbols.check if check.ok else symbols.cross} {check.title}")
-        for fix in check.fixes:
-            say(f"      {fix}")
-    failed = [check for check in checks if not check.ok]
-    say()
-    say(f"{symbols.cross} some checks failed" if failed else f"{symbols.check} all checks passed")
-    return 1 if failed else 0
