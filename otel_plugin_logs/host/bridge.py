@@ -373,8 +373,9 @@ class HostLogBridge:
 
     Use as a context manager, or ``start()`` then ``shutdown(timeout_millis)``. Settings come
     from keyword arguments (``HostConfig`` field names), then ``OTEL_PLUGIN_LOGS_*`` and the
-    standard ``OTEL_*`` variables, then defaults. ``sink`` replaces the configured exporter
-    (for tests, or a custom destination).
+    standard ``OTEL_*`` variables, then defaults. ``sink`` replaces the configured exporter:
+    any ``otel_plugin_logs.Sink`` (it gets ``Item``s, returns an ``Outcome``), for a custom
+    destination, or ``otel_plugin_logs.testing.MemorySink`` in tests.
     """
 
     def __init__(
