@@ -19,7 +19,7 @@ import pytest
 from helpers import PYTHON, Collector, parse_rotel_logs, wait_until
 
 from otel_plugin_logs import HostLogBridge
-from otel_plugin_logs.cli.demo import CATALOGUE, plugin_names
+from otel_plugin_logs.cli.demo_options import CATALOGUE, plugin_names
 from otel_plugin_logs.cli.demo_summary import DemoSummary
 from otel_plugin_logs.conventions import BRIDGE_SCOPE_NAME
 from otel_plugin_logs.export.otlp import json_line_to_request

@@ -11,7 +11,7 @@ from otel_plugin_logs.config.settings import ConfigError, HostConfig, RunnerConf
 
 def _parser() -> argparse.ArgumentParser:
     from otel_plugin_logs import __version__
-    from otel_plugin_logs.cli.demo import add_demo_parser
+    from otel_plugin_logs.cli.demo_options import add_demo_parser
     from otel_plugin_logs.cli.doctor import add_doctor_parser
     from otel_plugin_logs.cli.logs import add_logs_parser
     from otel_plugin_logs.cli.options import settings_epilog
