@@ -28,6 +28,11 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger("otel_plugin_logs.cli")
 
+_FORWARDED: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_RUN_REORDER_MILLIS: Final = 400
+_REAP_POLL_SECONDS: Final = 0.05
+_EXIT_FLUSH_FAILED: Final = 120  # what Python exits with when flushing stdout fails at exit
+
 _RUN_EPILOG = """\
 key variables (every one: 'otel-plugin-logs run --help-variables'; the values in effect and
 where they come from: 'otel-plugin-logs doctor'; the README has the tables):
@@ -190,12 +195,6 @@ def _spawn(
         print(f"otel-plugin-logs: cannot run {command[0]!r}: {error.strerror or error}", file=sys.stderr)
         # As shells do: 127 when there is no such command, 126 when it cannot be executed.
         return 127 if isinstance(error, FileNotFoundError) else 126
-
-
-_FORWARDED: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-_RUN_REORDER_MILLIS: Final = 400
-_REAP_POLL_SECONDS: Final = 0.05
-_EXIT_FLUSH_FAILED: Final = 120  # what Python exits with when flushing stdout fails at exit
 
 
 class _Supervisor:
