@@ -189,8 +189,9 @@ class CountingSink:
             self.exported += len(items)
             if not self.keep:
                 return Outcome.delivered()
-            for resource, entry, _, _ in items:
-                plugin = str(resource.attributes.get("plugin.name", ""))
+            for item in items:
+                entry = item.entry
+                plugin = str(item.resource.attributes.get("plugin.name", ""))
                 if entry.seq > 0:
                     self.seqs.setdefault(plugin, Counter())[entry.seq] += 1
                 else:
