@@ -102,9 +102,10 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 
     from otel_plugin_logs.config.settings import HostConfig, resolve
+    from otel_plugin_logs.export.items import Item
     from otel_plugin_logs.export.otlp import encode_request
-    from otel_plugin_logs.export.pipeline import Outcome, SdkExporterSink
     from otel_plugin_logs.export.sdk_records import SdkRecordBuilder
+    from otel_plugin_logs.export.sinks import Outcome, SdkExporterSink
     from otel_plugin_logs.host.entries import Limits, build_entry
     from otel_plugin_logs.host.replay import Replayer
     from otel_plugin_logs.runner.handler import RunnerLogHandler
@@ -123,7 +124,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     built = [build_entry(r, limits, now) for r in records]
     resource = resource_info()
     pairs = [(resource, entry) for entry, _, _ in built]
-    items = [(resource, entry, None, entry.size_estimate()) for entry, _, _ in built]
+    items = [Item.of(resource, entry) for entry, _, _ in built]
 
     # Replay into a `plugin` logger at INFO with one handler that discards.
     class Discard(logging.Handler):
@@ -169,7 +170,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     if endpoint:
         from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 
-        from otel_plugin_logs.export.pipeline import OtlpGrpcSink, OtlpHttpSink
+        from otel_plugin_logs.export.otlp_sinks import OtlpGrpcSink, OtlpHttpSink
 
         sinks["sink_grpc_fast"] = OtlpGrpcSink(endpoint, 10.0)
         with warnings.catch_warnings():

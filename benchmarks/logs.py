@@ -26,8 +26,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from otel_plugin_logs.export.file_sink import FileSink
+from otel_plugin_logs.export.items import Item
 from otel_plugin_logs.export.otlp import Entry, ResourceInfo
-from otel_plugin_logs.export.pipeline import FileSink
 
 PLUGINS = ("weather", "inventory", "payments", "crawler")
 RECORDS_PER_LINE = 256
@@ -95,7 +96,7 @@ def write_sink(directory: Path, megabytes: float, seed: int = 1) -> tuple[int, i
                 rng.randbytes(8) if trace else None,
                 1 if trace else 0,
             )
-            items.append((resources[plugin], entry, None, 500))
+            items.append(Item(resources[plugin], entry, None, 500))
         assert sink.export(items, 10.0).ok
         written = sum(path.stat().st_size for path in directory.iterdir())
     sink.shutdown()

@@ -183,7 +183,7 @@ class TimedSink:
             now = time.time_ns()
             append = self.latencies_ns.append
             for item in items:
-                entry = item[1]
+                entry = item.entry
                 if entry.seq > 1:  # 0: bridge notices and stderr lines; 1: the warm-up record
                     append(now - entry.time)
         return outcome
@@ -263,7 +263,7 @@ def run_host(params: dict[str, Any]) -> dict[str, Any]:
         runpy.run_path(str(preload))
 
     from otel_plugin_logs import HostLogBridge
-    from otel_plugin_logs.export.pipeline import OtlpGrpcSink
+    from otel_plugin_logs.export.otlp_sinks import OtlpGrpcSink
 
     plugin_logger = logging.getLogger("plugin")
     plugin_logger.handlers[:] = [_Discard()]

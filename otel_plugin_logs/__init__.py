@@ -12,6 +12,10 @@ Host side::
         process = bridge.spawn_plugin("weather", [sys.executable, "weather.py"])
         process.wait()
 
+A destination of your own for the host's records is a ``Sink`` (``HostLogBridge(sink=...)``):
+its ``export`` gets ``Item``s and returns an ``Outcome`` (``ExportStatus``);
+``otel_plugin_logs.testing.MemorySink`` is one for tests.
+
 Host-side names are imported lazily, so that a plugin process importing the runner side
 never loads the OTel SDK, its exporters or pydantic.
 """
@@ -24,6 +28,8 @@ TYPE_CHECKING = False  # not typing's: importing typing costs every plugin start
 if TYPE_CHECKING:
     from typing import Any
 
+    from otel_plugin_logs.export.items import Item
+    from otel_plugin_logs.export.sinks import ExportStatus, Outcome, Sink
     from otel_plugin_logs.host.bridge import HostLogBridge, PluginProcess
     from otel_plugin_logs.host.legacy import LegacyBatchResult
     from otel_plugin_logs.host.replay import ReplayedRecord, ReplayedRecordFilter, is_replayed
@@ -46,10 +52,13 @@ __all__ = [
     "PROTOCOL_VERSION",
     "BridgeStats",
     "ConfigError",
+    "ExportStatus",
     "FrameEncoding",
     "HostLogBridge",
     "InMemoryTransport",
+    "Item",
     "LegacyBatchResult",
+    "Outcome",
     "PluginProcess",
     "PluginStats",
     "ProtocolError",
@@ -57,6 +66,7 @@ __all__ = [
     "ReplayedRecordFilter",
     "RpcTransport",
     "RunnerLogHandler",
+    "Sink",
     "Transport",
     "TransportError",
     "TransportRejected",
@@ -79,6 +89,10 @@ _LAZY = {
     "UnixSocketTransport": ".runner.transport",
     "ProtocolError": ".wire.framing",
     "PROTOCOL_VERSION": ".wire.messages",
+    "ExportStatus": ".export.sinks",
+    "Item": ".export.items",
+    "Outcome": ".export.sinks",
+    "Sink": ".export.sinks",
     "HostLogBridge": ".host.bridge",
     "PluginProcess": ".host.bridge",
     "LegacyBatchResult": ".host.legacy",

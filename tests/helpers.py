@@ -1,4 +1,4 @@
-"""Test helpers: capturing handler, in-memory sink, plugin scripts, a real collector."""
+"""Test helpers: capturing handler, plugin scripts, a real collector (and the public MemorySink)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._common import Rotel
-from otel_plugin_logs.export.otlp import Entry, ResourceInfo
-from otel_plugin_logs.export.pipeline import Item, Outcome
+from otel_plugin_logs.testing import MemorySink
+
+__all__ = [
+    "PYTHON",
+    "CaptureHandler",
+    "Collector",
+    "MemorySink",
+    "parse_rotel_logs",
+    "wait_until",
+    "write_plugin",
+]
 
 PYTHON = sys.executable
 
@@ -49,39 +58,6 @@ class CaptureHandler(logging.Handler):
             and r.otel.logger_name != "stderr"
             and (plugin is None or r.otel.plugin == plugin)
         ]
-
-
-class MemorySink:
-    """A Sink that keeps what it is given; ``fail`` makes exports fail (retryably)."""
-
-    description = "memory"
-
-    def __init__(self) -> None:
-        self.items: list[tuple[ResourceInfo, Entry]] = []
-        self.fail = False
-        self.permanent = False
-        self.attempts = 0
-        self._lock = threading.Lock()
-
-    def export(self, items: Sequence[Item], timeout_seconds: float) -> Outcome:
-        with self._lock:
-            self.attempts += 1
-            if self.fail:
-                return Outcome(False, retryable=not self.permanent, error="memory sink told to fail")
-            self.items.extend((item[0], item[1]) for item in items)
-        return Outcome(True)
-
-    def shutdown(self) -> None:
-        return None
-
-    def entries(self, plugin: str | None = None, *, records_only: bool = True) -> list[Entry]:
-        with self._lock:
-            return [
-                e
-                for r, e in self.items
-                if (plugin is None or r.attributes.get("plugin.name") == plugin)
-                and (not records_only or e.seq > 0)
-            ]
 
 
 def write_plugin(directory: Path, name: str, code: str) -> Path:

@@ -16,14 +16,16 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from helpers import PYTHON, Collector, MemorySink, parse_rotel_logs, wait_until
+from helpers import PYTHON, Collector, parse_rotel_logs, wait_until
 
 from otel_plugin_logs import HostLogBridge
-from otel_plugin_logs.cli.demo import CATALOGUE, _Summary, plugin_names
+from otel_plugin_logs.cli.demo_options import CATALOGUE, plugin_names
+from otel_plugin_logs.cli.demo_summary import DemoSummary
 from otel_plugin_logs.conventions import BRIDGE_SCOPE_NAME
 from otel_plugin_logs.export.otlp import json_line_to_request
-from otel_plugin_logs.export.pipeline import ExportSettings
+from otel_plugin_logs.export.settings import ExportSettings
 from otel_plugin_logs.host.stats import BridgeStats, PluginStats
+from otel_plugin_logs.testing import MemorySink
 
 NOT_PLUGIN_RECORDS = (BRIDGE_SCOPE_NAME, "stderr")  # the bridge's notices and stderr lines
 
@@ -329,7 +331,7 @@ def test_summary_reports_uncounted_records_and_fails() -> None:
     bridge = SimpleNamespace(
         export_settings=ExportSettings("file", file_path="/tmp/x.jsonl"), sink_description="file /tmp/x.jsonl"
     )
-    summary = _Summary.build(stats, bridge, {}, {"weather": 9}, {}, 1.0)
+    summary = DemoSummary.build(stats, bridge, {}, {"weather": 9}, {}, 1.0)
     assert summary.uncounted == 2
     text = summary.render()
     assert "records unaccounted for" in text and "weather +2" in text
@@ -411,7 +413,7 @@ def test_summary_states_the_balance_rule_of_the_readme_and_points_to_logs() -> N
         export_settings=ExportSettings("file", file_path="/tmp/sink dir/plugin-logs.otlp.jsonl"),
         sink_description="file",
     )
-    text = _Summary.build(stats, bridge, {}, {"weather": 9}, {}, 1.0).render()
+    text = DemoSummary.build(stats, bridge, {}, {"weather": 9}, {}, 1.0).render()
     assert "emitted = exported + discarded + dropped + pending" in text
     assert "otel-plugin-logs logs '/tmp/sink dir'" in text and "json.tool" not in text
     readme = (Path(__file__).parent.parent / "README.md").read_text()

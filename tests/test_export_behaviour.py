@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import PYTHON, CaptureHandler, MemorySink, wait_until, write_plugin
+from helpers import PYTHON, CaptureHandler, wait_until, write_plugin
 
 from otel_plugin_logs import ConfigError, HostLogBridge, ReplayedRecordFilter
 from otel_plugin_logs.config.settings import HostConfig, resolve
-from otel_plugin_logs.export.pipeline import Outcome, resolve_export
+from otel_plugin_logs.export.settings import resolve_export
+from otel_plugin_logs.export.sinks import Outcome
+from otel_plugin_logs.testing import MemorySink
 
 BURST = """
 import logging, sys

@@ -14,8 +14,9 @@ from helpers import PYTHON, wait_until
 
 from otel_plugin_logs.cli.logs_read import LineReader
 from otel_plugin_logs.conventions import BRIDGE_SCOPE_NAME
+from otel_plugin_logs.export.file_sink import FileSink
+from otel_plugin_logs.export.items import Item
 from otel_plugin_logs.export.otlp import Entry, ResourceInfo
-from otel_plugin_logs.export.pipeline import FileSink
 
 SINK_FILE = "plugin-logs.otlp.jsonl"
 MIN_ROTATE_BYTES = 4096  # the smallest OTEL_PLUGIN_LOGS_FILE_MAX_BYTES
@@ -35,7 +36,7 @@ def entry(number: int, *, body: str | None = None) -> Entry:
 def write(sink: FileSink, plugin: str, first: int, count: int) -> None:
     """One export request (one sink line) of ``count`` records."""
     info = resource(plugin)
-    items = [(info, entry(n), None, 100) for n in range(first, first + count)]
+    items = [Item(info, entry(n), None, 100) for n in range(first, first + count)]
     assert sink.export(items, 5.0).ok
 
 
@@ -99,8 +100,8 @@ def test_multi_line_messages_stay_one_record_under_the_gutter(tmp_path: Path) ->
     """A body with newlines prints its first line as the record and the rest indented below it."""
     sink = FileSink(str(tmp_path / SINK_FILE), 1 << 20, 1)
     info = resource("web")
-    sink.export([(info, entry(1, body="Exception in ASGI application\n"), None, 1)], 5.0)
-    sink.export([(info, entry(2, body="first\nsecond\nthird"), None, 1)], 5.0)
+    sink.export([Item(info, entry(1, body="Exception in ASGI application\n"), None, 1)], 5.0)
+    sink.export([Item(info, entry(2, body="first\nsecond\nthird"), None, 1)], 5.0)
     sink.shutdown()
     lines = run_logs(str(tmp_path)).stdout.splitlines()
     assert lines[0].endswith("Exception in ASGI application n=1")
@@ -206,7 +207,7 @@ def test_stats_sum_the_bridges_drop_notices_by_reason(tmp_path: Path) -> None:
             None,
             0,
         )
-        assert sink.export([(resource(plugin), notice, None, 1)], 5.0).ok
+        assert sink.export([Item(resource(plugin), notice, None, 1)], 5.0).ok
     sink.shutdown()
     result = run_logs(str(tmp_path), "--stats")
     table, drops = result.stdout.split("\n\n", 1)

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from helpers import PYTHON, CaptureHandler, MemorySink, write_plugin
+from helpers import PYTHON, CaptureHandler, write_plugin
 
 from otel_plugin_logs import HostLogBridge
 from otel_plugin_logs.host.process import TracebackGrouper
+from otel_plugin_logs.testing import MemorySink
 
 NOISY = """
 import sys

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import psutil
 import pytest
-from helpers import PYTHON, CaptureHandler, MemorySink, wait_until, write_plugin
+from helpers import PYTHON, CaptureHandler, wait_until, write_plugin
 
 from otel_plugin_logs import HostLogBridge
+from otel_plugin_logs.testing import MemorySink
 
 FOREVER = """
 import logging, time

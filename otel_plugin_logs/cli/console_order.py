@@ -103,7 +103,9 @@ class TimeOrderedRelease(Generic[T]):
                 if wait > 0:
                     self._cond.wait(wait)
                     continue
-                self._releasing.acquire()
+                if not self._releasing.acquire(blocking=False):
+                    self._cond.wait(0.001)  # drain() holds it and waits for _cond: let it have _cond
+                    continue
                 _, order, item = heapq.heappop(self._held)
                 if order == first[1]:
                     self._arrivals.popleft()

@@ -59,19 +59,12 @@ from otel_plugin_logs.conventions import (
     check_plugin_name,
     is_valid_plugin_name,
 )
+from otel_plugin_logs.export.file_sink import check_file_dir
+from otel_plugin_logs.export.items import Item
 from otel_plugin_logs.export.otlp import Entry, ResourceInfo
-from otel_plugin_logs.export.pipeline import (
-    DROP_EXPORT_QUEUE_FULL,
-    ExportPipeline,
-    ExportSettings,
-    Item,
-    NullSink,
-    Sink,
-    attribute_limits,
-    build_sink,
-    check_file_dir,
-    resolve_export,
-)
+from otel_plugin_logs.export.pipeline import DROP_EXPORT_QUEUE_FULL, ExportPipeline
+from otel_plugin_logs.export.settings import ExportSettings, attribute_limits, build_sink, resolve_export
+from otel_plugin_logs.export.sinks import NullSink, Sink
 from otel_plugin_logs.host.entries import Limits, build_entry, clean_text, sanitize_counters
 from otel_plugin_logs.host.ingest import IngestWorker, Job
 from otel_plugin_logs.host.legacy import LegacyBatchResult, LegacyIngest
@@ -380,8 +373,9 @@ class HostLogBridge:
 
     Use as a context manager, or ``start()`` then ``shutdown(timeout_millis)``. Settings come
     from keyword arguments (``HostConfig`` field names), then ``OTEL_PLUGIN_LOGS_*`` and the
-    standard ``OTEL_*`` variables, then defaults. ``sink`` replaces the configured exporter
-    (for tests, or a custom destination).
+    standard ``OTEL_*`` variables, then defaults. ``sink`` replaces the configured exporter:
+    any ``otel_plugin_logs.Sink`` (it gets ``Item``s, returns an ``Outcome``), for a custom
+    destination, or ``otel_plugin_logs.testing.MemorySink`` in tests.
     """
 
     def __init__(
@@ -1348,7 +1342,7 @@ class HostLogBridge:
         prefix = _record_uid_prefix(plugin.name, stream.key)
         for entry in entries:
             entry.uid = f"{prefix}{entry.seq:016x}"
-        items: list[Item] = [(resource, entry, ticket, entry.size_estimate()) for entry in entries]
+        items = [Item.of(resource, entry, ticket) for entry in entries]
         refused = pipeline.offer(items)
         if refused:
             self._settle(refused, DROP_EXPORT_QUEUE_FULL)
@@ -1356,7 +1350,7 @@ class HostLogBridge:
     def _settle(self, items: Sequence[Item], reason: str | None) -> None:
         """Called once per record as it leaves the export queue (exported, or dropped)."""
         with self._lock:
-            for _, _, ticket, _ in items:
+            for ticket in (item.ticket for item in items):
                 if ticket is None:
                     continue  # a bridge notice or a stderr line, outside the per-record accounting
                 ticket.pending -= 1
@@ -1366,7 +1360,7 @@ class HostLogBridge:
                     plugin.counters.exported += 1
                 else:
                     plugin.counters.host_dropped[reason] += 1
-            streams = {item[2].stream for item in items if item[2] is not None}
+            streams = {item.ticket.stream for item in items if item.ticket is not None}
             for stream in streams:
                 self._advance(stream)
 
@@ -1379,12 +1373,12 @@ class HostLogBridge:
         changed = False
         with self._lock:
             for item in items:
-                ticket = item[2]
+                ticket = item.ticket
                 if ticket is None:
                     continue
                 stream = ticket.stream
-                if item[1].seq > stream.exported_high and stream.key[0] != "rpc":
-                    stream.exported_high = item[1].seq
+                if item.entry.seq > stream.exported_high and stream.key[0] != "rpc":
+                    stream.exported_high = item.entry.seq
                     changed = True
             if changed:
                 self._registry_dirty = True
@@ -1621,7 +1615,7 @@ class HostLogBridge:
             0,
             event_name=f"{BRIDGE_SCOPE_NAME}.{event}",
         )
-        if pipeline.offer([(resource, entry, None, entry.size_estimate())]):
+        if pipeline.offer([Item.of(resource, entry)]):
             _log.debug("bridge notice not exported (export queue full or stopped): %s", text)
             return
         with self._lock:
@@ -1795,7 +1789,7 @@ class HostLogBridge:
             logger.handle(plugin.replayer.make_record(logger.name, entry, level, stacktrace, otel))
         pipeline = self._pipeline
         if pipeline is not None and resource is not None and not self._stopped:
-            pipeline.offer([(resource, entry, None, entry.size_estimate())])
+            pipeline.offer([Item.of(resource, entry)])
 
     # --- registry (host restart) ----------------------------------------------------------------
 

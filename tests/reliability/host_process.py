@@ -18,7 +18,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from otel_plugin_logs import HostLogBridge
-from otel_plugin_logs.export.pipeline import FileSink, Item, Outcome
+from otel_plugin_logs.export.file_sink import FileSink
+from otel_plugin_logs.export.items import Item
+from otel_plugin_logs.export.sinks import Outcome
 
 
 class HoldingFileSink(FileSink):

@@ -14,7 +14,8 @@ from typing import Any
 
 from helpers import wait_until
 
-from otel_plugin_logs.export.pipeline import Item, Outcome
+from otel_plugin_logs.export.items import Item
+from otel_plugin_logs.export.sinks import Outcome
 from otel_plugin_logs.host.stats import PluginStats
 from otel_plugin_logs.wire.framing import FrameDecoder, encode_message
 from otel_plugin_logs.wire.messages import ACK, BATCH, BYE, HELLO, PROTOCOL_VERSION
@@ -184,17 +185,18 @@ class CountingSink:
         with self._lock:
             self.attempts += 1
             if self.fail:
-                return Outcome(False, retryable=True, error="counting sink told to fail")
+                return Outcome.errored("counting sink told to fail")
             self.exported += len(items)
             if not self.keep:
-                return Outcome(True)
-            for resource, entry, _, _ in items:
-                plugin = str(resource.attributes.get("plugin.name", ""))
+                return Outcome.delivered()
+            for item in items:
+                entry = item.entry
+                plugin = str(item.resource.attributes.get("plugin.name", ""))
                 if entry.seq > 0:
                     self.seqs.setdefault(plugin, Counter())[entry.seq] += 1
                 else:
                     self.notices.append((plugin, dict(entry.attributes)))
-        return Outcome(True)
+        return Outcome.delivered()
 
     def shutdown(self) -> None:
         return None

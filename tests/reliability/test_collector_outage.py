@@ -21,8 +21,10 @@ from reliability_support import STEADY_RUNNER, describe, settled, wait_for, wire
 from otel_plugin_logs import HostLogBridge
 from otel_plugin_logs.config.settings import HostConfig, resolve
 from otel_plugin_logs.conventions import BRIDGE_SCOPE_NAME
+from otel_plugin_logs.export.items import Item
 from otel_plugin_logs.export.otlp import ResourceInfo
-from otel_plugin_logs.export.pipeline import ExportPipeline, Outcome
+from otel_plugin_logs.export.pipeline import ExportPipeline
+from otel_plugin_logs.export.sinks import Outcome
 from otel_plugin_logs.host.entries import Limits, build_entry
 from otel_plugin_logs.wire.validate import validate_records
 
@@ -195,7 +197,7 @@ def test_export_queue_byte_bound_holds_for_real_memory() -> None:
         description = "down"
 
         def export(self, items: Any, timeout_seconds: float) -> Outcome:
-            return Outcome(False, retryable=True, error="down")
+            return Outcome.errored("down")
 
         def shutdown(self) -> None:
             return None
@@ -217,7 +219,7 @@ def test_export_queue_byte_bound_holds_for_real_memory() -> None:
             ]
             valid, _ = validate_records(raw)
             entries = [build_entry(record, Limits(65536, 4096, 128))[0] for record in valid]
-            pipeline.offer([(resource, entry, None, entry.size_estimate()) for entry in entries])
+            pipeline.offer([Item.of(resource, entry) for entry in entries])
             del raw, valid, entries
         gc.collect()
         held = tracemalloc.get_traced_memory()[0] - before

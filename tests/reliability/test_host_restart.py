@@ -21,8 +21,9 @@ from helpers import PYTHON, MemorySink, write_plugin
 from reliability_support import HERE, RawRunner, numbered, read_sink_file, wait_for
 
 from otel_plugin_logs import HostLogBridge
+from otel_plugin_logs.export.file_sink import FileSink
+from otel_plugin_logs.export.items import Item
 from otel_plugin_logs.export.otlp import Entry, ResourceInfo
-from otel_plugin_logs.export.pipeline import FileSink
 
 BACKOFF_CAP_MILLIS = 400
 
@@ -339,7 +340,7 @@ def test_file_sink_after_a_crash_mid_write_keeps_new_batches_readable(tmp_path: 
     sink = FileSink(str(path), 1024 * 1024, 1)
     entry = Entry(1, time.time_ns(), time.time_ns(), 9, "INFO", "after the crash", "x", {}, None, None, 0)
     resource = ResourceInfo({"service.name": "p", "plugin.name": "p"})
-    assert sink.export([(resource, entry, None, entry.size_estimate())], 1.0).ok
+    assert sink.export([Item.of(resource, entry)], 1.0).ok
     sink.shutdown()
     assert [r["body"] for r in read_sink_file(tmp_path)] == ["after the crash"]
 

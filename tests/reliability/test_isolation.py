@@ -13,8 +13,9 @@ from helpers import PYTHON, MemorySink, write_plugin
 from reliability_support import RawRunner, describe, drained, settled, wait_for, wire_record
 
 from otel_plugin_logs import HostLogBridge, PluginProcess
+from otel_plugin_logs.export.items import Item
 from otel_plugin_logs.export.otlp import encode_request
-from otel_plugin_logs.export.pipeline import Item, Outcome
+from otel_plugin_logs.export.sinks import Outcome
 from otel_plugin_logs.wire.records import BODY_ORIGINAL_BYTES, INT64_MAX, TRUNCATION_MARKER
 
 MIB = 1024 * 1024
@@ -34,17 +35,15 @@ class CollectorLikeSink(MemorySink):
 
     def export(self, items: Sequence[Item], timeout_seconds: float) -> Outcome:
         self.gate.wait(30)
-        request = encode_request([(item[0], item[1]) for item in items])
+        request = encode_request([(item.resource, item.entry) for item in items])
         from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
         ExportLogsServiceRequest.FromString(request)  # what a collector would choke on raises here
         if len(request) > self.max_request_bytes:
             with self._lock:
                 self.refused += 1
-            return Outcome(
-                False,
-                retryable=True,
-                error=f"OUT_OF_RANGE: message larger than max ({len(request)} vs. {self.max_request_bytes})",
+            return Outcome.errored(
+                f"OUT_OF_RANGE: message larger than max ({len(request)} vs. {self.max_request_bytes})"
             )
         with self._lock:
             self.sizes.append(len(request))
