@@ -17,18 +17,14 @@ import contextlib
 import enum
 import logging
 import os
-import shutil
 import subprocess
-import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import IO, Any, Final
 
 from pydantic import ValidationError
 
-from otel_plugin_logs.config.resource import detect_host_resource
 from otel_plugin_logs.config.settings import (
     ENV_PLUGIN_NAME,
     ENV_SOCKET,
@@ -42,12 +38,8 @@ from otel_plugin_logs.config.settings import (
     resolve,
 )
 from otel_plugin_logs.conventions import (
-    DEFAULT_HOST_SERVICE_NAME,
-    RESOURCE_PLUGIN_NAME,
-    RESOURCE_PLUGIN_VERSION,
     check_plugin_name,
 )
-from otel_plugin_logs.export.otlp import ResourceInfo
 from otel_plugin_logs.export.pipeline import (
     ExportPipeline,
     ExportSettings,
@@ -58,7 +50,8 @@ from otel_plugin_logs.export.pipeline import (
     check_file_dir,
     resolve_export,
 )
-from otel_plugin_logs.host import auth, registry
+from otel_plugin_logs.host import auth
+from otel_plugin_logs.host.drain import Drain
 from otel_plugin_logs.host.entries import Limits
 from otel_plugin_logs.host.guards import guard_otel_handlers, quiet_new_event_loop
 from otel_plugin_logs.host.ingest import IngestWorker
@@ -68,10 +61,13 @@ from otel_plugin_logs.host.legacy import LegacyBatchResult, LegacyIngest
 from otel_plugin_logs.host.limits import ConnectionLimits
 from otel_plugin_logs.host.process import PluginProcess, stop_processes
 from otel_plugin_logs.host.replay import escape_controls
-from otel_plugin_logs.host.reports import Reporter, ReportHook
+from otel_plugin_logs.host.reports import Reporter, ReportHook, bridge_stats
+from otel_plugin_logs.host.resources import PluginResources
+from otel_plugin_logs.host.runtime import RuntimeDir
 from otel_plugin_logs.host.server import ConnectionServer
-from otel_plugin_logs.host.stats import BridgeStats, PluginStats
-from otel_plugin_logs.host.streams import PluginState, Registration, StreamKey
+from otel_plugin_logs.host.sessions import Sessions
+from otel_plugin_logs.host.stats import BridgeStats
+from otel_plugin_logs.host.streams import Registration, Stream
 from otel_plugin_logs.host.supervisor import SpawnRequest, Supervisor, child_env, start_process
 from otel_plugin_logs.wire import messages
 from otel_plugin_logs.wire.framing import ProtocolError, decode_message
@@ -133,52 +129,54 @@ class HostLogBridge:
         self._state_lock = threading.Lock()
         self._inputs_closed = threading.Event()  # spawned runners stopped: nothing new is taken
         self._lock = threading.RLock()
-        self._save_lock = threading.Lock()  # taken before self._lock, never while holding it
-        self._runtime_dir = self.config.runtime_dir or ""
-        self._owns_runtime_dir = not self.config.runtime_dir
-        self._exit_counters: registry.ExitCounters | None = None
         self._ledger = Ledger(
             self.config, on_retired=self._mark_retired, take_unsent_at_exit=self._take_unsent
         )
+        self._runtime = RuntimeDir(self.config.runtime_dir, self._lock, self._ledger)
+        self._resources = PluginResources()
         self._reporter = Reporter(self.config, self._lock, self._ledger, on_report=on_report)
-        count_limit, length_limit = attribute_limits(env)
-        limits = Limits(
-            self.config.max_body_bytes,
-            min(self.config.max_attribute_length, length_limit or self.config.max_attribute_length),
-            count_limit,
-        )
-        self._intake = Intake(
-            self.config,
-            self._lock,
-            self._ledger,
-            self._reporter,
-            limits,
-            make_resource=self._plugin_resource,
-            save_registry=self._save_registry,
-            write_ahead=not self._owns_runtime_dir,
+        self._intake = self._make_intake(env)
+        self._sessions = Sessions(
+            self.config, self._lock, self._ledger, self._reporter, self._intake, self._resources.for_process
         )
         self._supervisor = Supervisor(self.config, self._lock, self._ledger, self._reporter)
-        self._supervisor.stopped = self._inputs_closed.is_set
+        self._drain = Drain(self._lock, self._ledger, self.config.shutdown_timeout_millis / 1000.0)
+        self._supervisor.stopped = self._drain.stopped = self._inputs_closed.is_set
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._server: ConnectionServer | None = None
         self._worker: IngestWorker[Any] | None = None
         self._pipeline: ExportPipeline | None = None
         self._sink: Sink | None = None
-        self._flush_id = 0
-        self._base_resource: dict[str, Any] = {}
-        self._host_service = DEFAULT_HOST_SERVICE_NAME
         self._legacy = LegacyIngest(self.handle_batch, self._count_rpc_bad_input, self.config.max_frame_bytes)
+
+    def _make_intake(self, env: Mapping[str, str]) -> Intake:
+        count_limit, length_limit = attribute_limits(env)
+        limits = Limits(
+            self.config.max_body_bytes,
+            min(self.config.max_attribute_length, length_limit or self.config.max_attribute_length),
+            count_limit,
+        )
+        return Intake(
+            self.config,
+            self._lock,
+            self._ledger,
+            self._reporter,
+            limits,
+            make_resource=self._resources.for_process,
+            save_registry=self._runtime.save,
+            write_ahead=not self._runtime.owned,
+        )
 
     # --- lifecycle -------------------------------------------------------------------------
 
     @property
     def socket_path(self) -> str:
-        return os.path.join(self._runtime_dir, "bridge.sock")
+        return self._runtime.socket_path
 
     @property
     def runtime_dir(self) -> str:
-        return self._runtime_dir
+        return self._runtime.path
 
     @property
     def sink_description(self) -> str:
@@ -200,11 +198,11 @@ class HostLogBridge:
                 return self
             self.state = HostState.RUNNING
         try:
-            self._base_resource, self._host_service = self._host_resource()
+            self._resources.detect(self._environ, self._service_name)
             for note in self.export_settings.notes:
                 if "OTEL_CONFIG_FILE" in note:
                     _log.warning("%s", note)
-            self._prepare_runtime_dir()
+            self._runtime.prepare()
             self._open_sink()
             if self._dedupe:
                 guard_otel_handlers(self.config.replay_logger_prefix)
@@ -224,25 +222,27 @@ class HostLogBridge:
         try:
             self._sink = self._sink_override or build_sink(self.export_settings, self.config)
         except OSError as error:
-            if self._owns_runtime_dir:
-                shutil.rmtree(self._runtime_dir, ignore_errors=True)
+            self._runtime.clean_up()
             where = self.export_settings.file_path or self.export_settings.destination()
             raise ConfigError(f"cannot open the export sink {where}: {error}") from None
         if not isinstance(self._sink, NullSink):
-            mark = None if self._owns_runtime_dir else self._intake.mark_in_doubt
+            mark = None if self._runtime.owned else self._intake.mark_in_doubt
             self._pipeline = ExportPipeline(self._sink, self.config, self._intake.settle, mark)
-        self._intake.pipeline = self._reporter.pipeline = self._supervisor.pipeline = self._pipeline
+        pipeline = self._pipeline
+        self._intake.pipeline = self._reporter.pipeline = self._supervisor.pipeline = self._drain.pipeline = (
+            pipeline
+        )
         self._reporter.sink_description = self.sink_description
 
     def _start_loop(self) -> None:
         loop = quiet_new_event_loop()
         self._loop = loop
         server = self._server = ConnectionServer(
-            loop, ConnectionLimits.from_config(self.config), self.config.max_frame_bytes, self._intake
+            loop, ConnectionLimits.from_config(self.config), self.config.max_frame_bytes, self._sessions
         )
-        self._intake.server = server
-        self._worker = self._intake.worker = IngestWorker(
-            self._intake.handle_job, self.config.ingest_shed_after_millis / 1000.0
+        self._sessions.server = self._drain.server = server
+        self._worker = self._sessions.worker = self._drain.worker = IngestWorker(
+            self._sessions.handle_job, self.config.ingest_shed_after_millis / 1000.0
         )
         ready = threading.Event()
 
@@ -265,49 +265,6 @@ class HostLogBridge:
         self._server.listen(self.socket_path)
         self._loop.call_later(_ACK_INTERVAL_SECONDS, self._tick)
         self._loop.call_later(self._reporter.interval_seconds, self._tick_reports)
-
-    def _prepare_runtime_dir(self) -> None:
-        configured = self.config.runtime_dir
-        if configured:
-            os.makedirs(configured, mode=0o700, exist_ok=True)
-            info = os.stat(configured)
-            if info.st_uid != os.getuid():
-                raise PermissionError(
-                    f"runtime dir {configured} is owned by uid {info.st_uid}, not by this user"
-                )
-            os.chmod(configured, 0o700)
-            self._load_registry()
-        else:
-            self._runtime_dir = tempfile.mkdtemp(prefix="otel-plugin-logs-")
-        self._exit_counters = registry.ExitCounters(self.socket_path)
-        self._exit_counters.prepare(set(self._ledger.registrations))
-        if len(self.socket_path.encode()) > 100:
-            raise ValueError(
-                f"socket path {self.socket_path} is too long for a Unix socket: "
-                "set OTEL_PLUGIN_LOGS_RUNTIME_DIR to a shorter directory"
-            )
-
-    def _host_resource(self) -> tuple[dict[str, Any], str]:
-        attributes = detect_host_resource(self._environ)
-        host_service = (
-            self._service_name
-            or self._environ.get("OTEL_SERVICE_NAME", "").strip()
-            or str(attributes.get("service.name", ""))
-        )
-        if not host_service or host_service.startswith("unknown_service"):
-            host_service = DEFAULT_HOST_SERVICE_NAME
-        return attributes, host_service
-
-    def _plugin_resource(self, plugin: PluginState, pid: int) -> ResourceInfo:
-        attributes = dict(self._base_resource)
-        attributes.setdefault("service.namespace", self._host_service)
-        attributes["service.name"] = plugin.name
-        attributes[RESOURCE_PLUGIN_NAME] = plugin.name
-        if plugin.version:
-            attributes[RESOURCE_PLUGIN_VERSION] = plugin.version
-        attributes["process.pid"] = pid
-        attributes["service.instance.id"] = str(uuid.uuid4())
-        return ResourceInfo(attributes)
 
     def shutdown(self, timeout_millis: int | None = None) -> bool:
         """Flush runners, then the exporter, within one deadline; count what is left.
@@ -332,7 +289,7 @@ class HostLogBridge:
         spawned = self._supervisor.running()
         # Spawned runners send what they hold before they are told to stop (a plugin that dies
         # of SIGTERM sends nothing more); what they log while stopping still comes in.
-        self._flush_runners(time.monotonic() + (deadline - time.monotonic()) / 2)
+        self._drain.flush_runners(time.monotonic() + (deadline - time.monotonic()) / 2)
         if spawned:
             self._stop_spawned(spawned, deadline)
         self._inputs_closed.set()
@@ -348,15 +305,11 @@ class HostLogBridge:
         elif self._sink is not None:
             self._sink.shutdown()
         self._reporter.report(final=True)  # what the export queue had to drop: logged, nowhere left to export
-        self._save_registry()
+        self._runtime.save()
         self._stop_loop(deadline)
         for process in self._supervisor.every():
             process.exited.wait(min(0.2, max(0.0, deadline - time.monotonic())))
-        if self._owns_runtime_dir:
-            shutil.rmtree(self._runtime_dir, ignore_errors=True)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.socket_path)
+        self._runtime.clean_up()
         return left == 0
 
     def _close_inputs(self, deadline: float) -> None:
@@ -396,48 +349,11 @@ class HostLogBridge:
     def force_flush(self, timeout_millis: int = 10_000) -> bool:
         """Ask live runners to send what they hold, then export everything received."""
         deadline = time.monotonic() + timeout_millis / 1000.0
-        runners_ok = self._flush_runners(time.monotonic() + timeout_millis / 2000.0)
+        runners_ok = self._drain.flush_runners(time.monotonic() + timeout_millis / 2000.0)
         exported_ok = True
         if self._pipeline is not None:
             exported_ok = self._pipeline.force_flush(max(0.0, deadline - time.monotonic()))
         return runners_ok and exported_ok
-
-    def _quiescent(self) -> bool:
-        """No connection waits to be accepted or to finish its handshake.
-
-        A runner that connected and exited quickly may still sit in the listen backlog or have
-        an unread hello: its records are not known to the bridge yet, but they are coming.
-        """
-        server = self._server
-        if server is None:
-            return True
-        if server.handshaking():
-            return False
-        if self._worker is not None and not self._worker.idle():
-            return False
-        return server.backlog_empty()
-
-    def _flush_runners(self, deadline: float) -> bool:
-        loop, server = self._loop, self._server
-        if loop is None or loop.is_closed() or server is None:
-            return True
-        while not self._quiescent() and time.monotonic() < deadline:
-            time.sleep(_POLL_SECONDS)
-        with self._lock:
-            self._flush_id += 1
-            flush_id = self._flush_id
-        live = server.live()
-        for conn in live:
-            loop.call_soon_threadsafe(conn.write, conn.machine.flush(flush_id))
-        while time.monotonic() < deadline:
-            with self._lock:
-                waiting = [
-                    c for c in live if not c.closed and c.stream is not None and c.stream.flushed < flush_id
-                ]
-            if not waiting:
-                return True
-            time.sleep(0.01)
-        return False
 
     # --- plugins and runners ---------------------------------------------------------------
 
@@ -462,7 +378,7 @@ class HostLogBridge:
         with self._lock:
             self._ledger.register(Registration(plugin, version, issued.digest, pid, issued.token))
         if pid is not None:
-            self._save_registry()
+            self._runtime.save()
         return {ENV_SOCKET: self.socket_path, ENV_TOKEN: issued.token, ENV_PLUGIN_NAME: plugin}
 
     def release_runner(self, token: str) -> bool:
@@ -483,7 +399,7 @@ class HostLogBridge:
                 if stream.conn is None and not stream.finished:
                     self._ledger.finish(stream)
             self._ledger.release_registration(digest)
-        self._save_registry()
+        self._runtime.save()
         return True
 
     def spawn_plugin(
@@ -521,7 +437,7 @@ class HostLogBridge:
         request = SpawnRequest(
             name,
             argv,
-            child_env(self.config, self._host_service, name, base_env, runner_env, auto_install),
+            child_env(self.config, self._resources.host_service, name, base_env, runner_env, auto_install),
             cwd,
             stdin,
             stdout,
@@ -535,38 +451,17 @@ class HostLogBridge:
             registration.pid = popen.pid
             registration.token = None
             plugin = self._ledger.plugin(name, version)
-            registration.resource = plugin.last_resource = self._plugin_resource(plugin, popen.pid)
+            registration.resource = plugin.last_resource = self._resources.for_process(plugin, popen.pid)
             self._ledger.dirty = True
         # Written before the runner can connect: a host killed a moment later still knows it.
-        self._save_registry()
-        process = PluginProcess(name, popen, digest, own_group=new_process_group, settle=self._settle_process)
+        self._runtime.save()
+        process = PluginProcess(
+            name, popen, digest, own_group=new_process_group, settle=self._drain.settle_process
+        )
         self._supervisor.watch(process, capture_stdout)
         if auto_install:
             process.connect_deadline = time.monotonic() + self.config.connect_timeout_millis / 1000.0
         return process
-
-    def _settle_process(self, process: PluginProcess, deadline: float | None) -> bool:
-        """After its exit: wait until what ``process`` sent was taken in and exported or dropped."""
-        if deadline is None:
-            deadline = time.monotonic() + self.config.shutdown_timeout_millis / 1000.0
-        while True:
-            with self._lock:
-                busy = any(
-                    s.conn is not None and not s.closed for s in self._ledger.streams_of(process.digest)
-                )
-            if not busy and self._quiescent():
-                break
-            if time.monotonic() >= deadline or self._inputs_closed.is_set():
-                return False
-            time.sleep(_POLL_SECONDS)
-        pipeline = self._pipeline
-        while pipeline is not None and not self._inputs_closed.is_set():
-            if pipeline.force_flush(min(0.1, max(0.0, deadline - time.monotonic()))):
-                return True
-            # A failing exporter is not waited for: its records stay pending, counted as such.
-            if pipeline.failing_since is not None or time.monotonic() >= deadline:
-                return False
-        return True
 
     # --- the host's own RPC ----------------------------------------------------------------------
 
@@ -589,24 +484,7 @@ class HostLogBridge:
             raise ProtocolError("malformed_batch", first_error(error)) from None
         if header.t not in (BATCH, BYE):
             raise ProtocolError("unexpected_frame", f"expected a batch, got {header.t[:32]!r}")
-        key = StreamKey(header.stream)
-        with self._lock:
-            retired = self._ledger.retired_rpc_settled(plugin, header.stream)
-            if retired is not None:
-                return retired  # it said bye and everything is settled: a retry, nothing new
-            state = self._ledger.plugin(plugin)
-            stream = state.streams.get(key)
-            if stream is None:
-                stream = self._ledger.open_stream(
-                    state, key, self._plugin_resource(state, pid or 0), pid or 0
-                )
-        self._intake.ingest(stream, header)
-        with self._lock:
-            self._ledger.advance(stream)
-            if header.t == BYE and not stream.finished:
-                stream.closed = True
-                self._ledger.finish(stream)
-            return stream.settled
+        return self._intake.take_rpc_batch(plugin, header, pid or 0)
 
     def handle_legacy_batch(
         self,
@@ -645,7 +523,7 @@ class HostLogBridge:
         """Every ack interval: send acks, save the registry, expire connections, warn of late runners."""
         try:
             self._send_acks()
-            self._save_registry()
+            self._runtime.save()
             if self._server is not None:
                 self._server.expire()
             self._supervisor.check_connected()
@@ -671,80 +549,20 @@ class HostLogBridge:
             if conn is not None:
                 conn.send(messages.ack(seq))
 
-    # --- registry (host restart) ----------------------------------------------------------------
+    # --- the runtime dir's exit counters (ledger hooks) -----------------------------------------
 
-    def _load_registry(self) -> None:
-        path = registry.registry_path(self._runtime_dir)
-        snapshot = registry.load_registry(path, auth.process_alive)
-        if snapshot is None:
-            return
-        self._ledger.restore(snapshot)
-        if self._ledger.registrations:
-            _log.info("took back %d runner registration(s) from %s", len(self._ledger.registrations), path)
-
-    def _save_registry(self) -> None:
-        if self._owns_runtime_dir or not self._runtime_dir:
-            return
-        # One writer at a time, from the snapshot to the rename: the export worker, the loop
-        # thread and callers all save. A caller that finds nothing dirty returns only after
-        # the write that took its change is on disk (the write-ahead before an export).
-        with self._save_lock:
-            with self._lock:
-                if not self._ledger.dirty:
-                    return
-                data = registry.encode_registry(self._ledger.snapshot())
-            registry.write_registry(registry.registry_path(self._runtime_dir), data)
-
-    def _mark_retired(self, stream: Any) -> None:
-        if self._exit_counters is not None:
-            self._exit_counters.mark_retired(stream)
+    def _mark_retired(self, stream: Stream) -> None:
+        self._runtime.mark_retired(stream)
 
     def _take_unsent(self, digest: str) -> int:
-        return self._exit_counters.take_unsent(digest) if self._exit_counters is not None else 0
+        return self._runtime.take_unsent(digest)
 
     # --- introspection ----------------------------------------------------------------------------
 
     def stats(self) -> BridgeStats:
         """A consistent snapshot of every counter."""
-        pipeline = self._pipeline
-        depth = pipeline.depth() if pipeline is not None else (0, 0)
         with self._lock:
-            plugins = {name: self._plugin_stats(plugin) for name, plugin in self._ledger.plugins.items()}
-            return BridgeStats(
-                plugins=plugins,
-                exporter=self.sink_description,
-                queue_records=depth[0],
-                queue_bytes=depth[1],
-                export_failing=pipeline is not None and pipeline.failing_since is not None,
-                last_export_error=pipeline.last_error if pipeline is not None else "",
-                rejected_connections=dict(self._intake.rejected),
-            )
-
-    def _plugin_stats(self, plugin: PluginState) -> PluginStats:
-        counters = plugin.counters
-        dropped = self._ledger.dropped_totals(plugin)
-        emitted = counters.retired_emitted
-        in_runner = 0
-        for stream in plugin.streams.values():
-            emitted += stream.accepted - stream.base
-            if not stream.closed:
-                in_runner += stream.in_runner
-        return PluginStats(
-            name=plugin.name,
-            emitted=emitted,
-            received=counters.received,
-            duplicates=counters.duplicates,
-            replayed=counters.replayed,
-            exported=counters.exported,
-            discarded=counters.discarded,
-            dropped={k: v for k, v in dropped.items() if v},
-            pending=plugin.pending + in_runner,
-            stderr_lines=counters.stderr_lines,
-            connections=counters.connections,
-            bad_input=dict(counters.bad_input),
-            exits=tuple(counters.exits),
-            notices=counters.notices,
-        )
+            return bridge_stats(self._ledger, self._pipeline, self.sink_description, self._sessions.rejected)
 
     def wait_for_plugin(self, name: str, timeout_seconds: float) -> bool:
         """Wait until every connection of ``name`` is closed and all it sent was taken in.
@@ -752,17 +570,7 @@ class HostLogBridge:
         Call it after the plugin's processes exited: a connection still in the accept backlog
         or in its handshake may be theirs, so those are waited for too.
         """
-        deadline = time.monotonic() + timeout_seconds
-        while time.monotonic() < deadline:
-            with self._lock:
-                plugin = self._ledger.plugins.get(name)
-                busy = plugin is not None and any(
-                    s.conn is not None and not s.closed for s in plugin.streams.values()
-                )
-            if not busy and self._quiescent():
-                return True
-            time.sleep(_POLL_SECONDS)
-        return False
+        return self._drain.wait_for_plugin(name, timeout_seconds)
 
 
 __all__ = ["HostLogBridge", "HostState", "PluginProcess"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,7 @@ from otel_plugin_logs.conventions import (
 from otel_plugin_logs.export.otlp import Entry
 from otel_plugin_logs.export.pipeline import ExportPipeline
 from otel_plugin_logs.host.ledger import Ledger
+from otel_plugin_logs.host.stats import BridgeStats, PluginStats
 from otel_plugin_logs.host.streams import DROP_GAP, DROP_RATE_LIMITED, PluginState
 from otel_plugin_logs.wire.records import INT64_MAX
 
@@ -149,3 +150,46 @@ class Reporter:
             return
         with self._lock:
             notice.plugin.counters.notices += 1
+
+
+def bridge_stats(
+    ledger: Ledger, pipeline: ExportPipeline | None, exporter: str, rejected: Mapping[str, int]
+) -> BridgeStats:
+    """A snapshot of every counter (ledger lock held)."""
+    depth = pipeline.depth() if pipeline is not None else (0, 0)
+    return BridgeStats(
+        plugins={name: plugin_stats(ledger, plugin) for name, plugin in ledger.plugins.items()},
+        exporter=exporter,
+        queue_records=depth[0],
+        queue_bytes=depth[1],
+        export_failing=pipeline is not None and pipeline.failing_since is not None,
+        last_export_error=pipeline.last_error if pipeline is not None else "",
+        rejected_connections=dict(rejected),
+    )
+
+
+def plugin_stats(ledger: Ledger, plugin: PluginState) -> PluginStats:
+    counters = plugin.counters
+    dropped = ledger.dropped_totals(plugin)
+    emitted = counters.retired_emitted
+    in_runner = 0
+    for stream in plugin.streams.values():
+        emitted += stream.accepted - stream.base
+        if not stream.closed:
+            in_runner += stream.in_runner
+    return PluginStats(
+        name=plugin.name,
+        emitted=emitted,
+        received=counters.received,
+        duplicates=counters.duplicates,
+        replayed=counters.replayed,
+        exported=counters.exported,
+        discarded=counters.discarded,
+        dropped={k: v for k, v in dropped.items() if v},
+        pending=plugin.pending + in_runner,
+        stderr_lines=counters.stderr_lines,
+        connections=counters.connections,
+        bad_input=dict(counters.bad_input),
+        exits=tuple(counters.exits),
+        notices=counters.notices,
+    )
