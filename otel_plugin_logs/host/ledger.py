@@ -250,3 +250,15 @@ class Ledger:
         for registration in snapshot.registrations:
             self.registrations[registration.digest] = registration
         self.saved = {k: v for k, v in snapshot.saved.items() if k.digest in self.registrations}
+
+    def release(self, digest: str) -> bool:
+        """A runner identity ended (``release_runner``): its disconnected streams finish now."""
+        registration = self.registrations.get(digest)
+        if registration is None or registration.ended:
+            return False
+        self.end_registration(digest)
+        for stream in self.streams_of(digest):
+            if stream.conn is None and not stream.finished:
+                self.finish(stream)
+        self.release_registration(digest)
+        return True

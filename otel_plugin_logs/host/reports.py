@@ -153,10 +153,13 @@ class Reporter:
 
 
 def bridge_stats(
-    ledger: Ledger, pipeline: ExportPipeline | None, exporter: str, rejected: Mapping[str, int]
+    ledger: Ledger,
+    pipeline: ExportPipeline | None,
+    depth: tuple[int, int],
+    exporter: str,
+    rejected: Mapping[str, int],
 ) -> BridgeStats:
-    """A snapshot of every counter (ledger lock held)."""
-    depth = pipeline.depth() if pipeline is not None else (0, 0)
+    """A snapshot of every counter (ledger lock held; ``depth`` is the export queue's, read before)."""
     return BridgeStats(
         plugins={name: plugin_stats(ledger, plugin) for name, plugin in ledger.plugins.items()},
         exporter=exporter,

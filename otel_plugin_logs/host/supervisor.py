@@ -30,6 +30,7 @@ from otel_plugin_logs.host.process import (
     TracebackGrouper,
     die_with_parent_hook,
     pump_output,
+    stop_processes,
 )
 from otel_plugin_logs.host.reports import Notice, Reporter
 from otel_plugin_logs.host.streams import PluginState
@@ -74,6 +75,16 @@ class SpawnRequest:
     capture_stdout: bool
     new_process_group: bool
     die_with_parent: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SpawnHooks:
+    """What starting a runner needs of the rest of the host."""
+
+    make_resource: Callable[[PluginState, int], ResourceInfo]
+    save_registry: Callable[[], None]
+    settle: Callable[[PluginProcess, float | None], bool]
+    connect_timeout_seconds: float | None  # None: it is not expected to connect (no auto-install)
 
 
 def child_env(
@@ -164,6 +175,47 @@ class Supervisor:
             name=f"otel-plugin-logs-exit-{process.name}",
             daemon=True,
         ).start()
+
+    def spawn(
+        self,
+        request: SpawnRequest,
+        digest: str,
+        version: str | None,
+        hooks: SpawnHooks,
+    ) -> PluginProcess:
+        """Start the runner of an issued identity; its pid is recorded before it can connect."""
+        with self._lock:  # the child cannot be authenticated before its pid is recorded
+            popen = start_process(request)
+            registration = self._ledger.registrations[digest]
+            registration.pid = popen.pid
+            registration.token = None
+            plugin = self._ledger.plugin(request.name, version)
+            registration.resource = plugin.last_resource = hooks.make_resource(plugin, popen.pid)
+            self._ledger.dirty = True
+        # Written before the runner can connect: a host killed a moment later still knows it.
+        hooks.save_registry()
+        process = PluginProcess(
+            request.name, popen, digest, own_group=request.new_process_group, settle=hooks.settle
+        )
+        self.watch(process, request.capture_stdout)
+        if hooks.connect_timeout_seconds is not None:
+            process.connect_deadline = time.monotonic() + hooks.connect_timeout_seconds
+        return process
+
+    def stop(
+        self, spawned: Sequence[PluginProcess], deadline: float, wait_for_plugin: Callable[[str, float], bool]
+    ) -> None:
+        """SIGTERM the spawned runners that still run, wait, SIGKILL the rest; within ``deadline``."""
+        names = ", ".join(f"{p.name} (pid {p.pid})" for p in spawned)
+        _log.info("stopping plugins that still run: %s", names)
+        grace = min(self._config.kill_timeout_millis / 1000.0, (deadline - time.monotonic()) / 2)
+        grace_deadline = time.monotonic() + max(0.0, grace)
+        # SIGKILL cannot be ignored: the extra moment is only the kernel's, to end them.
+        killed = stop_processes(spawned, grace_deadline, max(deadline, time.monotonic() + 0.2))
+        if killed:
+            _log.warning("plugins did not stop after SIGTERM; killed them (SIGKILL): %s", ", ".join(killed))
+        for name in sorted({p.name for p in spawned}):
+            wait_for_plugin(name, max(0.0, (deadline - time.monotonic()) / 4))
 
     def check_connected(self) -> None:
         """Say so when a spawned runner never connected: its records would only reach stderr."""
