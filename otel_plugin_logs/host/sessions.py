@@ -128,7 +128,6 @@ class Sessions:
         driver.close()
 
     def bad_input(self, driver: SocketDriver, reason: str, detail: str) -> None:
-        driver.machine.violation(reason, detail)  # what it sent after the bad frame is not taken in
         self._count_bad_input(driver, reason)
         self._reporter.warn_once(
             driver.plugin_name,
@@ -184,7 +183,9 @@ class Sessions:
             elif isinstance(event, ProtocolViolation):
                 self.bad_input(driver, event.reason, event.detail)
         except Exception as error:  # a bug of ours must not take the host down with it
-            self.bad_input(driver, "internal_error", f"{type(error).__name__}: {error}")
+            # What the connection sent after this frame is not taken in either.
+            refused = driver.machine.violation("internal_error", f"{type(error).__name__}: {error}")
+            self.bad_input(driver, refused.reason, refused.detail)
             _log.debug("internal error on a runner connection", exc_info=True)
         finally:
             if job.reserved_bytes and self.server is not None:
