@@ -168,7 +168,7 @@ def test_sigkill_mid_stream_keeps_host_running_and_acked_records_replayed(
 
 
 def _bootstrap_env(bridge: HostLogBridge, token: str) -> dict[str, str]:
-    from otel_plugin_logs.host import bridge as _host
+    from otel_plugin_logs.host.supervisor import BOOTSTRAP_DIR
 
     env = dict(os.environ)
     env.update(
@@ -176,7 +176,7 @@ def _bootstrap_env(bridge: HostLogBridge, token: str) -> dict[str, str]:
             ENV_SOCKET: bridge.socket_path,
             ENV_TOKEN: token,
             ENV_AUTO_INSTALL: "1",
-            "PYTHONPATH": _host._BOOTSTRAP_DIR,
+            "PYTHONPATH": BOOTSTRAP_DIR,
         }
     )
     return env
@@ -216,7 +216,6 @@ def test_token_of_one_runner_used_by_another_process_is_rejected(tmp_path: Path,
     sleeper = write_plugin(tmp_path, "sleeper", "import time\ntime.sleep(30)\n")
     with HostLogBridge(sink=MemorySink()) as bridge:
         victim = bridge.spawn_plugin("victim", [PYTHON, str(sleeper)], auto_install=False)
-        token = next(iter(bridge._registrations.values()))
         # The thief learns the victim's token (say, from /proc/<pid>/environ as the same user).
         stolen = _read_env_token(victim.pid)
         result = subprocess.run(
@@ -228,7 +227,7 @@ def test_token_of_one_runner_used_by_another_process_is_rejected(tmp_path: Path,
         )
         victim.kill()
         stats = bridge.stats()
-    assert token.plugin == "victim"
+    assert stolen
     assert "token_pid_mismatch" in result.stderr
     assert stats.rejected_connections.get("token_pid_mismatch") == 1
 

@@ -56,8 +56,8 @@ class PluginProcess:
         self.exited = threading.Event()
         self.returncode: int | None = None
         self.killed = False  # the bridge or `run` had to escalate to SIGKILL
-        self._digest = digest
-        self._connect_deadline: float | None = None  # when to warn that it never connected
+        self.digest = digest  # its runner identity (the token's hash)
+        self.connect_deadline: float | None = None  # when to warn that it never connected
         self._settle = settle
         self._reaped = threading.Event()
 

@@ -6,7 +6,6 @@ import io
 import logging
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -14,33 +13,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from helpers import PYTHON, CaptureHandler, MemorySink, write_plugin
+from reliability_support import BYSTANDER, TEXT_FORMAT, Host
 
 from otel_plugin_logs import HostLogBridge, PluginProcess
-
-TEXT_FORMAT = "%(levelname)s|%(name)s|%(threadName)s|%(funcName)s|%(filename)s|%(processName)s|%(message)s"
-
-BYSTANDER = """
-import logging, time
-log = logging.getLogger("bystander")
-log.setLevel(logging.INFO)
-for i in range(200):
-    log.info("bystander %d", i)
-    time.sleep(0.003)
-"""
-
-
-@dataclass
-class Host:
-    bridge: HostLogBridge
-    sink: MemorySink
-    text: io.StringIO
-    everything: CaptureHandler
-
-    def token(self, plugin: str) -> str:
-        return self.bridge.register_runner(plugin)["OTEL_PLUGIN_LOGS_TOKEN"]
-
-    def text_lines(self) -> list[str]:
-        return self.text.getvalue().splitlines()
 
 
 @pytest.fixture
@@ -70,15 +45,3 @@ def bystander(host: Host, tmp_path: Path) -> PluginProcess:
     """An honest plugin logging 200 records while the test misbehaves next to it."""
     script = write_plugin(tmp_path, "bystander", BYSTANDER)
     return host.bridge.spawn_plugin("bystander", [PYTHON, str(script)])
-
-
-def no_tracebacks(records: list[logging.LogRecord]) -> list[str]:
-    """Host records that carry a traceback or report an internal error."""
-    bad = []
-    for record in records:
-        message = record.getMessage()
-        if record.exc_info or (record.exc_text and getattr(record, "otel", None) is None):
-            bad.append(f"{record.name}: {message} (exc_info)")
-        elif "Traceback" in message or "internal_error" in message:
-            bad.append(f"{record.name}: {message}")
-    return bad

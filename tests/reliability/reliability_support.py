@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
 import socket
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from helpers import wait_until
+from helpers import CaptureHandler, MemorySink, wait_until
 
+from otel_plugin_logs import HostLogBridge
 from otel_plugin_logs.export.items import Item
 from otel_plugin_logs.export.sinks import Outcome
 from otel_plugin_logs.host.stats import PluginStats
@@ -323,3 +327,41 @@ with open(tmp, "w") as out:
                "peak_bytes": peak_bytes, "pid": os.getpid(), **stats}, out)
 os.replace(tmp, out_path)
 """
+
+
+TEXT_FORMAT = "%(levelname)s|%(name)s|%(threadName)s|%(funcName)s|%(filename)s|%(processName)s|%(message)s"
+
+BYSTANDER = """
+import logging, time
+log = logging.getLogger("bystander")
+log.setLevel(logging.INFO)
+for i in range(200):
+    log.info("bystander %d", i)
+    time.sleep(0.003)
+"""
+
+
+@dataclass
+class Host:
+    bridge: HostLogBridge
+    sink: MemorySink
+    text: io.StringIO
+    everything: CaptureHandler
+
+    def token(self, plugin: str) -> str:
+        return self.bridge.register_runner(plugin)["OTEL_PLUGIN_LOGS_TOKEN"]
+
+    def text_lines(self) -> list[str]:
+        return self.text.getvalue().splitlines()
+
+
+def no_tracebacks(records: list[logging.LogRecord]) -> list[str]:
+    """Host records that carry a traceback or report an internal error."""
+    bad = []
+    for record in records:
+        message = record.getMessage()
+        if record.exc_info or (record.exc_text and getattr(record, "otel", None) is None):
+            bad.append(f"{record.name}: {message} (exc_info)")
+        elif "Traceback" in message or "internal_error" in message:
+            bad.append(f"{record.name}: {message}")
+    return bad

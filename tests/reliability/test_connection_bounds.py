@@ -14,9 +14,8 @@ from typing import Any
 
 import psutil
 import pytest
-from conftest import BYSTANDER, no_tracebacks
 from helpers import PYTHON, CaptureHandler, MemorySink, write_plugin
-from reliability_support import HERE, RawRunner, describe, settled, wait_for
+from reliability_support import BYSTANDER, HERE, RawRunner, describe, no_tracebacks, settled, wait_for
 
 from otel_plugin_logs import HostLogBridge, PluginProcess
 

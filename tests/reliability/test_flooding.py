@@ -48,23 +48,22 @@ def test_flooding_plugin_is_rate_limited_with_exact_notices_and_others_lose_noth
     bridge_logger.addHandler(warnings)
     sink = CountingSink()
     reports: list[list[str]] = []
+    seen = 0
+
+    def on_report(final: bool) -> None:
+        nonlocal seen
+        messages = [r.getMessage() for r in warnings.records[seen:]]
+        seen += len(messages)
+        reports.append([m for m in messages if "of plugin flood" in m])
+
     bridge = HostLogBridge(
         sink=sink,
         rate_limit_records_per_second=rate,
         rate_limit_burst_records=burst,
         report_interval_millis=int(interval * 1000),
+        on_report=on_report,
     )
     bridge.start()
-    original = bridge._report
-
-    def counted_report(*, final: bool) -> None:
-        before = len(warnings.records)
-        original(final=final)
-        reports.append(
-            [r.getMessage() for r in warnings.records[before:] if "of plugin flood" in r.getMessage()]
-        )
-
-    bridge._report = counted_report  # type: ignore[method-assign]
     try:
         calm = [
             bridge.spawn_plugin(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -12,168 +11,25 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from helpers import PYTHON, MemorySink, write_plugin
-from reliability_support import HERE, RawRunner, numbered, read_sink_file, wait_for
+from reliability_support import RawRunner, numbered, read_sink_file, wait_for
+from restart_support import (
+    BACKOFF_CAP_MILLIS,
+    RESTART_RUNNER,
+    HostProcess,
+    cleanup,
+    restart_between_export_and_ack,
+    runner_spec,
+)
 
 from otel_plugin_logs import HostLogBridge
 from otel_plugin_logs.export.file_sink import FileSink
 from otel_plugin_logs.export.items import Item
 from otel_plugin_logs.export.otlp import Entry, ResourceInfo
-
-BACKOFF_CAP_MILLIS = 400
-
-RESTART_RUNNER = """
-import json, logging, os, sys, time
-from otel_plugin_logs import runner
-out_path, prefix, rate, count = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
-go = sys.argv[5] if len(sys.argv) > 5 else ""
-pre = int(sys.argv[6]) if len(sys.argv) > 6 else 0
-handler = runner.installed_handler()
-attempts = []  # the backoff in effect at each connection attempt
-transport = handler._transport
-original_connect = transport.connect
-def connect(hello, timeout):
-    attempts.append(handler._backoff_seconds)
-    return original_connect(hello, timeout)
-transport.connect = connect
-log = logging.getLogger("restart")
-log.setLevel(logging.INFO)
-peak_queued = peak_bytes = 0
-if go:  # phase 1: connect, burst `pre` records at once, get them settled, then wait for the go
-    log.info("warmup")
-    handler.wait_acked(30000)
-    for i in range(pre):
-        log.info("%s %d", prefix, i)
-    handler.wait_acked(30000)
-    with open(out_path + ".phase1", "w"):
-        pass
-    while not os.path.exists(go):
-        time.sleep(0.01)
-start = time.monotonic()
-for i in range(pre, pre + count):
-    log.info("%s %d", prefix, i)
-    if i % 10 == 0:
-        s = handler.stats()
-        peak_queued = max(peak_queued, s["queued"])
-        peak_bytes = max(peak_bytes, s["queued_bytes"] + s["unacked_bytes"])
-        if rate > 0:
-            ahead = start + (i - pre) / rate - time.monotonic()
-            if ahead > 0:
-                time.sleep(ahead)
-with open(out_path + ".logged", "w"):
-    pass
-acked = handler.wait_acked(60000)
-stats = handler.stats()
-complete = handler.shutdown()
-with open(out_path + ".tmp", "w") as out:
-    json.dump({"acked": acked, "complete": complete, "peak_queued": peak_queued, "peak_bytes": peak_bytes,
-               "attempts": attempts, **stats}, out)
-os.replace(out_path + ".tmp", out_path)
-"""
-
-
-class HostProcess:
-    """One incarnation of the host bridge in its own process (see host_process.py)."""
-
-    def __init__(
-        self,
-        work: Path,
-        label: str,
-        runtime_dir: Path,
-        spawn: list[dict[str, Any]] | None = None,
-        hold: bool = False,
-    ) -> None:
-        self.dir = work / label
-        self.dir.mkdir(parents=True)
-        self.sink_dir = self.dir / "sink"
-        self.sink_dir.mkdir()
-        self.hold = self.dir / "hold"
-        self.held = self.dir / "held"
-        self.ready = self.dir / "ready.json"
-        self.stats_path = self.dir / "stats.json"
-        spec = {
-            "runtime_dir": str(runtime_dir),
-            "sink_dir": str(self.sink_dir),
-            "spawn": spawn or [],
-            "ready": str(self.ready),
-            "stats": str(self.stats_path),
-            "hold": str(self.hold),
-            "held": str(self.held),
-            "settings": {"export_schedule_delay_millis": 100},
-        }
-        (self.dir / "spec.json").write_text(json.dumps(spec))
-        if hold:
-            self.hold.touch()
-        self.log = open(self.dir / "host.log", "wb")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [PYTHON, str(HERE / "host_process.py"), str(self.dir / "spec.json")],
-            stdout=self.log,
-            stderr=self.log,
-        )
-        assert wait_for(self.ready.exists, 60), (self.dir / "host.log").read_text()
-        self.pids: dict[str, int] = json.loads(self.ready.read_text())["pids"]
-
-    def stats(self) -> dict[str, Any]:
-        try:
-            return json.loads(self.stats_path.read_text())
-        except (FileNotFoundError, ValueError):
-            return {"plugins": {}}
-
-    def plugin(self, name: str) -> dict[str, Any]:
-        return self.stats()["plugins"].get(name, {})
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-        self.log.close()
-
-    def stop(self) -> dict[str, Any]:
-        self.process.send_signal(signal.SIGTERM)
-        assert self.process.wait(60) == 0
-        self.log.close()
-        return self.stats()
-
-    def records(self) -> list[dict[str, Any]]:
-        return read_sink_file(self.sink_dir)
-
-
-@contextlib.contextmanager
-def _cleanup(hosts: list[HostProcess]) -> Iterator[None]:
-    try:
-        yield
-    finally:
-        for host in hosts:
-            if host.process.poll() is None:
-                host.process.kill()
-                host.process.wait(10)
-            for pid in host.pids.values():  # runners this test's host started
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-
-
-def _runner_spec(
-    script: Path,
-    out: Path,
-    name: str,
-    rate: int,
-    count: int,
-    env: dict[str, str],
-    go: Path | None = None,
-    pre: int = 0,
-) -> dict[str, Any]:
-    argv = [PYTHON, str(script), str(out), name, str(rate), str(count)]
-    if go is not None:
-        argv += [str(go), str(pre)]
-    return {
-        "name": name,
-        "argv": argv,
-        "env": {"OTEL_PLUGIN_LOGS_RECONNECT_MAX_BACKOFF_MILLIS": str(BACKOFF_CAP_MILLIS), **env},
-    }
 
 
 def test_host_killed_and_restarted_while_runners_log_loses_nothing_uncounted(
@@ -184,13 +40,13 @@ def test_host_killed_and_restarted_while_runners_log_loses_nothing_uncounted(
     script = write_plugin(tmp_path, "restart", RESTART_RUNNER)
     outs = {name: tmp_path / f"{name}.json" for name in ("alpha", "beta")}
     spawn = [
-        _runner_spec(script, outs["alpha"], "alpha", 500, 2500, {}),
-        _runner_spec(
+        runner_spec(script, outs["alpha"], "alpha", 500, 2500, {}),
+        runner_spec(
             script, outs["beta"], "beta", 500, 2500, {"OTEL_PLUGIN_LOGS_RUNNER_MAX_QUEUE_RECORDS": "200"}
         ),
     ]
     hosts: list[HostProcess] = []
-    with _cleanup(hosts):
+    with cleanup(hosts):
         first = HostProcess(tmp_path, "host-1", runtime, spawn)
         hosts.append(first)
         assert wait_for(lambda: all(first.plugin(n).get("exported", 0) >= 300 for n in outs), 60)
@@ -230,29 +86,6 @@ def test_host_killed_and_restarted_while_runners_log_loses_nothing_uncounted(
     assert json.loads(outs["beta"].read_text())["dropped"].get("queue_full", 0) > 0
 
 
-def restart_between_export_and_ack(tmp_path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Plugin gamma logs 100 records; its host is killed after writing a batch to the sink and
-    before acknowledging it; a second host on the same runtime dir takes the runner back.
-    Returns the records both hosts exported and the second host's final stats."""
-    runtime = tmp_path / "rt"
-    script = write_plugin(tmp_path, "restart", RESTART_RUNNER)
-    out = tmp_path / "gamma.json"
-    hosts: list[HostProcess] = []
-    with _cleanup(hosts):
-        first = HostProcess(
-            tmp_path, "host-1", runtime, [_runner_spec(script, out, "gamma", 0, 100, {})], hold=True
-        )
-        hosts.append(first)
-        assert wait_for(first.held.exists, 60)  # written to the sink, not yet settled nor acked
-        first.kill()
-        second = HostProcess(tmp_path, "host-2", runtime)
-        hosts.append(second)
-        assert wait_for(out.exists, 60)
-        assert wait_for(lambda: not second.plugin("gamma").get("busy", True), 30)
-        final = second.stop()
-        return first.records() + second.records(), final
-
-
 def test_records_exported_again_after_a_host_restart_are_counted_as_duplicates(
     tmp_path: Path, host_env: Path
 ) -> None:
@@ -275,9 +108,9 @@ def test_restarted_host_counters_balance_when_the_runner_dropped_before_the_rest
     go = tmp_path / "go"
     env = {"OTEL_PLUGIN_LOGS_RUNNER_MAX_QUEUE_RECORDS": "50"}
     hosts: list[HostProcess] = []
-    with _cleanup(hosts):
+    with cleanup(hosts):
         first = HostProcess(
-            tmp_path, "host-1", runtime, [_runner_spec(script, out, "delta", 0, 100, env, go, pre=3000)]
+            tmp_path, "host-1", runtime, [runner_spec(script, out, "delta", 0, 100, env, go, pre=3000)]
         )
         hosts.append(first)
         assert wait_for(Path(str(out) + ".phase1").exists, 60)
@@ -304,10 +137,8 @@ def test_frozen_host_never_blocks_emit_and_the_runner_catches_up(tmp_path: Path,
     out = tmp_path / "frozen.json"
     go = tmp_path / "go"
     hosts: list[HostProcess] = []
-    with _cleanup(hosts):
-        host = HostProcess(
-            tmp_path, "host", runtime, [_runner_spec(script, out, "frozen", 0, 20_000, {}, go)]
-        )
+    with cleanup(hosts):
+        host = HostProcess(tmp_path, "host", runtime, [runner_spec(script, out, "frozen", 0, 20_000, {}, go)])
         assert wait_for(Path(str(out) + ".phase1").exists, 60)
         hosts.append(host)
         host.process.send_signal(signal.SIGSTOP)

@@ -5,14 +5,27 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import TEXT_FORMAT, Host, no_tracebacks
 from helpers import PYTHON, write_plugin
-from reliability_support import RawRunner, describe, drained, settled, wait_for, wire_record
+from reliability_support import (
+    TEXT_FORMAT,
+    Host,
+    RawRunner,
+    describe,
+    drained,
+    no_tracebacks,
+    settled,
+    wait_for,
+    wire_record,
+)
 
 from otel_plugin_logs import PluginProcess
+from otel_plugin_logs.export.otlp import Entry
 from otel_plugin_logs.host.entries import ORIGINAL_TIME_ATTRIBUTE
 from otel_plugin_logs.wire.framing import encode_message
 from otel_plugin_logs.wire.records import MAX_VALUE_DEPTH, TRUNCATION_MARKER
@@ -43,87 +56,142 @@ def _bystander_intact(host: Host, bystander: PluginProcess) -> None:
     assert stats.exported == 200 and stats.dropped == {} and settled(stats), describe(stats)
 
 
-def test_unreasonable_values_are_clamped_truncated_or_rejected_with_a_reason(
-    host: Host, bystander: PluginProcess, capfd: pytest.CaptureFixture[str]
-) -> None:
-    """Deep nesting, 50k attributes, huge values, NaN/inf, negative and far-future times: repaired and marked, invalid records counted; no traceback; others unaffected."""
+@dataclass(frozen=True)
+class Repaired:
+    """A hostile but well-typed record: exported, repaired the way ``check`` says."""
+
+    record: list[Any]
+    check: Callable[[Entry], bool]
+    replayed: bool = True  # a level clamped to 0 (NOTSET) is below every logger level
+
+
+def _big_body(entry: Entry) -> bool:
+    return (
+        len(entry.body.encode()) <= 64 * 1024
+        and entry.attributes["otel_plugin_logs.body.original_bytes"] == 2_000_000
+    )
+
+
+def _long_values(entry: Entry) -> bool:
+    value, blob = entry.attributes["v"], entry.attributes["b"]
+    return value.endswith(TRUNCATION_MARKER) and len(value) <= 4096 + 16 and len(blob) <= 4096
+
+
+def _far_future(entry: Entry) -> bool:
+    return entry.time == entry.observed_time and entry.attributes[ORIGINAL_TIME_ATTRIBUTE] == str(FAR_FUTURE)
+
+
+def _exception(entry: Entry) -> bool:
+    attributes = entry.attributes
+    return len(attributes["exception.message"]) <= 4096 + 16 and len(attributes["exception.type"]) <= 256
+
+
+REPAIRED = {
+    "deep nesting": Repaired(
+        wire_record(1, "deep", attributes={"deep": _nested(400)}),
+        lambda e: _depth(e.attributes["deep"]) == MAX_VALUE_DEPTH,
+    ),
+    "50k attributes": Repaired(
+        wire_record(1, "wide", attributes={f"k{i}": i for i in range(50_000)}),
+        lambda e: len(e.attributes) <= 128 and e.dropped_attributes >= 50_000 - 128,
+    ),
+    "huge values": Repaired(
+        wire_record(1, "long value", attributes={"v": "v" * 1_000_000, "b": b"\x00" * 1_000_000}),
+        _long_values,
+    ),
+    "huge body": Repaired(wire_record(1, "x" * 2_000_000), _big_body),
+    "nan and inf": Repaired(
+        wire_record(1, "floats", attributes={"nan": math.nan, "inf": math.inf, "ninf": -math.inf}),
+        lambda e: e.attributes == {"nan": "nan", "inf": "inf", "ninf": "-inf"},
+    ),
+    "negative time": Repaired(
+        wire_record(1, "negative time", time_ns=-1, observed_ns=-5),
+        lambda e: e.time > 0 and e.observed_time > 0 and e.attributes[ORIGINAL_TIME_ATTRIBUTE] == -1,
+    ),
+    "far-future time": Repaired(
+        wire_record(1, "far future", time_ns=FAR_FUTURE, observed_ns=2**63), _far_future
+    ),
+    "huge int": Repaired(
+        wire_record(1, "huge int", attributes={"n": 2**64 - 1}), lambda e: e.attributes["n"] == str(2**64 - 1)
+    ),
+    "odd level": Repaired(
+        wire_record(1, "odd level", levelno=10**18, severity_number=0, severity_text="INFO\x1b[31m"),
+        lambda e: e.severity_number == 24 and e.severity_text.isprintable() and "\x1b" not in e.severity_text,
+    ),
+    "bad ids": Repaired(
+        wire_record(1, "bad ids", trace_id=b"\x01" * 3, span_id=b"\x00" * 8, flags=2**32 - 1),
+        lambda e: e.trace_id is None and e.span_id is None,
+    ),
+    "huge exception": Repaired(
+        wire_record(1, "exception", exception=["\x1b[2J" * 100, "m" * 100_000, "s\n" * 100_000]), _exception
+    ),
+    "empty and long keys": Repaired(
+        wire_record(1, "empty key", attributes={"": 1, "k" * 10_000: 2}),
+        lambda e: set(e.attributes) <= {"_", "k" * 256},
+    ),
+    "negative level": Repaired(
+        wire_record(1, "negative level", levelno=-(2**63)),
+        lambda e: e.severity_number in range(25),
+        replayed=False,
+    ),
+}
+
+INVALID = {
+    "sequence zero": wire_record(0, "seq zero"),
+    "float time": wire_record(1, "float time", time_ns=math.nan),
+    "body not text": wire_record(1, 12345),
+    "too short": [1, 1, 2],
+    "severity 99": wire_record(1, "severity 99", severity_number=99),
+    "attributes a list": wire_record(1, "attributes list", attributes=[1, 2]),
+    "exception a scalar": wire_record(1, "exception scalar", exception=7),
+    "not a list": "not even a list",
+}
+
+
+def _send_one(host: Host, record: object) -> None:
     runner = RawRunner(host.bridge.socket_path)
     assert runner.hello(host.token("hostile"))["t"] == "welcome"
-    good = [
-        wire_record(1, "deep", attributes={"deep": _nested(400)}),
-        wire_record(2, "wide", attributes={f"k{i}": i for i in range(50_000)}),
-        wire_record(3, "long value", attributes={"v": "v" * 1_000_000, "b": b"\x00" * 1_000_000}),
-        wire_record(4, "x" * 2_000_000),
-        wire_record(5, "floats", attributes={"nan": math.nan, "inf": math.inf, "ninf": -math.inf}),
-        wire_record(6, "negative time", time_ns=-1, observed_ns=-5),
-        wire_record(7, "far future", time_ns=FAR_FUTURE, observed_ns=2**63),
-        wire_record(8, "huge int", attributes={"n": 2**64 - 1}),
-        wire_record(9, "odd level", levelno=10**18, severity_number=0, severity_text="INFO\x1b[31m"),
-        wire_record(10, "bad ids", trace_id=b"\x01" * 3, span_id=b"\x00" * 8, flags=2**32 - 1),
-        wire_record(11, "exception", exception=["\x1b[2J" * 100, "m" * 100_000, "s\n" * 100_000]),
-        wire_record(12, "empty key", attributes={"": 1, "k" * 10_000: 2}),
-        wire_record(13, "negative level", levelno=-(2**63)),
-    ]
-    invalid = [
-        wire_record(0, "seq zero"),
-        wire_record(15, "float time", time_ns=math.nan),
-        wire_record(16, 12345),
-        [17, 1, 2],
-        wire_record(18, "severity 99", severity_number=99),
-        wire_record(19, "attributes list", attributes=[1, 2]),
-        wire_record(20, "exception scalar", exception=7),
-        "not even a list",
-    ]
-    runner.batch(good + invalid, accepted=21)
-    runner.bye(accepted=21)
+    runner.batch([record], accepted=1)
+    runner.bye(accepted=1)
     runner.close()
     assert wait_for(lambda: drained(host.bridge, "hostile"), 20)
-    stats = host.bridge.stats().plugins["hostile"]
-    entries = {e.body[:20]: e for e in host.sink.entries("hostile")}
-    assert stats.exported == len(good) == len(entries), describe(stats)
-    assert stats.dropped == {"invalid_record": len(invalid)}, describe(stats)
-    assert stats.emitted == 21 and settled(stats)
 
-    deep = entries["deep"].attributes["deep"]
-    assert _depth(deep) == MAX_VALUE_DEPTH
-    wide = entries["wide"]
-    assert len(wide.attributes) <= 128 and wide.dropped_attributes >= 50_000 - 128
-    long_value = entries["long value"].attributes
-    assert long_value["v"].endswith(TRUNCATION_MARKER) and len(long_value["v"]) <= 4096 + 16
-    assert len(long_value["b"]) <= 4096
-    big = next(e for body, e in entries.items() if body.startswith("xxxx"))
-    assert (
-        len(big.body.encode()) <= 64 * 1024
-        and big.attributes["otel_plugin_logs.body.original_bytes"] == 2_000_000
-    )
-    assert entries["floats"].attributes == {"nan": "nan", "inf": "inf", "ninf": "-inf"}
-    negative = entries["negative time"]
-    assert (
-        negative.time > 0
-        and negative.observed_time > 0
-        and negative.attributes[ORIGINAL_TIME_ATTRIBUTE] == -1
-    )
-    future = entries["far future"]
-    assert future.time == future.observed_time and future.attributes[ORIGINAL_TIME_ATTRIBUTE] == str(
-        FAR_FUTURE
-    )
-    assert entries["huge int"].attributes["n"] == str(2**64 - 1)
-    odd = entries["odd level"]
-    assert odd.severity_number == 24 and odd.severity_text.isprintable() and "\x1b" not in odd.severity_text
-    assert entries["bad ids"].trace_id is None and entries["bad ids"].span_id is None
-    exception = entries["exception"].attributes
-    assert len(exception["exception.message"]) <= 4096 + 16
-    assert len(exception["exception.type"]) <= 256
-    assert set(entries["empty key"].attributes) <= {"_", "k" * 256}
-    assert entries["negative level"].severity_number in range(25)
 
-    replayed = [
+def _replayed(host: Host) -> list[logging.LogRecord]:
+    return [
         r
         for r in host.everything.records
         if getattr(r, "otel", None) is not None and r.otel.plugin == "hostile"
     ]
-    assert len(replayed) == len(good) - 1  # level clamped to 0 (NOTSET) is below every logger level
-    assert max(len(r.getMessage().encode()) for r in replayed) <= 64 * 1024 * 4
+
+
+@pytest.mark.parametrize("case", REPAIRED.values(), ids=REPAIRED.keys())
+def test_an_unreasonable_value_is_repaired_and_marked(
+    host: Host, bystander: PluginProcess, capfd: pytest.CaptureFixture[str], case: Repaired
+) -> None:
+    """A hostile but well-typed record is exported repaired, replayed within bounds; no traceback; others unaffected."""
+    _send_one(host, case.record)
+    stats = host.bridge.stats().plugins["hostile"]
+    assert stats.exported == 1 and stats.dropped == {} and settled(stats), describe(stats)
+    (entry,) = host.sink.entries("hostile")
+    assert case.check(entry)
+    replayed = _replayed(host)
+    assert len(replayed) == int(case.replayed)
+    assert all(len(r.getMessage().encode()) <= 64 * 1024 * 4 for r in replayed)
+    assert not no_tracebacks(host.everything.records)
+    _bystander_intact(host, bystander)
+    assert "Traceback" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("record", INVALID.values(), ids=INVALID.keys())
+def test_an_invalid_record_is_counted_not_exported(
+    host: Host, bystander: PluginProcess, capfd: pytest.CaptureFixture[str], record: object
+) -> None:
+    """A record of the wrong shape is dropped as invalid_record, its connection kept; no traceback; others unaffected."""
+    _send_one(host, record)
+    stats = host.bridge.stats().plugins["hostile"]
+    assert stats.exported == 0 and stats.dropped == {"invalid_record": 1}, describe(stats)
+    assert stats.emitted == 1 and settled(stats) and stats.bad_input == {}
     assert not no_tracebacks(host.everything.records)
     _bystander_intact(host, bystander)
     assert "Traceback" not in capfd.readouterr().err

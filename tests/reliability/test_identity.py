@@ -12,9 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Host
 from helpers import PYTHON, MemorySink, write_plugin
-from reliability_support import RawRunner, drained, wait_for, wire_record
+from reliability_support import Host, RawRunner, drained, wait_for, wire_record
 
 from otel_plugin_logs import HostLogBridge
 from otel_plugin_logs.config.settings import ENV_TOKEN

@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BYSTANDER
 from helpers import PYTHON, MemorySink, write_plugin
-from reliability_support import RawRunner, describe, drained, settled, wait_for, wire_record
+from reliability_support import BYSTANDER, RawRunner, describe, drained, settled, wait_for, wire_record
 
 from otel_plugin_logs import HostLogBridge, PluginProcess
 from otel_plugin_logs.export.items import Item

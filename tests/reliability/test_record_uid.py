@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from test_host_restart import restart_between_export_and_ack
+from restart_support import restart_between_export_and_ack
 
 
 def test_record_exported_again_after_a_host_restart_has_the_same_uid(tmp_path: Path, host_env: Path) -> None:
