@@ -19,9 +19,12 @@ import base64
 import json
 import math
 import struct
-import sys
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
+
+from otel_plugin_logs.export.model import Entry
+
+__all__ = ["Entry", "ResourceInfo", "encode_json_line", "encode_request"]
 
 # A plugin names an event with ``extra={"event.name": ...}``: the host lifts it into the
 # LogRecord's event_name (proto field 12, OTLP/JSON ``eventName``), so runners need nothing new.
@@ -29,62 +32,6 @@ EVENT_NAME_ATTRIBUTE: Final = "event.name"
 # Deterministic per record (runner stream and sequence): a resend after a host restart has
 # the same id, so a gateway or backend can drop the duplicate.
 RECORD_UID_ATTRIBUTE: Final = "log.record.uid"
-
-
-class Entry:
-    """One validated plugin record, ready to export. Built by the host, never by a runner."""
-
-    __slots__ = (
-        "attributes",
-        "body",
-        "dropped_attributes",
-        "event_name",
-        "flags",
-        "observed_time",
-        "scope",
-        "seq",
-        "severity_number",
-        "severity_text",
-        "span_id",
-        "time",
-        "trace_id",
-        "uid",
-    )
-
-    def __init__(
-        self,
-        seq: int,
-        time: int,
-        observed_time: int,
-        severity_number: int,
-        severity_text: str,
-        body: str,
-        scope: str,
-        attributes: dict[str, Any],
-        trace_id: bytes | None,
-        span_id: bytes | None,
-        flags: int,
-        dropped_attributes: int = 0,
-        event_name: str = "",
-    ) -> None:
-        self.seq = seq
-        self.time = time
-        self.observed_time = observed_time
-        self.severity_number = severity_number
-        self.severity_text = severity_text
-        self.body = body
-        self.scope = scope
-        self.attributes = attributes
-        self.trace_id = trace_id
-        self.span_id = span_id
-        self.flags = flags
-        self.dropped_attributes = dropped_attributes
-        self.event_name = event_name
-        self.uid = ""  # log.record.uid, set by the host when it enqueues the record for export
-
-    def size_estimate(self) -> int:
-        """Bytes this record holds in memory (what the export queue's byte bound counts)."""
-        return 400 + sys.getsizeof(self.body) + _value_bytes(self.attributes)
 
 
 class ResourceInfo:
@@ -97,16 +44,6 @@ class ResourceInfo:
         self.key = tuple(sorted((k, repr(v)) for k, v in self.attributes.items()))
         self.pb = b"".join(_kv(k, v) for k, v in self.attributes.items())
         self.json = {"attributes": [_json_kv(k, v) for k, v in self.attributes.items()]}
-
-
-def _value_bytes(value: Any) -> int:
-    """Memory of an attribute value (already coerced: scalars, str, bytes, lists and maps of them)."""
-    kind = value.__class__
-    if kind is dict:
-        return sys.getsizeof(value) + sum(sys.getsizeof(k) + _value_bytes(v) for k, v in value.items())
-    if kind is list:
-        return sys.getsizeof(value) + sum(_value_bytes(v) for v in value)
-    return sys.getsizeof(value)
 
 
 # --- protobuf wire format ---------------------------------------------------------------
