@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from otel_plugin_logs.conventions import BRIDGE_SCOPE_NAME
-from otel_plugin_logs.export.model import ENTRY_OVERHEAD_BYTES, Entry, value_memory_bytes
+from otel_plugin_logs.export.model import ENTRY_OVERHEAD_BYTES, Entry, new_entry, value_memory_bytes
 from otel_plugin_logs.wire.records import (
     BODY_ORIGINAL_BYTES,
     EXCEPTION_MESSAGE,
@@ -46,6 +46,23 @@ _MAX_KEY_LENGTH: Final = 256
 _MAX_SCOPE_LENGTH: Final = 256
 _MAX_SEVERITY_TEXT: Final = 32
 _getsizeof: Final = sys.getsizeof
+# What sys.getsizeof says of scalars on this interpreter, measured once.
+_ASCII_STR_BYTES: Final = sys.getsizeof("")
+_SMALL_INT: Final = 2**30  # one 30-bit digit
+_SMALL_INT_BYTES: Final = sys.getsizeof(1)
+_BOOL_BYTES: Final = sys.getsizeof(True)
+_FLOAT_BYTES: Final = sys.getsizeof(0.5)
+
+
+# A dict filled by insertion alone (as the attributes are) has a size set by its length.
+def _inserted(count: int) -> dict[str, int]:
+    filled: dict[str, int] = {}
+    for n in range(count):
+        filled[str(n)] = n
+    return filled
+
+
+_DICT_BYTES: Final = tuple(sys.getsizeof(_inserted(n)) for n in range(160))
 # Far below any real count: a sum that includes it stays negative, "recount".
 _REPLACED: Final = -(2**62)
 
@@ -159,8 +176,9 @@ def build_entry(record: Any, limits: Limits, now_ns: int | None = None) -> tuple
     if memory < 0:  # a key was written twice: count what is there
         memory = value_memory_bytes(attributes)
     else:
-        memory += _getsizeof(attributes)
-    entry = Entry(
+        size = len(attributes)
+        memory += _DICT_BYTES[size] if size < len(_DICT_BYTES) else _getsizeof(attributes)
+    entry = new_entry(
         seq=seq,
         time=time_ns,
         observed_time=observed_ns,
@@ -173,7 +191,9 @@ def build_entry(record: Any, limits: Limits, now_ns: int | None = None) -> tuple
         span_id=span_id,
         flags=flags & 0xFF,
         dropped_attributes=dropped,
-        memory_bytes=ENTRY_OVERHEAD_BYTES + _getsizeof(body) + memory,
+        memory_bytes=ENTRY_OVERHEAD_BYTES
+        + (_ASCII_STR_BYTES + len(body) if body.isascii() else _getsizeof(body))
+        + memory,
     )
     return entry, level, stacktrace
 
@@ -204,23 +224,35 @@ def _clean_attributes(raw: Mapping[str, Any], limits: Limits) -> tuple[dict[str,
             name = clean_text(key, _MAX_KEY_LENGTH) or "_"
             if name in attributes:
                 memory = _REPLACED
+        # sys.getsizeof costs several times a len(): an ASCII str is its length plus a constant.
+        memory += _ASCII_STR_BYTES + len(name) if name.isascii() else _getsizeof(name)
         kind = value.__class__
         # Most values are short ASCII strings and plain numbers: they need no cleaning.
-        if (
-            (kind is str and len(value) <= max_len and value.isascii())
-            or kind is bool
-            or (kind is int and INT64_MIN <= value <= INT64_MAX)
-            or (kind is float and math.isfinite(value))
-        ):
+        if kind is str:
+            if len(value) <= max_len and value.isascii():
+                attributes[name] = value
+                memory += _ASCII_STR_BYTES + len(value)
+                continue
+        elif kind is int:
+            if INT64_MIN <= value <= INT64_MAX:
+                attributes[name] = value
+                small = value and -_SMALL_INT < value < _SMALL_INT
+                memory += _SMALL_INT_BYTES if small else _getsizeof(value)
+                continue
+        elif kind is bool:
             attributes[name] = value
-            memory += _getsizeof(name) + _getsizeof(value)
+            memory += _BOOL_BYTES
+            continue
+        elif kind is float and math.isfinite(value):
+            attributes[name] = value
+            memory += _FLOAT_BYTES
             continue
         try:
             cleaned = _clean_value(value, max_len)
         except RecursionError:
             cleaned = "<too deeply nested>"
         attributes[name] = cleaned
-        memory += _getsizeof(name) + value_memory_bytes(cleaned)
+        memory += value_memory_bytes(cleaned)
     return attributes, dropped, memory
 
 
