@@ -165,17 +165,22 @@ def exported_attributes(entry: Entry) -> Iterable[tuple[str, Any]]:
 def _log_record(entry: Entry) -> bytes:
     body = entry.body
     value = _ld(b"\x0a", body.encode("utf-8", "surrogatepass")) if body.__class__ is str else _any_value(body)
-    parts = [
-        b"\x09",
-        _pack_fixed64(entry.time),
-        _severity(entry.severity_number, entry.severity_text),
-        _ld(b"\x2a", value),
-    ]
+    severity = _SEVERITIES.get((entry.severity_number, entry.severity_text))
+    if severity is None:
+        severity = _severity(entry.severity_number, entry.severity_text)
+    parts = [b"\x09" + _pack_fixed64(entry.time) + severity + _ld(b"\x2a", value)]
     attributes = entry.attributes
-    if EVENT_NAME_ATTRIBUTE in attributes and event_name_of(entry):
-        parts.extend([_attribute(k, v) for k, v in attributes.items() if k != EVENT_NAME_ATTRIBUTE])
-    else:
-        parts.extend([_attribute(k, v) for k, v in attributes.items()])
+    event_name = event_name_of(entry) if entry.event_name or EVENT_NAME_ATTRIBUTE in attributes else ""
+    items: Iterable[tuple[str, Any]] = attributes.items()
+    if event_name and EVENT_NAME_ATTRIBUTE in attributes:
+        items = [(k, v) for k, v in items if k != EVENT_NAME_ATTRIBUTE]
+    # The pair cache's lookup inline: a call per attribute is a good part of a record's cost.
+    get = _kv_cache.get
+    try:
+        parts += [get((k, v.__class__, v)) or _attribute(k, v) for k, v in items]
+    except TypeError:  # a list or map value cannot be a cache key: each pair on its own
+        del parts[1:]
+        parts += [_attribute(k, v) for k, v in items]
     uid = entry.uid
     if uid:  # unique per record: kept out of the pair cache; the host's are all 32 characters
         parts.append(
@@ -185,18 +190,24 @@ def _log_record(entry: Entry) -> bytes:
         )
     if entry.dropped_attributes:
         parts.append(b"\x38" + _varint(entry.dropped_attributes))
-    if entry.flags:
-        parts.append(b"\x45" + _pack_fixed32(entry.flags))
-    if entry.trace_id:
-        parts.append(b"\x4a\x10" + entry.trace_id)
-    if entry.span_id:
-        parts.append(b"\x52\x08" + entry.span_id)
+    trace_id = entry.trace_id
+    span_id = entry.span_id
+    if trace_id and span_id and entry.flags:  # the usual traced record: one concatenation
+        parts.append(b"\x45" + _pack_fixed32(entry.flags) + b"\x4a\x10" + trace_id + b"\x52\x08" + span_id)
+    else:
+        if entry.flags:
+            parts.append(b"\x45" + _pack_fixed32(entry.flags))
+        if trace_id:
+            parts.append(b"\x4a\x10" + trace_id)
+        if span_id:
+            parts.append(b"\x52\x08" + span_id)
     if entry.observed_time:
         parts.append(b"\x59" + _pack_fixed64(entry.observed_time))
-    event_name = event_name_of(entry)
     if event_name:
         parts.append(_ld(b"\x62", event_name.encode("utf-8", "surrogatepass")))  # field 12
-    return _ld(b"\x12", b"".join(parts))
+    payload = b"".join(parts)
+    size = len(payload)
+    return b"\x12" + (_SMALL_VARINTS[size] if size < 16384 else _varint(size)) + payload
 
 
 def _scope(name: str) -> bytes:
