@@ -1,4 +1,5 @@
-"""The host's fast paths change costs, not results: lazy replay hands logging the same records."""
+"""The host's fast paths change costs, not results: lazy replay hands logging the same records, the
+batch cutter's sizes still bound the real encoding."""
 
 from __future__ import annotations
 
@@ -9,8 +10,12 @@ from collections.abc import Iterator
 
 import pytest
 from helpers import CaptureHandler
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from otel_plugin_logs.export.batching import encoded_bytes, fit_record, resource_bytes
 from otel_plugin_logs.export.model import new_entry
+from otel_plugin_logs.export.otlp import ResourceInfo, encode_request
 from otel_plugin_logs.host.replay import Replayer
 
 OTEL = {"plugin": "lazy", "plugin_version": None, "runner_pid": 7, "resource": {}}
@@ -92,3 +97,64 @@ def test_a_filter_on_the_logger_still_sees_every_record() -> None:
     replayer.base.addFilter(lambda record: seen.append(record.levelno) or False)
     assert _replay(replayer, logging.INFO, logger="") is True
     assert seen == [logging.INFO]
+
+
+_values = st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats() | st.text(max_size=40)
+_values |= (
+    st.binary(max_size=20)
+    | st.lists(_values, max_size=3)
+    | st.dictionaries(st.text(max_size=5), _values, max_size=3)
+)
+RESOURCE = ResourceInfo({"service.name": "bound", "plugin.name": "bound"})
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    body=st.text(max_size=200),
+    attributes=st.dictionaries(st.text(min_size=1, max_size=20), _values, max_size=8),
+    scope=st.text(max_size=20),
+    traced=st.booleans(),
+)
+def test_encoded_bytes_bounds_the_real_encoding(
+    body: str, attributes: dict, scope: str, traced: bool
+) -> None:
+    """The batch cutter's per-record size is never below what encode_request really writes for the record."""
+    now = time.time_ns()
+    entry = new_entry(
+        seq=3,
+        time=now,
+        observed_time=now,
+        severity_number=9,
+        severity_text="INFO",
+        body=body,
+        scope=scope,
+        attributes=attributes,
+        trace_id=b"\x01" * 16 if traced else None,
+        span_id=b"\x02" * 8 if traced else None,
+        flags=1 if traced else 0,
+    )
+    entry.uid = "0123456789abcdef0123456789abcdef"
+    assert encoded_bytes(entry) + resource_bytes(RESOURCE) >= len(encode_request([(RESOURCE, entry)]))
+
+
+def test_a_record_cut_to_fit_keeps_its_uid_and_event_name() -> None:
+    """fit_record's smaller copy is the same record: same log.record.uid and event name."""
+    now = time.time_ns()
+    entry = new_entry(
+        seq=4,
+        time=now,
+        observed_time=now,
+        severity_number=9,
+        severity_text="INFO",
+        body="x" * 100_000,
+        scope="big",
+        attributes={"k": "v" * 50_000},
+        trace_id=None,
+        span_id=None,
+        flags=0,
+        event_name="big.record",
+    )
+    entry.uid = "0123456789abcdef0123456789abcdef"
+    cut = fit_record(entry, 4096)
+    assert encoded_bytes(cut) <= 4096
+    assert (cut.uid, cut.event_name) == (entry.uid, entry.event_name)
