@@ -28,6 +28,7 @@ def _discard_logger(name: str, handler: logging.Handler | None) -> None:
 def stages(count: int) -> dict[str, Callable[[], Any]]:
     from otel_plugin_logs.cli.console import PluginConsoleFormatter, PluginConsoleHandler
     from otel_plugin_logs.config.settings import HostConfig, resolve
+    from otel_plugin_logs.export.batching import encoded_bytes
     from otel_plugin_logs.export.otlp import encode_request
     from otel_plugin_logs.host.entries import Limits, build_entry
     from otel_plugin_logs.host.replay import Replayer
@@ -59,12 +60,15 @@ def stages(count: int) -> dict[str, Callable[[], Any]]:
     formatter = PluginConsoleFormatter()
     console = PluginConsoleHandler(io.StringIO())
     console.setFormatter(PluginConsoleFormatter())
+    # As `run` sets it up: records held and shown in time order, released together.
+    held = PluginConsoleHandler(io.StringIO(), reorder_millis=400)
+    held.setFormatter(PluginConsoleFormatter())
 
-    def console_emit() -> None:
+    def console_emit(handler: PluginConsoleHandler) -> None:
         for record in made:
-            console.handle(record)
-        console.flush()
-        console.stream = io.StringIO()
+            handler.handle(record)
+        handler.flush()
+        handler.stream = io.StringIO()
 
     return {
         "decode (msgpack)": lambda: decode_message(body),
@@ -72,10 +76,12 @@ def stages(count: int) -> dict[str, Callable[[], Any]]:
         "build_entry": lambda: [build_entry(r, limits, now) for r in records],
         "size_estimate": lambda: [e.size_estimate() for e, _, _ in built],
         "encode_request": lambda: encode_request(pairs),
+        "encoded_bytes (batch cutting)": lambda: [encoded_bytes(e) for e, _, _ in built],
         "replay (a discarding handler)": lambda: [replayer.replay(e, lv, st, otel) for e, lv, st in built],
         "replay (no handler)": lambda: [quiet.replay(e, lv, st, otel) for e, lv, st in built],
         "console format": lambda: [formatter.format(r) for r in made],
-        "console handle (StringIO)": console_emit,
+        "console handle (StringIO)": lambda: console_emit(console),
+        "console handle, reordered as run": lambda: console_emit(held),
     }
 
 

@@ -54,6 +54,9 @@ class TimeOrderedRelease(Generic[T]):
         with self._cond:
             if not self._closed:
                 order = next(self._order)
+                # Due after every held item: the release thread's next wake-up changes only when
+                # nothing was held (a wake-up per record would be a thread switch per record).
+                idle = self._next_due() is None
                 heapq.heappush(self._held, (at_seconds, order, item))
                 self._arrivals.append((self._clock() + self.window_seconds, order))
                 if self._thread is None:
@@ -61,7 +64,8 @@ class TimeOrderedRelease(Generic[T]):
                         target=self._run, name="otel-plugin-logs-console", daemon=True
                     )
                     self._thread.start()
-                self._cond.notify()
+                if idle:
+                    self._cond.notify()
                 return
         self._release(item)  # closed: nothing is held any more, shown at once
         if self._settled is not None:
