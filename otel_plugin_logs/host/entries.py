@@ -115,21 +115,8 @@ def _clean_nested(value: Any, max_length: int) -> Any:
 
 def build_entry(record: Any, limits: Limits, now_ns: int | None = None) -> tuple[Entry, int, str | None]:
     """A validated wire record → (export entry, stdlib level, exception stack trace or None)."""
-    (
-        seq,
-        time_ns,
-        observed_ns,
-        sev_number,
-        sev_text,
-        body,
-        logger,
-        raw_attributes,
-        trace_id,
-        span_id,
-        flags,
-        exception,
-        levelno,
-    ) = record
+    seq, time_ns, observed_ns, sev_number, sev_text, body, logger, raw_attributes = record[:8]
+    trace_id, span_id, flags, exception, levelno = record[8:]
     now = time.time_ns() if now_ns is None else now_ns
     attributes, dropped, memory = _clean_attributes(raw_attributes, limits)
     if not 0 < observed_ns <= now + _FUTURE_TOLERANCE_NANOS:
@@ -148,15 +135,8 @@ def build_entry(record: Any, limits: Limits, now_ns: int | None = None) -> tuple
         memory += _put(attributes, BODY_ORIGINAL_BYTES, original)
     stacktrace = None
     if exception is not None:
-        kind, message, stack = exception
-        max_len = limits.max_attribute_length
-        if kind:
-            memory += _put(attributes, EXCEPTION_TYPE, clean_text(kind, _MAX_KEY_LENGTH))
-        if message:
-            memory += _put(attributes, EXCEPTION_MESSAGE, clean_text(message, max_len))
-        if stack:
-            stacktrace = clean_text(stack, max(max_len, 64 * 1024))
-            memory += _put(attributes, EXCEPTION_STACKTRACE, stacktrace)
+        added, stacktrace = _add_exception(attributes, exception, limits.max_attribute_length)
+        memory += added
     level = levelno if 0 <= levelno <= 1000 else (0 if levelno < 0 else 1000)
     if sev_number == 0 and level > 0:
         sev_number = severity_number(level)
@@ -173,11 +153,6 @@ def build_entry(record: Any, limits: Limits, now_ns: int | None = None) -> tuple
     scope = clean_text(logger, _MAX_SCOPE_LENGTH)
     if scope.startswith(BRIDGE_SCOPE_NAME):  # the bridge's notices: a runner cannot speak as the bridge
         scope = "runner:" + scope
-    if memory < 0:  # a key was written twice: count what is there
-        memory = value_memory_bytes(attributes)
-    else:
-        size = len(attributes)
-        memory += _DICT_BYTES[size] if size < len(_DICT_BYTES) else _getsizeof(attributes)
     entry = new_entry(
         seq=seq,
         time=time_ns,
@@ -191,11 +166,36 @@ def build_entry(record: Any, limits: Limits, now_ns: int | None = None) -> tuple
         span_id=span_id,
         flags=flags & 0xFF,
         dropped_attributes=dropped,
-        memory_bytes=ENTRY_OVERHEAD_BYTES
-        + (_ASCII_STR_BYTES + len(body) if body.isascii() else _getsizeof(body))
-        + memory,
+        memory_bytes=_memory_bytes(body, attributes, memory),
     )
     return entry, level, stacktrace
+
+
+def _memory_bytes(body: str, attributes: dict[str, Any], summed: int) -> int:
+    """The entry's memory, given what its attributes' keys and values sum to (negative: recount)."""
+    if summed < 0:  # a key was written twice: count what is there
+        summed = value_memory_bytes(attributes)
+    else:
+        size = len(attributes)
+        summed += _DICT_BYTES[size] if size < len(_DICT_BYTES) else _getsizeof(attributes)
+    return (
+        ENTRY_OVERHEAD_BYTES + (_ASCII_STR_BYTES + len(body) if body.isascii() else _getsizeof(body)) + summed
+    )
+
+
+def _add_exception(attributes: dict[str, Any], exception: Any, max_length: int) -> tuple[int, str | None]:
+    """The exception's attributes added: (the memory they add, the stack trace or None)."""
+    kind, message, stack = exception
+    memory = 0
+    stacktrace = None
+    if kind:
+        memory += _put(attributes, EXCEPTION_TYPE, clean_text(kind, _MAX_KEY_LENGTH))
+    if message:
+        memory += _put(attributes, EXCEPTION_MESSAGE, clean_text(message, max_length))
+    if stack:
+        stacktrace = clean_text(stack, max(max_length, 64 * 1024))
+        memory += _put(attributes, EXCEPTION_STACKTRACE, stacktrace)
+    return memory, stacktrace
 
 
 def _put(attributes: dict[str, Any], key: str, value: Any) -> int:
