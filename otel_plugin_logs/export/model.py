@@ -14,6 +14,7 @@ from typing import Any, Final
 # The Entry object itself, its ints and the ids: what a record holds besides body and attributes.
 ENTRY_OVERHEAD_BYTES: Final = 400
 _getsizeof: Final = sys.getsizeof
+_ASCII_STR_BYTES: Final = sys.getsizeof("")  # an ASCII str is this plus its length
 
 
 class Entry:
@@ -83,7 +84,9 @@ class Entry:
         if not memory:
             memory = self.memory_bytes = measured_memory_bytes(self.body, self.attributes)
         uid = self.uid
-        return memory + _getsizeof(uid) if uid else memory
+        if not uid:
+            return memory
+        return memory + (_ASCII_STR_BYTES + len(uid) if uid.isascii() else _getsizeof(uid))
 
 
 _new: Final = object.__new__

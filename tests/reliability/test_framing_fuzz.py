@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import struct
+import sys
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -198,11 +199,14 @@ def test_the_strict_record_check_agrees_with_pydantic(raw: list[Any]) -> None:
 @PROPERTY
 @given(st.lists(plausible_records, min_size=1, max_size=6))
 def test_the_memory_build_entry_counts_is_the_measured_memory(raw: list[Any]) -> None:
-    """The memory build_entry sums as it cleans equals a full walk of the entry it built."""
+    """The memory build_entry sums as it cleans (and the uid the host adds) equals a full walk of the entry."""
     raw = msgpack.unpackb(msgpack.packb(raw, use_bin_type=True), raw=False, strict_map_key=False)
     for record in validate_records(raw)[0]:
         entry = build_entry(record, Limits(65536, 4096, 8))[0]
-        assert entry.size_estimate() == measured_memory_bytes(entry.body, entry.attributes)
+        measured = measured_memory_bytes(entry.body, entry.attributes)
+        assert entry.size_estimate() == measured
+        entry.uid = f"{'ab' * 8}{entry.seq:016x}"
+        assert entry.size_estimate() == measured + sys.getsizeof(entry.uid)
 
 
 def test_four_gigabyte_length_prefix_is_refused_before_allocating_and_counted(
