@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 from helpers import CaptureHandler
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from otel_plugin_logs.export.batching import encoded_bytes, fit_record, resource_bytes
@@ -108,6 +108,7 @@ _values |= (
 RESOURCE = ResourceInfo({"service.name": "bound", "plugin.name": "bound"})
 
 
+@example(body="0" * 6 + "\U00010000" * 30, attributes={}, scope="0", traced=True)
 @settings(max_examples=200, deadline=None)
 @given(
     body=st.text(max_size=200),

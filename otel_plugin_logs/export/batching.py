@@ -15,11 +15,12 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from otel_plugin_logs.export.model import Entry, new_entry
-from otel_plugin_logs.export.otlp import ResourceInfo
+from otel_plugin_logs.export.otlp import RECORD_UID_ATTRIBUTE, ResourceInfo
 from otel_plugin_logs.wire.records import BODY_ORIGINAL_BYTES, truncate_utf8
 
 # Per-record fields besides body and attributes: two timestamps, severity, ids, flags, tags.
 _RECORD_OVERHEAD_BYTES: Final = 96
+_UID_KEY_BYTES: Final = len(RECORD_UID_ATTRIBUTE)
 _FIELD_OVERHEAD_BYTES: Final = 12  # tag and length varints of one key/value pair, at most
 _GROUP_OVERHEAD_BYTES: Final = 32  # a ResourceLogs or ScopeLogs wrapper's tags and lengths
 _MIN_RECORD_BYTES: Final = 1024
@@ -56,6 +57,11 @@ def encoded_bytes(entry: Entry) -> int:
     body = entry.body
     size = _RECORD_OVERHEAD_BYTES + _text_bytes(entry.severity_text) + _text_bytes(entry.scope)
     size += _text_bytes(body) if body.__class__ is str else value_bytes(body)
+    # The encoder adds these two beside the attributes; uncounted, a record could exceed its bound.
+    if entry.uid:
+        size += _UID_KEY_BYTES + _text_bytes(entry.uid) + 2 * _FIELD_OVERHEAD_BYTES
+    if entry.event_name:
+        size += _text_bytes(entry.event_name) + _FIELD_OVERHEAD_BYTES
     # value_bytes' count, its common cases inline: a call per attribute is most of the cost.
     for key, value in entry.attributes.items():
         size += (len(key) if key.isascii() else _text_bytes(key)) + _FIELD_OVERHEAD_BYTES
