@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from helpers import PYTHON, CaptureHandler, MemorySink, wait_until, write_plugin
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from otel_plugin_logs import HostLogBridge
 from otel_plugin_logs.cli.console import PluginConsoleFormatter, PluginConsoleHandler, install_console
@@ -393,3 +395,87 @@ def test_an_error_in_the_bootstrap_is_one_line(
     assert len(lines) == 1, lines
     assert lines[0].startswith("[otel-plugin-logs] log handler not installed (Python 3.")
     assert lines[0].endswith("TypeError: unsupported operand type(s) for |: 'type' and 'type'")
+
+
+_texts = st.text(max_size=30) | st.sampled_from(["", "ok", "a\nb", "x\x1b[2J", "tab\there", "é€😀", "\u202e"])
+_values = (
+    st.none() | st.booleans() | st.integers() | st.floats() | _texts | st.lists(st.integers(), max_size=3)
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    body=_texts,
+    plugin=_texts,
+    logger=_texts,
+    level=st.sampled_from([logging.DEBUG, logging.INFO, logging.WARNING, 35, logging.CRITICAL]),
+    attributes=st.dictionaries(
+        _texts | st.sampled_from(["code.line.number", "thread.name", "user_id"]), _values, max_size=8
+    ),
+    traced=st.booleans(),
+    colour=st.booleans(),
+)
+def test_a_replayed_record_reads_as_format_fields_writes_it(
+    body: str, plugin: str, logger: str, level: int, attributes: dict[str, object], traced: bool, colour: bool
+) -> None:
+    """The replayed-record fast path (cached columns and attribute texts) writes format_fields' exact text."""
+    formatter = PluginConsoleFormatter(colour=colour, max_attributes=3)
+    record = replayed(
+        plugin,
+        body,
+        logger=logger,
+        level=level,
+        attributes=attributes,
+        trace_id=b"\x07" * 16 if traced else None,
+    )
+    info = record.otel
+    expected = formatter.format_fields(
+        record.created,
+        record.levelname,
+        info.plugin,
+        info.logger_name,
+        info.body,
+        info.attributes,
+        info.trace_id or "",
+        None,
+    )
+    assert formatter.format(record) == expected
+    assert formatter.format(record) == expected  # and again, from its caches
+
+
+class CountingStream(io.StringIO):
+    """A text stream that counts its writes and flushes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+        self.flushes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+    def flush(self) -> None:
+        self.flushes += 1
+        super().flush()
+
+
+def test_held_records_are_written_once_per_release_with_the_text_of_one_write_per_record() -> None:
+    """Records released together are one write and one flush, with the text a handler writing each record would."""
+    records = [replayed("p", f"record {i}", attributes={"n": i}) for i in range(50)]
+    stream = CountingStream()
+    handler = PluginConsoleHandler(stream, reorder_millis=60_000)
+    handler.setFormatter(PluginConsoleFormatter())
+    direct = io.StringIO()
+    reference = PluginConsoleHandler(direct)
+    reference.setFormatter(PluginConsoleFormatter())
+    for record in records:
+        handler.handle(record)
+        reference.handle(record)
+    handler.flush()
+    try:
+        assert stream.getvalue() == direct.getvalue()
+        assert stream.writes == 1 and stream.flushes <= 2  # the run's own flush, and flush()'s
+    finally:
+        handler.close()
+        reference.close()

@@ -13,182 +13,18 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
-from collections.abc import Mapping
 from typing import IO, Any, Final
 
+from otel_plugin_logs.cli.console_format import PluginConsoleFormatter
 from otel_plugin_logs.cli.console_order import TimeOrderedRelease
-from otel_plugin_logs.cli.terminal import ASCII_SYMBOLS, UNICODE_SYMBOLS, StatusLine, symbols_for, use_colour
-from otel_plugin_logs.host.replay import REPLAY_ATTRIBUTE, ReplayedRecord, escape_controls, escape_multiline
-from otel_plugin_logs.wire.records import EXCEPTION_STACKTRACE
+from otel_plugin_logs.cli.terminal import ASCII_SYMBOLS, StatusLine, symbols_for, use_colour
+from otel_plugin_logs.host.replay import REPLAY_ATTRIBUTE, ReplayedRecord
 
-_HIDDEN_PREFIXES: Final = ("code.", "thread.", "exception.", "otel_plugin_logs.", "log.")
-_OWN_PREFIX: Final = "otel_plugin_logs."
-_LEVEL_COLOURS: Final = {
-    "DEBUG": "\x1b[2m",
-    "INFO": "\x1b[32m",
-    "WARNING": "\x1b[33m",
-    "ERROR": "\x1b[31m",
-    "CRITICAL": "\x1b[1;41;97m",
-}
-_PLUGIN_COLOURS: Final = (
-    "\x1b[36m",
-    "\x1b[35m",
-    "\x1b[34m",
-    "\x1b[96m",
-    "\x1b[95m",
-    "\x1b[94m",
-    "\x1b[92m",
-    "\x1b[93m",
-)
-_DIM: Final = "\x1b[2m"
-_BOLD: Final = "\x1b[1m"
-_RESET: Final = "\x1b[0m"
-_SHORT_LEVELS: Final = {"WARNING": "WARN", "CRITICAL": "CRIT"}
-_MAX_VALUE_CHARS: Final = 40
+__all__ = ["PluginConsoleFormatter", "PluginConsoleHandler", "install_console"]
+
 _NOTE_INTERVAL_SECONDS: Final = 5.0
-
-
-def _fit(text: str, width: int, ellipsis: str = "…") -> str:
-    """Pad or cut to exactly ``width`` characters, marking a cut with an ellipsis."""
-    if len(text) > width:
-        return text[: max(0, width - len(ellipsis))] + ellipsis
-    return f"{text:<{width}}"
-
-
-class PluginConsoleFormatter(logging.Formatter):
-    """time, level, plugin, logger, message, key attributes, trace id prefix — aligned.
-
-    ``max_stack_lines`` keeps the last lines of a stack trace (its innermost frames and the
-    exception itself); None shows all of it.
-    """
-
-    def __init__(
-        self,
-        *,
-        colour: bool = False,
-        max_attributes: int = 6,
-        plugin_width: int = 10,
-        logger_width: int = 18,
-        max_stack_lines: int | None = None,
-        ascii_only: bool = False,
-    ) -> None:
-        super().__init__()
-        self.colour = colour
-        self.max_attributes = max_attributes
-        self.plugin_width = plugin_width
-        self.logger_width = logger_width
-        self.max_stack_lines = max_stack_lines
-        self.symbols = ASCII_SYMBOLS if ascii_only else UNICODE_SYMBOLS
-        self._plugin_colours: dict[str, str] = {}
-        self._clock_second = -1
-        self._clock_text = ""
-
-    def format(self, record: logging.LogRecord) -> str:
-        info = getattr(record, REPLAY_ATTRIBUTE, None)
-        if isinstance(info, ReplayedRecord):
-            # The stack as sent: exc_text is indented for plain handlers; here the gutter does that.
-            raw_stack = info.attributes.get(EXCEPTION_STACKTRACE)
-            return self.format_fields(
-                record.created,
-                record.levelname,
-                info.plugin,
-                info.logger_name,
-                info.body,
-                info.attributes,
-                info.trace_id or "",
-                raw_stack if isinstance(raw_stack, str) else record.exc_text,
-            )
-        stack = self.formatException(record.exc_info) if record.exc_info else None
-        logger = record.name.removeprefix(_OWN_PREFIX)
-        return self.format_fields(
-            record.created, record.levelname, "host", logger, record.getMessage(), {}, "", stack
-        )
-
-    def format_fields(
-        self,
-        created: float,
-        level_name: str,
-        source: str,
-        logger_name: str,
-        message: str,
-        attributes: Mapping[str, Any],
-        trace_id: str,
-        stack: str | None,
-    ) -> str:
-        """The console's text of one record given as fields (``logs`` has no LogRecord to give)."""
-        second = int(created)
-        if second != self._clock_second:  # strftime is a good part of the cost of a line
-            self._clock_second, self._clock_text = second, time.strftime("%H:%M:%S", time.localtime(second))
-        clock = f"{self._clock_text}.{int((created - second) * 1000):03d}"
-        level = escape_controls(level_name)
-        level = _SHORT_LEVELS.get(level, level)[:5]
-        logger = escape_controls(logger_name) or "root"
-        extras = self._attributes(attributes)
-        first, *more = message.rstrip("\r\n").split("\n") or [""]
-        ellipsis = self.symbols.ellipsis
-        parts = [
-            self._paint(_DIM, clock),
-            self._paint(_LEVEL_COLOURS.get(level_name, ""), f"{level:<5}"),
-            self._paint(self._plugin_colour(source), _fit(source, self.plugin_width, ellipsis)),
-            self._paint(_DIM, _fit(logger, self.logger_width, ellipsis)),
-            escape_controls(first.removesuffix("\r")),
-        ]
-        if extras:
-            parts.append(self._paint(_DIM, extras))
-        if trace_id:
-            parts.append(self._paint(_DIM, f"trace={trace_id[:8]}"))
-        return " ".join(parts) + self._continued(more) + self._stack(stack)
-
-    def format_note(self, text: str) -> str:
-        """A line of the console's own (sampling notes), dim and marked as such."""
-        clock = time.strftime("%H:%M:%S") + f".{int(time.time() * 1000) % 1000:03d}"
-        return self._paint(_DIM, f"{clock} {self.symbols.ellipsis:<5} {escape_controls(text)}")
-
-    def _continued(self, lines: list[str]) -> str:
-        """A multi-line message's further lines, under the gutter: one record, never lines of its own."""
-        gutter = self._paint(_DIM, self.symbols.gutter)
-        return "".join(f"\n{gutter}{escape_controls(text.removesuffix(chr(13)))}" for text in lines)
-
-    def _stack(self, stack: str | None) -> str:
-        if not stack:
-            return ""
-        lines = stack.rstrip("\n").split("\n")
-        gutter = self._paint(_DIM, self.symbols.gutter)
-        shown = []
-        if self.max_stack_lines is not None and len(lines) > self.max_stack_lines:
-            hidden = len(lines) - self.max_stack_lines
-            lines = lines[hidden:]
-            note = f"{self.symbols.ellipsis} {hidden} earlier lines"
-            shown.append(f"\n{gutter}{self._paint(_DIM, note)}")
-        # Every continuation line starts with the gutter, so a stack trace cannot pass for records.
-        shown.extend(f"\n{gutter}{escape_multiline(text)}" for text in lines)
-        return "".join(shown)
-
-    def _attributes(self, attributes: Mapping[str, Any]) -> str:
-        shown = []
-        for key, value in attributes.items():
-            if key.startswith(_HIDDEN_PREFIXES):
-                continue
-            text = escape_controls(str(value))
-            if len(text) > _MAX_VALUE_CHARS:
-                text = text[: _MAX_VALUE_CHARS - 1] + self.symbols.ellipsis
-            shown.append(f"{escape_controls(key)}={text}")
-            if len(shown) >= self.max_attributes:
-                break
-        return " ".join(shown)
-
-    def _plugin_colour(self, name: str) -> str:
-        if name == "host":
-            return _BOLD
-        colour = self._plugin_colours.get(name)
-        if colour is None:
-            colour = _PLUGIN_COLOURS[len(self._plugin_colours) % len(_PLUGIN_COLOURS)]
-            self._plugin_colours[name] = colour
-        return colour
-
-    def _paint(self, colour: str, text: str) -> str:
-        return f"{colour}{text}{_RESET}" if self.colour and colour else text
 
 
 class PluginConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -217,7 +53,13 @@ class PluginConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self.max_lines_per_second = max_lines_per_second
         self._in_order: TimeOrderedRelease[logging.LogRecord] | None = None
         if reorder_millis > 0:
-            self._in_order = TimeOrderedRelease(reorder_millis / 1000.0, self._show_held)
+            self._in_order = TimeOrderedRelease(
+                reorder_millis / 1000.0, self._hold_line, settled=self._write_held
+            )
+        # Lines of released records, written (and flushed) at once per run of releases.
+        self._lines: list[str] = []
+        self._last_held: logging.LogRecord | None = None
+        self._lines_lock = threading.Lock()
         self.shown: dict[str, int] = {}
         self.hidden: dict[str, int] = {}
         self._tokens: dict[str, tuple[float, float]] = {}  # plugin -> (tokens, at)
@@ -250,17 +92,37 @@ class PluginConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self._in_order.close()
         super().close()
 
-    def _show_held(self, record: logging.LogRecord) -> None:
+    def _hold_line(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+            return
+        with self._lines_lock:
+            self._lines.append(line)
+            self._last_held = record
+
+    def _write_held(self) -> None:
         # Not through StreamHandler.emit: that takes the handler's lock and calls flush(), which
         # waits for this very release (the lock may be held by logging.shutdown, flushing).
+        with self._lines_lock:
+            if not self._lines:
+                return
+            text = "".join(self._lines)
+            self._lines.clear()
+            last, self._last_held = self._last_held, None
+
         def write() -> None:
             try:
-                self.stream.write(self.format(record) + self.terminator)
+                self.stream.write(text)
                 self.stream.flush()
             except RecursionError:
                 raise
             except Exception:
-                self.handleError(record)
+                if last is not None:
+                    self.handleError(last)
 
         self._write_with_status(write)
 

@@ -26,6 +26,8 @@ class TimeOrderedRelease(Generic[T]):
 
     Each item is held at most ``window_seconds`` after it was pushed: when the item that has
     waited longest is due, the held items are released oldest first up to and including it.
+    ``settled`` (if given) is called once after each run of releases, when nothing more is
+    due: a console writes the run's lines at once there, rather than one write per line.
     """
 
     def __init__(
@@ -33,9 +35,11 @@ class TimeOrderedRelease(Generic[T]):
         window_seconds: float,
         release: Callable[[T], None],
         clock: Callable[[], float] = time.monotonic,
+        settled: Callable[[], None] | None = None,
     ) -> None:
         self.window_seconds = window_seconds
         self._release = release
+        self._settled = settled
         self._clock = clock
         self._held: list[tuple[float, int, T]] = []  # a heap of (the item's time, order, item)
         self._arrivals: deque[tuple[float, int]] = deque()  # (due, order), in the order pushed
@@ -50,6 +54,9 @@ class TimeOrderedRelease(Generic[T]):
         with self._cond:
             if not self._closed:
                 order = next(self._order)
+                # Due after every held item: the release thread's next wake-up changes only when
+                # nothing was held (a wake-up per record would be a thread switch per record).
+                idle = self._next_due() is None
                 heapq.heappush(self._held, (at_seconds, order, item))
                 self._arrivals.append((self._clock() + self.window_seconds, order))
                 if self._thread is None:
@@ -57,9 +64,12 @@ class TimeOrderedRelease(Generic[T]):
                         target=self._run, name="otel-plugin-logs-console", daemon=True
                     )
                     self._thread.start()
-                self._cond.notify()
+                if idle:
+                    self._cond.notify()
                 return
         self._release(item)  # closed: nothing is held any more, shown at once
+        if self._settled is not None:
+            self._settled()
 
     def held(self) -> int:
         with self._cond:
@@ -72,8 +82,12 @@ class TimeOrderedRelease(Generic[T]):
                 items = [heapq.heappop(self._held)[2] for _ in range(len(self._held))]
                 self._arrivals.clear()
                 self._gone.clear()
-            for item in items:
-                self._release(item)
+            try:
+                for item in items:
+                    self._release(item)
+            finally:
+                if self._settled is not None:
+                    self._settled()
 
     def close(self) -> None:
         with self._cond:
@@ -91,29 +105,39 @@ class TimeOrderedRelease(Generic[T]):
         return self._arrivals[0] if self._arrivals else None
 
     def _run(self) -> None:
+        unsettled = False  # items released since settled was last called
         while True:
             with self._cond:
                 if self._closed:
                     return
                 first = self._next_due()
-                if first is None:
-                    self._cond.wait()
-                    continue
-                wait = first[0] - self._clock()
-                if wait > 0:
+                wait = None if first is None else first[0] - self._clock()
+                due = first is not None and wait is not None and wait <= 0
+                if not due and not unsettled:
                     self._cond.wait(wait)
                     continue
                 if not self._releasing.acquire(blocking=False):
                     self._cond.wait(0.001)  # drain() holds it and waits for _cond: let it have _cond
                     continue
-                _, order, item = heapq.heappop(self._held)
-                if order == first[1]:
-                    self._arrivals.popleft()
-                else:
-                    self._gone.add(order)
+                boxed = self._pop_oldest(first) if due else None
             try:
                 # The handler reports its own stream errors; this thread must go on regardless.
                 with contextlib.suppress(Exception):
-                    self._release(item)
+                    if boxed is None:
+                        unsettled = False
+                        if self._settled is not None:
+                            self._settled()
+                    else:
+                        unsettled = self._settled is not None
+                        self._release(boxed[0])
             finally:
                 self._releasing.release()
+
+    def _pop_oldest(self, first: tuple[float, int] | None) -> tuple[T]:
+        """The oldest held item, in a box (an item may itself be None); lock held."""
+        _, order, item = heapq.heappop(self._held)
+        if first is not None and order == first[1]:
+            self._arrivals.popleft()
+        else:
+            self._gone.add(order)
+        return (item,)

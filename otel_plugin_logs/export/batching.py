@@ -14,11 +14,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from otel_plugin_logs.export.otlp import Entry, ResourceInfo
+from otel_plugin_logs.export.model import Entry, new_entry
+from otel_plugin_logs.export.otlp import RECORD_UID_ATTRIBUTE, ResourceInfo
 from otel_plugin_logs.wire.records import BODY_ORIGINAL_BYTES, truncate_utf8
 
 # Per-record fields besides body and attributes: two timestamps, severity, ids, flags, tags.
 _RECORD_OVERHEAD_BYTES: Final = 96
+_UID_KEY_BYTES: Final = len(RECORD_UID_ATTRIBUTE)
 _FIELD_OVERHEAD_BYTES: Final = 12  # tag and length varints of one key/value pair, at most
 _GROUP_OVERHEAD_BYTES: Final = 32  # a ResourceLogs or ScopeLogs wrapper's tags and lengths
 _MIN_RECORD_BYTES: Final = 1024
@@ -55,8 +57,21 @@ def encoded_bytes(entry: Entry) -> int:
     body = entry.body
     size = _RECORD_OVERHEAD_BYTES + _text_bytes(entry.severity_text) + _text_bytes(entry.scope)
     size += _text_bytes(body) if body.__class__ is str else value_bytes(body)
+    # The encoder adds these two beside the attributes; uncounted, a record could exceed its bound.
+    if entry.uid:
+        size += _UID_KEY_BYTES + _text_bytes(entry.uid) + 2 * _FIELD_OVERHEAD_BYTES
+    if entry.event_name:
+        size += _text_bytes(entry.event_name) + _FIELD_OVERHEAD_BYTES
+    # value_bytes' count, its common cases inline: a call per attribute is most of the cost.
     for key, value in entry.attributes.items():
-        size += _text_bytes(key) + value_bytes(value) + _FIELD_OVERHEAD_BYTES
+        size += (len(key) if key.isascii() else _text_bytes(key)) + _FIELD_OVERHEAD_BYTES
+        kind = value.__class__
+        if kind is str and value.isascii():
+            size += len(value) + _FIELD_OVERHEAD_BYTES
+        elif kind is int or kind is float or kind is bool:
+            size += _FIELD_OVERHEAD_BYTES
+        else:
+            size += value_bytes(value)
     return size
 
 
@@ -80,6 +95,8 @@ def fit_record(entry: Entry, max_bytes: int) -> Entry:
         dropped += 1
     body = entry.body if isinstance(entry.body, str) else str(entry.body)
     room = max_bytes - encoded_bytes(_with(entry, "", attributes)) - _FIELD_OVERHEAD_BYTES * 4
+    if BODY_ORIGINAL_BYTES not in attributes:  # the cut adds it: its room too
+        room -= len(BODY_ORIGINAL_BYTES) + 2 * _FIELD_OVERHEAD_BYTES
     cut, original_bytes = truncate_utf8(body, max(0, room))
     if original_bytes:
         attributes.setdefault(BODY_ORIGINAL_BYTES, original_bytes)
@@ -91,20 +108,23 @@ def _attributes_bytes(attributes: Mapping[str, Any]) -> int:
 
 
 def _with(entry: Entry, body: str, attributes: dict[str, Any], dropped: int | None = None) -> Entry:
-    return Entry(
-        entry.seq,
-        entry.time,
-        entry.observed_time,
-        entry.severity_number,
-        entry.severity_text,
-        body,
-        entry.scope,
-        attributes,
-        entry.trace_id,
-        entry.span_id,
-        entry.flags,
-        entry.dropped_attributes if dropped is None else dropped,
+    copy = new_entry(
+        seq=entry.seq,
+        time=entry.time,
+        observed_time=entry.observed_time,
+        severity_number=entry.severity_number,
+        severity_text=entry.severity_text,
+        body=body,
+        scope=entry.scope,
+        attributes=attributes,
+        trace_id=entry.trace_id,
+        span_id=entry.span_id,
+        flags=entry.flags,
+        dropped_attributes=entry.dropped_attributes if dropped is None else dropped,
+        event_name=entry.event_name,
     )
+    copy.uid = entry.uid  # the cut record is the same record: a resend must stay recognisable
+    return copy
 
 
 def refused_as_too_large(error: str) -> bool:

@@ -19,9 +19,12 @@ import base64
 import json
 import math
 import struct
-import sys
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
+
+from otel_plugin_logs.export.model import Entry
+
+__all__ = ["Entry", "ResourceInfo", "encode_json_line", "encode_request"]
 
 # A plugin names an event with ``extra={"event.name": ...}``: the host lifts it into the
 # LogRecord's event_name (proto field 12, OTLP/JSON ``eventName``), so runners need nothing new.
@@ -29,62 +32,6 @@ EVENT_NAME_ATTRIBUTE: Final = "event.name"
 # Deterministic per record (runner stream and sequence): a resend after a host restart has
 # the same id, so a gateway or backend can drop the duplicate.
 RECORD_UID_ATTRIBUTE: Final = "log.record.uid"
-
-
-class Entry:
-    """One validated plugin record, ready to export. Built by the host, never by a runner."""
-
-    __slots__ = (
-        "attributes",
-        "body",
-        "dropped_attributes",
-        "event_name",
-        "flags",
-        "observed_time",
-        "scope",
-        "seq",
-        "severity_number",
-        "severity_text",
-        "span_id",
-        "time",
-        "trace_id",
-        "uid",
-    )
-
-    def __init__(
-        self,
-        seq: int,
-        time: int,
-        observed_time: int,
-        severity_number: int,
-        severity_text: str,
-        body: str,
-        scope: str,
-        attributes: dict[str, Any],
-        trace_id: bytes | None,
-        span_id: bytes | None,
-        flags: int,
-        dropped_attributes: int = 0,
-        event_name: str = "",
-    ) -> None:
-        self.seq = seq
-        self.time = time
-        self.observed_time = observed_time
-        self.severity_number = severity_number
-        self.severity_text = severity_text
-        self.body = body
-        self.scope = scope
-        self.attributes = attributes
-        self.trace_id = trace_id
-        self.span_id = span_id
-        self.flags = flags
-        self.dropped_attributes = dropped_attributes
-        self.event_name = event_name
-        self.uid = ""  # log.record.uid, set by the host when it enqueues the record for export
-
-    def size_estimate(self) -> int:
-        """Bytes this record holds in memory (what the export queue's byte bound counts)."""
-        return 400 + sys.getsizeof(self.body) + _value_bytes(self.attributes)
 
 
 class ResourceInfo:
@@ -97,16 +44,6 @@ class ResourceInfo:
         self.key = tuple(sorted((k, repr(v)) for k, v in self.attributes.items()))
         self.pb = b"".join(_kv(k, v) for k, v in self.attributes.items())
         self.json = {"attributes": [_json_kv(k, v) for k, v in self.attributes.items()]}
-
-
-def _value_bytes(value: Any) -> int:
-    """Memory of an attribute value (already coerced: scalars, str, bytes, lists and maps of them)."""
-    kind = value.__class__
-    if kind is dict:
-        return sys.getsizeof(value) + sum(sys.getsizeof(k) + _value_bytes(v) for k, v in value.items())
-    if kind is list:
-        return sys.getsizeof(value) + sum(_value_bytes(v) for v in value)
-    return sys.getsizeof(value)
 
 
 # --- protobuf wire format ---------------------------------------------------------------
@@ -228,17 +165,22 @@ def exported_attributes(entry: Entry) -> Iterable[tuple[str, Any]]:
 def _log_record(entry: Entry) -> bytes:
     body = entry.body
     value = _ld(b"\x0a", body.encode("utf-8", "surrogatepass")) if body.__class__ is str else _any_value(body)
-    parts = [
-        b"\x09",
-        _pack_fixed64(entry.time),
-        _severity(entry.severity_number, entry.severity_text),
-        _ld(b"\x2a", value),
-    ]
+    severity = _SEVERITIES.get((entry.severity_number, entry.severity_text))
+    if severity is None:
+        severity = _severity(entry.severity_number, entry.severity_text)
+    parts = [b"\x09" + _pack_fixed64(entry.time) + severity + _ld(b"\x2a", value)]
     attributes = entry.attributes
-    if EVENT_NAME_ATTRIBUTE in attributes and event_name_of(entry):
-        parts.extend([_attribute(k, v) for k, v in attributes.items() if k != EVENT_NAME_ATTRIBUTE])
-    else:
-        parts.extend([_attribute(k, v) for k, v in attributes.items()])
+    event_name = event_name_of(entry) if entry.event_name or EVENT_NAME_ATTRIBUTE in attributes else ""
+    items: Iterable[tuple[str, Any]] = attributes.items()
+    if event_name and EVENT_NAME_ATTRIBUTE in attributes:
+        items = [(k, v) for k, v in items if k != EVENT_NAME_ATTRIBUTE]
+    # The pair cache's lookup inline: a call per attribute is a good part of a record's cost.
+    get = _kv_cache.get
+    try:
+        parts += [get((k, v.__class__, v)) or _attribute(k, v) for k, v in items]
+    except TypeError:  # a list or map value cannot be a cache key: each pair on its own
+        del parts[1:]
+        parts += [_attribute(k, v) for k, v in items]
     uid = entry.uid
     if uid:  # unique per record: kept out of the pair cache; the host's are all 32 characters
         parts.append(
@@ -248,18 +190,24 @@ def _log_record(entry: Entry) -> bytes:
         )
     if entry.dropped_attributes:
         parts.append(b"\x38" + _varint(entry.dropped_attributes))
-    if entry.flags:
-        parts.append(b"\x45" + _pack_fixed32(entry.flags))
-    if entry.trace_id:
-        parts.append(b"\x4a\x10" + entry.trace_id)
-    if entry.span_id:
-        parts.append(b"\x52\x08" + entry.span_id)
+    trace_id = entry.trace_id
+    span_id = entry.span_id
+    if trace_id and span_id and entry.flags:  # the usual traced record: one concatenation
+        parts.append(b"\x45" + _pack_fixed32(entry.flags) + b"\x4a\x10" + trace_id + b"\x52\x08" + span_id)
+    else:
+        if entry.flags:
+            parts.append(b"\x45" + _pack_fixed32(entry.flags))
+        if trace_id:
+            parts.append(b"\x4a\x10" + trace_id)
+        if span_id:
+            parts.append(b"\x52\x08" + span_id)
     if entry.observed_time:
         parts.append(b"\x59" + _pack_fixed64(entry.observed_time))
-    event_name = event_name_of(entry)
     if event_name:
         parts.append(_ld(b"\x62", event_name.encode("utf-8", "surrogatepass")))  # field 12
-    return _ld(b"\x12", b"".join(parts))
+    payload = b"".join(parts)
+    size = len(payload)
+    return b"\x12" + (_SMALL_VARINTS[size] if size < 16384 else _varint(size)) + payload
 
 
 def _scope(name: str) -> bytes:

@@ -9,6 +9,7 @@ in an attribute) or rejects it with a reason.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Mapping
 from typing import Annotated, Any, Final
@@ -24,7 +25,7 @@ from pydantic import (
 )
 
 from otel_plugin_logs.conventions import BRIDGE_SCOPE_NAME
-from otel_plugin_logs.export.otlp import Entry
+from otel_plugin_logs.export.model import ENTRY_OVERHEAD_BYTES, Entry, new_entry, value_memory_bytes
 from otel_plugin_logs.wire.records import (
     BODY_ORIGINAL_BYTES,
     EXCEPTION_MESSAGE,
@@ -44,12 +45,34 @@ _FUTURE_TOLERANCE_NANOS: Final = 3600 * 10**9
 _MAX_KEY_LENGTH: Final = 256
 _MAX_SCOPE_LENGTH: Final = 256
 _MAX_SEVERITY_TEXT: Final = 32
+_getsizeof: Final = sys.getsizeof
+# What sys.getsizeof says of scalars on this interpreter, measured once.
+_ASCII_STR_BYTES: Final = sys.getsizeof("")
+_SMALL_INT: Final = 2**30  # one 30-bit digit
+_SMALL_INT_BYTES: Final = sys.getsizeof(1)
+_BOOL_BYTES: Final = sys.getsizeof(True)
+_FLOAT_BYTES: Final = sys.getsizeof(0.5)
+
+
+# A dict filled by insertion alone (as the attributes are) has a size set by its length.
+def _inserted(count: int) -> dict[str, int]:
+    filled: dict[str, int] = {}
+    for n in range(count):
+        filled[str(n)] = n
+    return filled
+
+
+_DICT_BYTES: Final = tuple(sys.getsizeof(_inserted(n)) for n in range(160))
+# Far below any real count: a sum that includes it stays negative, "recount".
+_REPLACED: Final = -(2**62)
 
 
 def clean_text(value: str, max_length: int) -> str:
     """Text safe to carry on: lone surrogates (non-UTF-8 input) replaced, length capped."""
     if len(value) > max_length:
         value = value[:max_length]
+    if value.isascii():  # O(1) in CPython: most text needs no check at all
+        return value
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -92,67 +115,28 @@ def _clean_nested(value: Any, max_length: int) -> Any:
 
 def build_entry(record: Any, limits: Limits, now_ns: int | None = None) -> tuple[Entry, int, str | None]:
     """A validated wire record → (export entry, stdlib level, exception stack trace or None)."""
-    (
-        seq,
-        time_ns,
-        observed_ns,
-        sev_number,
-        sev_text,
-        body,
-        logger,
-        raw_attributes,
-        trace_id,
-        span_id,
-        flags,
-        exception,
-        levelno,
-    ) = record
+    seq, time_ns, observed_ns, sev_number, sev_text, body, logger, raw_attributes = record[:8]
+    trace_id, span_id, flags, exception, levelno = record[8:]
     now = time.time_ns() if now_ns is None else now_ns
-    attributes: dict[str, Any] = {}
-    dropped = 0
-    max_len = limits.max_attribute_length
-    budget = limits.max_attribute_count
-    for key, value in raw_attributes.items():
-        if len(attributes) >= budget:
-            dropped += 1
-            continue
-        name = key if key and len(key) <= _MAX_KEY_LENGTH else (clean_text(key, _MAX_KEY_LENGTH) or "_")
-        kind = value.__class__
-        # Most values are short ASCII strings and plain numbers: they need no cleaning.
-        if (
-            (kind is str and len(value) <= max_len and value.isascii())
-            or kind is bool
-            or (kind is int and INT64_MIN <= value <= INT64_MAX)
-            or (kind is float and math.isfinite(value))
-        ):
-            attributes[name] = value
-            continue
-        try:
-            attributes[name] = _clean_value(value, max_len)
-        except RecursionError:
-            attributes[name] = "<too deeply nested>"
+    attributes, dropped, memory = _clean_attributes(raw_attributes, limits)
     if not 0 < observed_ns <= now + _FUTURE_TOLERANCE_NANOS:
         observed_ns = now
     if not 0 < time_ns <= now + _FUTURE_TOLERANCE_NANOS:
-        if len(attributes) < budget:
-            attributes[ORIGINAL_TIME_ATTRIBUTE] = (
-                time_ns if INT64_MIN <= time_ns <= INT64_MAX else str(time_ns)
+        if len(attributes) < limits.max_attribute_count:
+            memory += _put(
+                attributes,
+                ORIGINAL_TIME_ATTRIBUTE,
+                time_ns if INT64_MIN <= time_ns <= INT64_MAX else str(time_ns),
             )
         time_ns = observed_ns
     body = clean_text(body, len(body))
     body, original = truncate_utf8(body, limits.max_body_bytes)
     if original and BODY_ORIGINAL_BYTES not in attributes:
-        attributes[BODY_ORIGINAL_BYTES] = original
+        memory += _put(attributes, BODY_ORIGINAL_BYTES, original)
     stacktrace = None
     if exception is not None:
-        kind, message, stack = exception
-        if kind:
-            attributes[EXCEPTION_TYPE] = clean_text(kind, _MAX_KEY_LENGTH)
-        if message:
-            attributes[EXCEPTION_MESSAGE] = clean_text(message, max_len)
-        if stack:
-            stacktrace = clean_text(stack, max(max_len, 64 * 1024))
-            attributes[EXCEPTION_STACKTRACE] = stacktrace
+        added, stacktrace = _add_exception(attributes, exception, limits.max_attribute_length)
+        memory += added
     level = levelno if 0 <= levelno <= 1000 else (0 if levelno < 0 else 1000)
     if sev_number == 0 and level > 0:
         sev_number = severity_number(level)
@@ -169,21 +153,107 @@ def build_entry(record: Any, limits: Limits, now_ns: int | None = None) -> tuple
     scope = clean_text(logger, _MAX_SCOPE_LENGTH)
     if scope.startswith(BRIDGE_SCOPE_NAME):  # the bridge's notices: a runner cannot speak as the bridge
         scope = "runner:" + scope
-    entry = Entry(
-        seq,
-        time_ns,
-        observed_ns,
-        sev_number,
-        text,
-        body,
-        scope,
-        attributes,
-        trace_id,
-        span_id,
-        flags & 0xFF,
-        dropped,
+    entry = new_entry(
+        seq=seq,
+        time=time_ns,
+        observed_time=observed_ns,
+        severity_number=sev_number,
+        severity_text=text,
+        body=body,
+        scope=scope,
+        attributes=attributes,
+        trace_id=trace_id,
+        span_id=span_id,
+        flags=flags & 0xFF,
+        dropped_attributes=dropped,
+        memory_bytes=_memory_bytes(body, attributes, memory),
     )
     return entry, level, stacktrace
+
+
+def _memory_bytes(body: str, attributes: dict[str, Any], summed: int) -> int:
+    """The entry's memory, given what its attributes' keys and values sum to (negative: recount)."""
+    if summed < 0:  # a key was written twice: count what is there
+        summed = value_memory_bytes(attributes)
+    else:
+        size = len(attributes)
+        summed += _DICT_BYTES[size] if size < len(_DICT_BYTES) else _getsizeof(attributes)
+    return (
+        ENTRY_OVERHEAD_BYTES + (_ASCII_STR_BYTES + len(body) if body.isascii() else _getsizeof(body)) + summed
+    )
+
+
+def _add_exception(attributes: dict[str, Any], exception: Any, max_length: int) -> tuple[int, str | None]:
+    """The exception's attributes added: (the memory they add, the stack trace or None)."""
+    kind, message, stack = exception
+    memory = 0
+    stacktrace = None
+    if kind:
+        memory += _put(attributes, EXCEPTION_TYPE, clean_text(kind, _MAX_KEY_LENGTH))
+    if message:
+        memory += _put(attributes, EXCEPTION_MESSAGE, clean_text(message, max_length))
+    if stack:
+        stacktrace = clean_text(stack, max(max_length, 64 * 1024))
+        memory += _put(attributes, EXCEPTION_STACKTRACE, stacktrace)
+    return memory, stacktrace
+
+
+def _put(attributes: dict[str, Any], key: str, value: Any) -> int:
+    """Set an attribute; the memory it adds, or a large negative count when it replaced one."""
+    replaced = key in attributes
+    attributes[key] = value
+    return _REPLACED if replaced else _getsizeof(key) + value_memory_bytes(value)
+
+
+def _clean_attributes(raw: Mapping[str, Any], limits: Limits) -> tuple[dict[str, Any], int, int]:
+    """(attributes within the limits, how many were dropped, the memory of their keys and values).
+
+    The memory is ``value_memory_bytes``'s count, summed here while each value is at hand; it
+    is negative when two keys were cleaned to one name (the caller then counts the result).
+    """
+    attributes: dict[str, Any] = {}
+    dropped = memory = 0
+    max_len = limits.max_attribute_length
+    budget = limits.max_attribute_count
+    for key, value in raw.items():
+        if len(attributes) >= budget:
+            dropped += 1
+            continue
+        name = key
+        if not key or len(key) > _MAX_KEY_LENGTH:
+            name = clean_text(key, _MAX_KEY_LENGTH) or "_"
+            if name in attributes:
+                memory = _REPLACED
+        # sys.getsizeof costs several times a len(): an ASCII str is its length plus a constant.
+        memory += _ASCII_STR_BYTES + len(name) if name.isascii() else _getsizeof(name)
+        kind = value.__class__
+        # Most values are short ASCII strings and plain numbers: they need no cleaning.
+        if kind is str:
+            if len(value) <= max_len and value.isascii():
+                attributes[name] = value
+                memory += _ASCII_STR_BYTES + len(value)
+                continue
+        elif kind is int:
+            if INT64_MIN <= value <= INT64_MAX:
+                attributes[name] = value
+                small = value and -_SMALL_INT < value < _SMALL_INT
+                memory += _SMALL_INT_BYTES if small else _getsizeof(value)
+                continue
+        elif kind is bool:
+            attributes[name] = value
+            memory += _BOOL_BYTES
+            continue
+        elif kind is float and math.isfinite(value):
+            attributes[name] = value
+            memory += _FLOAT_BYTES
+            continue
+        try:
+            cleaned = _clean_value(value, max_len)
+        except RecursionError:
+            cleaned = "<too deeply nested>"
+        attributes[name] = cleaned
+        memory += value_memory_bytes(cleaned)
+    return attributes, dropped, memory
 
 
 def _level_text(levelno: int) -> str:

@@ -183,6 +183,31 @@ def safe_logger_suffix(name: str) -> str:
     return ".".join(cleaned)[:200]
 
 
+def would_be_handled(logger: logging.Logger, levelno: int) -> bool:
+    """Whether ``logger.handle`` of a record at ``levelno`` would reach a handler, as
+    ``Logger.callHandlers`` decides: a handler on the way up whose level lets it through, or, with
+    no handler at all, ``logging.lastResort``. True whenever it cannot tell without the record
+    (a filter on the logger may count what it sees; the one-time "no handlers" warning)."""
+    if logger.disabled:
+        return False
+    if logger.filters:
+        return True
+    found = False
+    current: logging.Logger | None = logger
+    while current is not None:
+        for handler in current.handlers:
+            if levelno >= handler.level:
+                return True
+            found = True
+        current = current.parent if current.propagate else None
+    if found:
+        return False
+    last_resort = logging.lastResort
+    if last_resort is None:
+        return bool(logging.raiseExceptions)
+    return levelno >= last_resort.level
+
+
 class Replayer:
     """Replays the records of one plugin. Owned by the bridge; used under its lock."""
 
@@ -222,9 +247,10 @@ class Replayer:
         stacktrace: str | None,
         otel: Mapping[str, Any],
     ) -> bool:
-        """Hand the record to the host's logging; False when no logger level lets it through."""
+        """Hand the record to the host's logging; False when no logger level lets it through, or
+        when no handler would take it (then no ``LogRecord`` is built at all)."""
         logger = self.logger_for(entry.scope)
-        if not logger.isEnabledFor(levelno):
+        if not logger.isEnabledFor(levelno) or not would_be_handled(logger, levelno):
             return False
         record = self.make_record(logger.name, entry, levelno, stacktrace, otel)
         logger.handle(record)

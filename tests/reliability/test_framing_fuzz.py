@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import struct
+import sys
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,12 @@ from hypothesis import strategies as st
 from reliability_support import RawRunner, describe, settled, wire_record
 
 from otel_plugin_logs import HostLogBridge
+from otel_plugin_logs.export.model import measured_memory_bytes
 from otel_plugin_logs.export.otlp import ResourceInfo, encode_json_line, encode_request
 from otel_plugin_logs.host.entries import Limits, build_entry
 from otel_plugin_logs.host.replay import Replayer
 from otel_plugin_logs.wire.framing import FrameDecoder, ProtocolError, decode_message, encode_message
-from otel_plugin_logs.wire.validate import validate_records
+from otel_plugin_logs.wire.validate import validate_records, validated_records
 
 MAX_FRAME = 64 * 1024
 PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -184,6 +186,27 @@ def test_any_decoded_records_validate_build_replay_and_encode_without_raising(ra
 
 
 _OTEL = {"plugin": "fuzz", "plugin_version": None, "runner_pid": 1, "resource": {}}
+
+
+@PROPERTY
+@given(st.lists(plausible_records | record_fields | values, max_size=6))
+def test_the_strict_record_check_agrees_with_pydantic(raw: list[Any]) -> None:
+    """The hand-written per-record check gives exactly pydantic's records and reasons, for any decoded input."""
+    raw = msgpack.unpackb(msgpack.packb(raw, use_bin_type=True), raw=False, strict_map_key=False)
+    assert validate_records(raw) == validated_records(raw)
+
+
+@PROPERTY
+@given(st.lists(plausible_records, min_size=1, max_size=6))
+def test_the_memory_build_entry_counts_is_the_measured_memory(raw: list[Any]) -> None:
+    """The memory build_entry sums as it cleans (and the uid the host adds) equals a full walk of the entry."""
+    raw = msgpack.unpackb(msgpack.packb(raw, use_bin_type=True), raw=False, strict_map_key=False)
+    for record in validate_records(raw)[0]:
+        entry = build_entry(record, Limits(65536, 4096, 8))[0]
+        measured = measured_memory_bytes(entry.body, entry.attributes)
+        assert entry.size_estimate() == measured
+        entry.uid = f"{'ab' * 8}{entry.seq:016x}"
+        assert entry.size_estimate() == measured + sys.getsizeof(entry.uid)
 
 
 def test_four_gigabyte_length_prefix_is_refused_before_allocating_and_counted(

@@ -1,0 +1,264 @@
+"""The console's text of a record: time, level, plugin, logger, message, key attributes, trace.
+
+Colour only when asked (on a terminal, never with ``NO_COLOR``); every field a plugin controls
+goes through ``escape_controls``, so a record cannot move the cursor or clear the screen, and
+its further lines (a multi-line message, a stack trace) start with the gutter: they cannot pass
+for records. A replayed record's level, plugin and logger columns and its attribute texts are
+kept once made: most records repeat them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any, Final
+
+from otel_plugin_logs.cli.terminal import ASCII_SYMBOLS, UNICODE_SYMBOLS
+from otel_plugin_logs.host.replay import REPLAY_ATTRIBUTE, ReplayedRecord, escape_controls, escape_multiline
+from otel_plugin_logs.wire.records import EXCEPTION_STACKTRACE
+
+_HIDDEN_PREFIXES: Final = ("code.", "thread.", "exception.", "otel_plugin_logs.", "log.")
+_OWN_PREFIX: Final = "otel_plugin_logs."
+_LEVEL_COLOURS: Final = {
+    "DEBUG": "\x1b[2m",
+    "INFO": "\x1b[32m",
+    "WARNING": "\x1b[33m",
+    "ERROR": "\x1b[31m",
+    "CRITICAL": "\x1b[1;41;97m",
+}
+_PLUGIN_COLOURS: Final = (
+    "\x1b[36m",
+    "\x1b[35m",
+    "\x1b[34m",
+    "\x1b[96m",
+    "\x1b[95m",
+    "\x1b[94m",
+    "\x1b[92m",
+    "\x1b[93m",
+)
+_DIM: Final = "\x1b[2m"
+_BOLD: Final = "\x1b[1m"
+_RESET: Final = "\x1b[0m"
+_SHORT_LEVELS: Final = {"WARNING": "WARN", "CRITICAL": "CRIT"}
+_MAX_VALUE_CHARS: Final = 40
+_MAX_CACHED: Final = 4096
+
+
+def _fit(text: str, width: int, ellipsis: str = "…") -> str:
+    """Pad or cut to exactly ``width`` characters, marking a cut with an ellipsis."""
+    if len(text) > width:
+        return text[: max(0, width - len(ellipsis))] + ellipsis
+    return f"{text:<{width}}"
+
+
+class PluginConsoleFormatter(logging.Formatter):
+    """time, level, plugin, logger, message, key attributes, trace id prefix — aligned.
+
+    ``max_stack_lines`` keeps the last lines of a stack trace (its innermost frames and the
+    exception itself); None shows all of it.
+    """
+
+    def __init__(
+        self,
+        *,
+        colour: bool = False,
+        max_attributes: int = 6,
+        plugin_width: int = 10,
+        logger_width: int = 18,
+        max_stack_lines: int | None = None,
+        ascii_only: bool = False,
+    ) -> None:
+        super().__init__()
+        self.colour = colour
+        self.max_attributes = max_attributes
+        self.plugin_width = plugin_width
+        self.logger_width = logger_width
+        self.max_stack_lines = max_stack_lines
+        self.symbols = ASCII_SYMBOLS if ascii_only else UNICODE_SYMBOLS
+        self._plugin_colours: dict[str, str] = {}
+        self._clock_second = -1
+        self._clock_text = ""
+        # Replayed records repeat their level, plugin, logger and most attributes: their text is kept.
+        self._columns: dict[tuple[str, str, str], str] = {}
+        self._hidden: dict[str, bool] = {}
+        self._pairs: dict[tuple[str, type, Any], str] = {}
+
+    def format(self, record: logging.LogRecord) -> str:
+        info = getattr(record, REPLAY_ATTRIBUTE, None)
+        if isinstance(info, ReplayedRecord):
+            # The stack as sent: exc_text is indented for plain handlers; here the gutter does that.
+            raw_stack = info.attributes.get(EXCEPTION_STACKTRACE)
+            body = info.body
+            if body.isprintable():  # one line with nothing to escape: the common record, fast
+                stack = raw_stack if isinstance(raw_stack, str) else record.exc_text
+                return self._format_line(record.created, record.levelname, info, stack)
+            return self.format_fields(
+                record.created,
+                record.levelname,
+                info.plugin,
+                info.logger_name,
+                info.body,
+                info.attributes,
+                info.trace_id or "",
+                raw_stack if isinstance(raw_stack, str) else record.exc_text,
+            )
+        stack = self.formatException(record.exc_info) if record.exc_info else None
+        logger = record.name.removeprefix(_OWN_PREFIX)
+        return self.format_fields(
+            record.created, record.levelname, "host", logger, record.getMessage(), {}, "", stack
+        )
+
+    def format_fields(
+        self,
+        created: float,
+        level_name: str,
+        source: str,
+        logger_name: str,
+        message: str,
+        attributes: Mapping[str, Any],
+        trace_id: str,
+        stack: str | None,
+    ) -> str:
+        """The console's text of one record given as fields (``logs`` has no LogRecord to give)."""
+        second = int(created)
+        if second != self._clock_second:  # strftime is a good part of the cost of a line
+            self._clock_second, self._clock_text = second, time.strftime("%H:%M:%S", time.localtime(second))
+        clock = f"{self._clock_text}.{int((created - second) * 1000):03d}"
+        level = escape_controls(level_name)
+        level = _SHORT_LEVELS.get(level, level)[:5]
+        logger = escape_controls(logger_name) or "root"
+        extras = self._attributes(attributes)
+        first, *more = message.rstrip("\r\n").split("\n") or [""]
+        ellipsis = self.symbols.ellipsis
+        parts = [
+            self._paint(_DIM, clock),
+            self._paint(_LEVEL_COLOURS.get(level_name, ""), f"{level:<5}"),
+            self._paint(self._plugin_colour(source), _fit(source, self.plugin_width, ellipsis)),
+            self._paint(_DIM, _fit(logger, self.logger_width, ellipsis)),
+            escape_controls(first.removesuffix("\r")),
+        ]
+        if extras:
+            parts.append(self._paint(_DIM, extras))
+        if trace_id:
+            parts.append(self._paint(_DIM, f"trace={trace_id[:8]}"))
+        return " ".join(parts) + self._continued(more) + self._stack(stack)
+
+    def _format_line(self, created: float, level_name: str, info: ReplayedRecord, stack: str | None) -> str:
+        """``format_fields``' text for a printable one-line body, from cached columns."""
+        second = int(created)
+        if second != self._clock_second:
+            self._clock_second, self._clock_text = second, time.strftime("%H:%M:%S", time.localtime(second))
+        clock = f"{self._clock_text}.{int((created - second) * 1000):03d}"
+        key = (level_name, info.plugin, info.logger_name)
+        columns = self._columns.get(key)
+        if columns is None:
+            columns = self._columns_for(*key)
+        parts = [self._paint(_DIM, clock), columns, info.body]
+        extras = self._shown_attributes(info.attributes)
+        if extras:
+            parts.append(self._paint(_DIM, extras))
+        trace_id = info.trace_id
+        if trace_id:
+            parts.append(self._paint(_DIM, f"trace={trace_id[:8]}"))
+        line = " ".join(parts)
+        return line + self._stack(stack) if stack else line
+
+    def _columns_for(self, level_name: str, source: str, logger_name: str) -> str:
+        """The level, plugin and logger columns of a record, as ``format_fields`` writes them."""
+        level = escape_controls(level_name)
+        level = _SHORT_LEVELS.get(level, level)[:5]
+        logger = escape_controls(logger_name) or "root"
+        ellipsis = self.symbols.ellipsis
+        columns = " ".join(
+            [
+                self._paint(_LEVEL_COLOURS.get(level_name, ""), f"{level:<5}"),
+                self._paint(self._plugin_colour(source), _fit(source, self.plugin_width, ellipsis)),
+                self._paint(_DIM, _fit(logger, self.logger_width, ellipsis)),
+            ]
+        )
+        if len(self._columns) < _MAX_CACHED:
+            self._columns[(level_name, source, logger_name)] = columns
+        return columns
+
+    def _shown_attributes(self, attributes: Mapping[str, Any]) -> str:
+        """``_attributes``' text, with each key's visibility and each scalar pair's text cached."""
+        hidden = self._hidden
+        pairs = self._pairs
+        shown = []
+        for key, value in attributes.items():
+            is_hidden = hidden.get(key)
+            if is_hidden is None:
+                is_hidden = key.startswith(_HIDDEN_PREFIXES)
+                if len(hidden) < _MAX_CACHED:
+                    hidden[key] = is_hidden
+            if is_hidden:
+                continue
+            kind = value.__class__
+            if kind is str or kind is int or kind is float or kind is bool:
+                pair_key = (key, kind, value)  # the class too: True, 1 and 1.0 are one dict key
+                text = pairs.get(pair_key)
+                if text is None:
+                    text = self._pair_text(key, value)
+                    if len(pairs) >= _MAX_CACHED:
+                        pairs.clear()
+                    pairs[pair_key] = text
+            else:
+                text = self._pair_text(key, value)
+            shown.append(text)
+            if len(shown) >= self.max_attributes:
+                break
+        return " ".join(shown)
+
+    def _pair_text(self, key: str, value: Any) -> str:
+        text = escape_controls(str(value))
+        if len(text) > _MAX_VALUE_CHARS:
+            text = text[: _MAX_VALUE_CHARS - 1] + self.symbols.ellipsis
+        return f"{escape_controls(key)}={text}"
+
+    def format_note(self, text: str) -> str:
+        """A line of the console's own (sampling notes), dim and marked as such."""
+        clock = time.strftime("%H:%M:%S") + f".{int(time.time() * 1000) % 1000:03d}"
+        return self._paint(_DIM, f"{clock} {self.symbols.ellipsis:<5} {escape_controls(text)}")
+
+    def _continued(self, lines: list[str]) -> str:
+        """A multi-line message's further lines, under the gutter: one record, never lines of its own."""
+        gutter = self._paint(_DIM, self.symbols.gutter)
+        return "".join(f"\n{gutter}{escape_controls(text.removesuffix(chr(13)))}" for text in lines)
+
+    def _stack(self, stack: str | None) -> str:
+        if not stack:
+            return ""
+        lines = stack.rstrip("\n").split("\n")
+        gutter = self._paint(_DIM, self.symbols.gutter)
+        shown = []
+        if self.max_stack_lines is not None and len(lines) > self.max_stack_lines:
+            hidden = len(lines) - self.max_stack_lines
+            lines = lines[hidden:]
+            note = f"{self.symbols.ellipsis} {hidden} earlier lines"
+            shown.append(f"\n{gutter}{self._paint(_DIM, note)}")
+        # Every continuation line starts with the gutter, so a stack trace cannot pass for records.
+        shown.extend(f"\n{gutter}{escape_multiline(text)}" for text in lines)
+        return "".join(shown)
+
+    def _attributes(self, attributes: Mapping[str, Any]) -> str:
+        shown = []
+        for key, value in attributes.items():
+            if key.startswith(_HIDDEN_PREFIXES):
+                continue
+            shown.append(self._pair_text(key, value))
+            if len(shown) >= self.max_attributes:
+                break
+        return " ".join(shown)
+
+    def _plugin_colour(self, name: str) -> str:
+        if name == "host":
+            return _BOLD
+        colour = self._plugin_colours.get(name)
+        if colour is None:
+            colour = _PLUGIN_COLOURS[len(self._plugin_colours) % len(_PLUGIN_COLOURS)]
+            self._plugin_colours[name] = colour
+        return colour
+
+    def _paint(self, colour: str, text: str) -> str:
+        return f"{colour}{text}{_RESET}" if self.colour and colour else text

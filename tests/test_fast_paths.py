@@ -1,0 +1,161 @@
+"""The host's fast paths change costs, not results: lazy replay hands logging the same records, the
+batch cutter's sizes still bound the real encoding."""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from collections.abc import Iterator
+
+import pytest
+from helpers import CaptureHandler
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from otel_plugin_logs.export.batching import encoded_bytes, fit_record, resource_bytes
+from otel_plugin_logs.export.model import new_entry
+from otel_plugin_logs.export.otlp import ResourceInfo, encode_request
+from otel_plugin_logs.host.replay import Replayer
+
+OTEL = {"plugin": "lazy", "plugin_version": None, "runner_pid": 7, "resource": {}}
+
+
+def _replay(replayer: Replayer, level: int, logger: str = "app") -> bool:
+    now = time.time_ns()
+    entry = new_entry(
+        seq=1,
+        time=now,
+        observed_time=now,
+        severity_number=9,
+        severity_text=logging.getLevelName(level),
+        body="hello",
+        scope=logger,
+        attributes={},
+        trace_id=None,
+        span_id=None,
+        flags=0,
+    )
+    return replayer.replay(entry, level, None, OTEL)
+
+
+@pytest.fixture
+def last_resort() -> Iterator[io.StringIO]:
+    """logging.lastResort writing to a buffer, restored afterwards."""
+    saved = logging.lastResort
+    stream = io.StringIO()
+    logging.lastResort = logging.StreamHandler(stream)
+    logging.lastResort.setLevel(logging.WARNING)
+    try:
+        yield stream
+    finally:
+        logging.lastResort = saved
+
+
+def test_a_record_no_handler_would_take_is_not_replayed() -> None:
+    """Handlers on the way up all above the record's level: replay says no, and no handler sees anything."""
+    capture = CaptureHandler()
+    capture.setLevel(logging.WARNING)
+    base = logging.getLogger("lazyA")
+    base.handlers[:] = [capture]
+    base.propagate = False
+    base.setLevel(logging.DEBUG)
+    replayer = Replayer("lazyA", "p")
+    assert _replay(replayer, logging.INFO) is False
+    assert _replay(replayer, logging.ERROR) is True
+    assert [r.levelno for r in capture.records] == [logging.ERROR]
+
+
+def test_a_handler_above_the_plugins_loggers_still_gets_its_records() -> None:
+    """A handler on the root logger takes records of the plugin's loggers, which propagate to it."""
+    capture = CaptureHandler()
+    logging.getLogger().addHandler(capture)
+    logging.getLogger("lazyB").setLevel(logging.DEBUG)
+    replayer = Replayer("lazyB", "p")
+    assert _replay(replayer, logging.DEBUG, logger="deep.er") is True
+    assert [r.name for r in capture.records] == ["lazyB.p.deep.er"]
+
+
+def test_without_any_handler_last_resort_still_shows_warnings(last_resort: io.StringIO) -> None:
+    """No handler on the chain: logging's last resort takes WARNING and above, as it would without the fast path."""
+    base = logging.getLogger("lazyC")
+    base.propagate = False
+    base.setLevel(logging.DEBUG)
+    replayer = Replayer("lazyC", "p")
+    assert _replay(replayer, logging.INFO) is False
+    assert _replay(replayer, logging.WARNING) is True
+    assert last_resort.getvalue() == "hello\n"
+
+
+def test_a_filter_on_the_logger_still_sees_every_record() -> None:
+    """A filter on the target logger may count what it sees: records are built for it even with no handler."""
+    seen: list[int] = []
+    base = logging.getLogger("lazyD")
+    base.propagate = False
+    base.setLevel(logging.DEBUG)
+    replayer = Replayer("lazyD", "p")
+    replayer.base.addFilter(lambda record: seen.append(record.levelno) or False)
+    assert _replay(replayer, logging.INFO, logger="") is True
+    assert seen == [logging.INFO]
+
+
+_values = st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats() | st.text(max_size=40)
+_values |= (
+    st.binary(max_size=20)
+    | st.lists(_values, max_size=3)
+    | st.dictionaries(st.text(max_size=5), _values, max_size=3)
+)
+RESOURCE = ResourceInfo({"service.name": "bound", "plugin.name": "bound"})
+
+
+@example(body="0" * 6 + "\U00010000" * 30, attributes={}, scope="0", traced=True)
+@settings(max_examples=200, deadline=None)
+@given(
+    body=st.text(max_size=200),
+    attributes=st.dictionaries(st.text(min_size=1, max_size=20), _values, max_size=8),
+    scope=st.text(max_size=20),
+    traced=st.booleans(),
+)
+def test_encoded_bytes_bounds_the_real_encoding(
+    body: str, attributes: dict, scope: str, traced: bool
+) -> None:
+    """The batch cutter's per-record size is never below what encode_request really writes for the record."""
+    now = time.time_ns()
+    entry = new_entry(
+        seq=3,
+        time=now,
+        observed_time=now,
+        severity_number=9,
+        severity_text="INFO",
+        body=body,
+        scope=scope,
+        attributes=attributes,
+        trace_id=b"\x01" * 16 if traced else None,
+        span_id=b"\x02" * 8 if traced else None,
+        flags=1 if traced else 0,
+    )
+    entry.uid = "0123456789abcdef0123456789abcdef"
+    assert encoded_bytes(entry) + resource_bytes(RESOURCE) >= len(encode_request([(RESOURCE, entry)]))
+
+
+def test_a_record_cut_to_fit_keeps_its_uid_and_event_name() -> None:
+    """fit_record's smaller copy is the same record: same log.record.uid and event name."""
+    now = time.time_ns()
+    entry = new_entry(
+        seq=4,
+        time=now,
+        observed_time=now,
+        severity_number=9,
+        severity_text="INFO",
+        body="x" * 100_000,
+        scope="big",
+        attributes={"k": "v" * 50_000},
+        trace_id=None,
+        span_id=None,
+        flags=0,
+        event_name="big.record",
+    )
+    entry.uid = "0123456789abcdef0123456789abcdef"
+    cut = fit_record(entry, 4096)
+    assert encoded_bytes(cut) <= 4096
+    assert (cut.uid, cut.event_name) == (entry.uid, entry.event_name)
