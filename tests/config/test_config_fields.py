@@ -91,6 +91,6 @@ def test_the_runner_settings_load_neither_typing_nor_dataclasses() -> None:
         "print(sorted({'typing', 'dataclasses', 'inspect', 'msgpack', 'tempfile', 'urllib.parse'} & set(sys.modules)))"
     )
     result = subprocess.run(
-        [PYTHON, "-I", "-c", code], capture_output=True, text=True, timeout=60, check=True
+        [PYTHON, "-I", "-B", "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == "[]"
