@@ -101,7 +101,8 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     import msgpack
     from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 
-    from otel_plugin_logs.config.settings import HostConfig, resolve
+    from otel_plugin_logs.config.fields import resolve
+    from otel_plugin_logs.config.host import HostConfig
     from otel_plugin_logs.export.items import Item
     from otel_plugin_logs.export.otlp import encode_request
     from otel_plugin_logs.export.sdk_records import SdkRecordBuilder

@@ -27,7 +27,8 @@ def _discard_logger(name: str, handler: logging.Handler | None) -> None:
 
 def stages(count: int) -> dict[str, Callable[[], Any]]:
     from otel_plugin_logs.cli.console import PluginConsoleFormatter, PluginConsoleHandler
-    from otel_plugin_logs.config.settings import HostConfig, resolve
+    from otel_plugin_logs.config.fields import resolve
+    from otel_plugin_logs.config.host import HostConfig
     from otel_plugin_logs.export.batching import encoded_bytes
     from otel_plugin_logs.export.otlp import encode_request
     from otel_plugin_logs.host.entries import Limits, build_entry

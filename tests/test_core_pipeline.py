@@ -13,7 +13,7 @@ import pytest
 from helpers import PYTHON, CaptureHandler, MemorySink, wait_until, write_plugin
 
 from otel_plugin_logs import HostLogBridge, ProtocolError
-from otel_plugin_logs.config.settings import ENV_AUTO_INSTALL, ENV_SOCKET, ENV_TOKEN
+from otel_plugin_logs.config.runner import ENV_AUTO_INSTALL, ENV_SOCKET, ENV_TOKEN
 
 MIXED = """
 import logging, sys

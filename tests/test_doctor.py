@@ -9,7 +9,9 @@ from helpers import Collector, parse_rotel_logs, wait_until
 
 from benchmarks._common import free_port
 from otel_plugin_logs.cli.main import main
-from otel_plugin_logs.config.settings import HostConfig, RunnerConfig, describe
+from otel_plugin_logs.config.describe import describe
+from otel_plugin_logs.config.host import HostConfig
+from otel_plugin_logs.config.runner import RunnerConfig
 
 
 def doctor(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:

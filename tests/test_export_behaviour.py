@@ -15,7 +15,8 @@ import pytest
 from helpers import PYTHON, CaptureHandler, wait_until, write_plugin
 
 from otel_plugin_logs import ConfigError, HostLogBridge, ReplayedRecordFilter
-from otel_plugin_logs.config.settings import HostConfig, resolve
+from otel_plugin_logs.config.fields import resolve
+from otel_plugin_logs.config.host import HostConfig
 from otel_plugin_logs.export.settings import resolve_export
 from otel_plugin_logs.export.sinks import Outcome
 from otel_plugin_logs.testing import MemorySink

@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from otel_plugin_logs.cli.terminal import ASCII_SYMBOLS, UNICODE_SYMBOLS
-from otel_plugin_logs.host.replay import REPLAY_ATTRIBUTE, ReplayedRecord, escape_controls, escape_multiline
+from otel_plugin_logs.config.text import escape_controls, escape_multiline
+from otel_plugin_logs.host.replay import REPLAY_ATTRIBUTE, ReplayedRecord
 from otel_plugin_logs.wire.records import EXCEPTION_STACKTRACE
 
 _HIDDEN_PREFIXES: Final = ("code.", "thread.", "exception.", "otel_plugin_logs.", "log.")

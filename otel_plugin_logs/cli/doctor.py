@@ -17,7 +17,11 @@ from typing import IO, Any, Final
 from otel_plugin_logs.cli.doctor_checks import Check, file_check, fixes_for, probe, runtime_dir_check
 from otel_plugin_logs.cli.options import add_destination_options, positive_float
 from otel_plugin_logs.cli.terminal import Symbols, safe_output, symbols_for
-from otel_plugin_logs.config.settings import ConfigError, HostConfig, RunnerConfig, describe, resolve
+from otel_plugin_logs.config.describe import describe
+from otel_plugin_logs.config.errors import ConfigError
+from otel_plugin_logs.config.fields import resolve
+from otel_plugin_logs.config.host import HostConfig
+from otel_plugin_logs.config.runner import RunnerConfig
 from otel_plugin_logs.conventions import DEFAULT_HOST_SERVICE_NAME
 from otel_plugin_logs.export.settings import ExportSettings, resolve_export
 

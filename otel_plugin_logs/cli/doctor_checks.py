@@ -7,7 +7,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from otel_plugin_logs.config.settings import HostConfig
+from otel_plugin_logs.config.host import HostConfig
 from otel_plugin_logs.export.settings import ExportSettings
 
 

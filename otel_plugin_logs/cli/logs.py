@@ -214,7 +214,8 @@ def _level_order(name: str) -> int:
 
 
 def default_sink_path() -> str:
-    from otel_plugin_logs.config.settings import HostConfig, resolve
+    from otel_plugin_logs.config.fields import resolve
+    from otel_plugin_logs.config.host import HostConfig
 
     config, _ = resolve(HostConfig)
     return os.path.join(config.file_dir, SINK_FILE_NAME)

@@ -6,7 +6,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from otel_plugin_logs.config.settings import ConfigError, HostConfig, RunnerConfig
+from otel_plugin_logs.config.errors import ConfigError
+from otel_plugin_logs.config.host import HostConfig
+from otel_plugin_logs.config.runner import RunnerConfig
 
 
 def _parser() -> argparse.ArgumentParser:

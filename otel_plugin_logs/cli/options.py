@@ -8,7 +8,9 @@ import textwrap
 from collections.abc import Sequence
 from typing import Any, Final
 
-from otel_plugin_logs.config.settings import HostConfig, RunnerConfig, describe
+from otel_plugin_logs.config.describe import describe
+from otel_plugin_logs.config.host import HostConfig
+from otel_plugin_logs.config.runner import RunnerConfig
 from otel_plugin_logs.export.settings import PROTOCOLS
 
 _STANDARD_ENV: Final = """\

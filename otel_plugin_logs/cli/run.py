@@ -18,7 +18,7 @@ from otel_plugin_logs.cli.options import (
     add_level_option,
     console_level,
 )
-from otel_plugin_logs.config.settings import ConfigError
+from otel_plugin_logs.config.errors import ConfigError
 from otel_plugin_logs.conventions import PLUGIN_NAME_RULE, check_plugin_name
 
 if TYPE_CHECKING:

@@ -6,7 +6,7 @@ import contextlib
 import os
 from collections.abc import Sequence
 
-from otel_plugin_logs.config.settings import ConfigError
+from otel_plugin_logs.config.errors import ConfigError
 from otel_plugin_logs.export.items import Item, resource_entry_pairs
 from otel_plugin_logs.export.otlp import encode_json_line
 from otel_plugin_logs.export.sinks import Outcome

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from otel_plugin_logs.config.settings import HostConfig
+from otel_plugin_logs.config.host import HostConfig
 from otel_plugin_logs.export.batching import encoded_bytes, fit_record, refused_as_too_large, resource_bytes
 from otel_plugin_logs.export.items import Item
 from otel_plugin_logs.export.otlp import ResourceInfo

@@ -12,8 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
+from otel_plugin_logs.config.checks import check_endpoint
+from otel_plugin_logs.config.errors import ConfigError
+from otel_plugin_logs.config.fields import parse_bool
+from otel_plugin_logs.config.host import HostConfig
 from otel_plugin_logs.config.resource import ENV_RESOURCE_ATTRIBUTES, parse_resource_attributes
-from otel_plugin_logs.config.settings import ConfigError, HostConfig, check_endpoint, parse_bool
 from otel_plugin_logs.conventions import DEFAULT_OTLP_GRPC_ENDPOINT
 from otel_plugin_logs.export.file_sink import FileSink
 from otel_plugin_logs.export.otlp_sinks import OtlpGrpcSink, OtlpHttpSink

@@ -7,13 +7,13 @@ token is checked in constant time, the peer's uid and pid come from the kernel
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import secrets
 from dataclasses import dataclass
 
 from otel_plugin_logs.host.streams import Registration
+from otel_plugin_logs.wire.exit_counter import token_digest
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,10 +31,6 @@ class Refusal:
 def issue_token() -> IssuedToken:
     token = secrets.token_urlsafe(32)
     return IssuedToken(token, token_digest(token))
-
-
-def token_digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def check_peer_uid(peer_uid: int | None) -> Refusal | None:

@@ -24,18 +24,12 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
-from otel_plugin_logs.config.settings import (
-    ENV_PLUGIN_NAME,
-    ENV_SOCKET,
-    ENV_TOKEN,
-    PREFIX,
-    ConfigError,
-    HostConfig,
-    Resolved,
-    RunnerConfig,
-    check_runtime_dir,
-    resolve,
-)
+from otel_plugin_logs.config.checks import check_runtime_dir
+from otel_plugin_logs.config.errors import ConfigError
+from otel_plugin_logs.config.fields import PREFIX, Resolved, resolve
+from otel_plugin_logs.config.host import HostConfig
+from otel_plugin_logs.config.runner import ENV_PLUGIN_NAME, ENV_SOCKET, ENV_TOKEN, RunnerConfig
+from otel_plugin_logs.config.text import escape_controls
 from otel_plugin_logs.conventions import check_plugin_name
 from otel_plugin_logs.export.file_sink import check_file_dir
 from otel_plugin_logs.export.settings import ExportSettings, resolve_export
@@ -45,11 +39,11 @@ from otel_plugin_logs.host.engine import HostEngine, make_parts
 from otel_plugin_logs.host.guards import guard_otel_handlers
 from otel_plugin_logs.host.legacy import LegacyBatchResult, LegacyIngest
 from otel_plugin_logs.host.process import PluginProcess
-from otel_plugin_logs.host.replay import escape_controls
 from otel_plugin_logs.host.reports import ReportHook, bridge_stats
 from otel_plugin_logs.host.stats import BridgeStats
 from otel_plugin_logs.host.streams import Registration
 from otel_plugin_logs.host.supervisor import SpawnHooks, SpawnRequest, child_env
+from otel_plugin_logs.wire.exit_counter import token_digest
 from otel_plugin_logs.wire.framing import ProtocolError, decode_message
 from otel_plugin_logs.wire.messages import BATCH, BYE
 from otel_plugin_logs.wire.validate import BatchHeader, first_error
@@ -250,7 +244,7 @@ class HostLogBridge:
         ``gap``, and nothing of it is kept once its records are settled. Returns False for a
         token the bridge does not know (or already released).
         """
-        digest = auth.token_digest(token)
+        digest = token_digest(token)
         with self._lock:
             released = self._ledger.release(digest)
         if released:
@@ -306,7 +300,7 @@ class HostLogBridge:
             self._parts.drain.settle_process,
             self.config.connect_timeout_millis / 1000.0 if auto_install else None,
         )
-        digest = auth.token_digest(runner_env[ENV_TOKEN])
+        digest = token_digest(runner_env[ENV_TOKEN])
         return self._parts.supervisor.spawn(request, digest, version, hooks)
 
     # --- the host's own RPC ----------------------------------------------------------------------

@@ -16,7 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from otel_plugin_logs.config.settings import ConfigError, HostConfig
+from otel_plugin_logs.config.errors import ConfigError
+from otel_plugin_logs.config.host import HostConfig
 from otel_plugin_logs.export.pipeline import ExportPipeline
 from otel_plugin_logs.export.settings import ExportSettings, attribute_limits, build_sink
 from otel_plugin_logs.export.sinks import NullSink, Sink

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from otel_plugin_logs.config.settings import HostConfig
+from otel_plugin_logs.config.host import HostConfig
 from otel_plugin_logs.export.items import Item
 from otel_plugin_logs.export.otlp import Entry, ResourceInfo
 from otel_plugin_logs.export.pipeline import DROP_EXPORT_QUEUE_FULL, ExportPipeline

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from otel_plugin_logs.config.settings import HostConfig
+from otel_plugin_logs.config.host import HostConfig
 from otel_plugin_logs.export.otlp import ResourceInfo
 from otel_plugin_logs.host.streams import (
     DROP_GAP,

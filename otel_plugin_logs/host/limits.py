@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
-from otel_plugin_logs.config.settings import HostConfig
+from otel_plugin_logs.config.host import HostConfig
 from otel_plugin_logs.wire.framing import HEADER_BYTES, ProtocolError
 
 # A hello is a few hundred bytes; before it, a connection may not announce anything bigger.

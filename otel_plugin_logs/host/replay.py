@@ -15,6 +15,7 @@ import os
 from collections.abc import Mapping
 from typing import Any, Final
 
+from otel_plugin_logs.config.text import escape_controls, escape_multiline
 from otel_plugin_logs.export.otlp import Entry
 from otel_plugin_logs.wire.records import (
     CODE_FILE_PATH,
@@ -27,31 +28,6 @@ from otel_plugin_logs.wire.records import (
 REPLAY_ATTRIBUTE: Final = "otel"
 _START_TIME: Final[float] = logging._startTime  # type: ignore[attr-defined]
 MAX_LOGGERS_PER_PLUGIN: Final = 512
-
-# C0 and C1 controls, DEL, line/paragraph separators and bidirectional overrides (which can
-# make a log line read differently from what it contains).
-_ESCAPES: Final = {
-    **{code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F, *range(0x80, 0xA0))},
-    0x0A: "\\n",
-    0x0D: "\\r",
-    0x09: "\\t",
-    **{code: f"\\u{code:04x}" for code in (0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A))},
-}
-_ESCAPES_MULTILINE: Final = {code: text for code, text in _ESCAPES.items() if code != 0x0A}
-
-
-def escape_controls(text: str) -> str:
-    """Show control characters instead of executing them; the result is one line."""
-    if text.isprintable():
-        return text
-    return text.translate(_ESCAPES)
-
-
-def escape_multiline(text: str) -> str:
-    """Like ``escape_controls`` but keeps newlines (for stack traces)."""
-    if text.isprintable():
-        return text
-    return text.translate(_ESCAPES_MULTILINE)
 
 
 # Lines a stdlib traceback starts at the margin that cannot pass for a record's first line.

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from otel_plugin_logs.config.settings import HostConfig
+from otel_plugin_logs.config.host import HostConfig
 from otel_plugin_logs.conventions import (
     BRIDGE_COUNT_ATTRIBUTE,
     BRIDGE_EVENT_ATTRIBUTE,

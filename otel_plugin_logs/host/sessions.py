@@ -11,7 +11,8 @@ import logging
 import threading
 from collections import Counter
 
-from otel_plugin_logs.config.settings import HostConfig
+from otel_plugin_logs.config.host import HostConfig
+from otel_plugin_logs.config.text import escape_controls
 from otel_plugin_logs.host import auth
 from otel_plugin_logs.host.connection import (
     BatchReceived,
@@ -24,10 +25,10 @@ from otel_plugin_logs.host.ingest import IngestWorker, Job
 from otel_plugin_logs.host.intake import Intake, ResourceMaker
 from otel_plugin_logs.host.ledger import Ledger
 from otel_plugin_logs.host.limits import ACCEPT_ERROR, Frame
-from otel_plugin_logs.host.replay import escape_controls
 from otel_plugin_logs.host.reports import Reporter
 from otel_plugin_logs.host.server import ConnectionServer, SocketDriver
 from otel_plugin_logs.host.streams import StreamKey
+from otel_plugin_logs.wire.exit_counter import token_digest
 
 _log = logging.getLogger("otel_plugin_logs.bridge")
 
@@ -68,7 +69,7 @@ class Sessions:
         if refusal is not None:
             self.reject(driver, refusal.reason, refusal.detail)
             return
-        digest = auth.token_digest(hello.token)
+        digest = token_digest(hello.token)
         with self._lock:
             registration = self._ledger.registrations.get(digest)
             refusal = auth.check_token(registration, digest)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
-from otel_plugin_logs.config.settings import HostConfig
+from otel_plugin_logs.config.host import HostConfig
 from otel_plugin_logs.export.otlp import ResourceInfo
 from otel_plugin_logs.host.replay import Replayer
 from otel_plugin_logs.host.stats import PluginCounters

@@ -17,8 +17,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, Final
 
+from otel_plugin_logs.config.host import HostConfig
 from otel_plugin_logs.config.resource import with_resource_attributes
-from otel_plugin_logs.config.settings import ENV_AUTO_INSTALL, HostConfig
+from otel_plugin_logs.config.runner import ENV_AUTO_INSTALL
 from otel_plugin_logs.conventions import RESOURCE_PLUGIN_NAME
 from otel_plugin_logs.export.items import Item
 from otel_plugin_logs.export.otlp import Entry, ResourceInfo

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import msgpack
 
-from otel_plugin_logs.config.settings import RunnerConfig
+from otel_plugin_logs.config.runner import RunnerConfig
 from otel_plugin_logs.runner.buffer import QueuedRecord
 from otel_plugin_logs.runner.trace_context import span_ids
 from otel_plugin_logs.runner.window import SentFrame

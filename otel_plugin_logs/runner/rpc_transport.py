@@ -34,7 +34,8 @@ import msgpack
 
 from otel_plugin_logs.runner.transport import Transport, TransportError
 from otel_plugin_logs.wire import messages
-from otel_plugin_logs.wire.framing import DEFAULT_MAX_FRAME_BYTES, HEADER_BYTES, ProtocolError
+from otel_plugin_logs.wire.framing import HEADER_BYTES, ProtocolError
+from otel_plugin_logs.wire.limits import DEFAULT_MAX_FRAME_BYTES
 from otel_plugin_logs.wire.messages import BATCH
 
 FRAME_EVENT: Final = "otel_plugin_logs.frame"

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Final
 
-from otel_plugin_logs.config.settings import RunnerConfig
+from otel_plugin_logs.config.runner import RunnerConfig
 from otel_plugin_logs.runner.backoff import Backoff
 from otel_plugin_logs.runner.buffer import QueuedRecord
 from otel_plugin_logs.runner.clock import Clock

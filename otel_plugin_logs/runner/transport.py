@@ -21,13 +21,13 @@ from typing import Any
 
 from otel_plugin_logs.wire import messages
 from otel_plugin_logs.wire.framing import (
-    DEFAULT_MAX_FRAME_BYTES,
     HEADER_BYTES,
     FrameDecoder,
     ProtocolError,
     decode_message,
     encode_message,
 )
+from otel_plugin_logs.wire.limits import DEFAULT_MAX_FRAME_BYTES
 from otel_plugin_logs.wire.messages import PROTOCOL_VERSION, REJECT, WELCOME
 
 

@@ -38,8 +38,8 @@ DIR_NAME: Final = "exit"
 MAX_ACCEPTED: Final = 1 << 48
 
 
-def token_tag(token: str) -> str:
-    """The part of a counter file's name that ties it to a runner identity (a token digest)."""
+def token_digest(token: str) -> str:
+    """How both sides name a runner identity without its secret: in a counter file's name, in the registry."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -81,7 +81,7 @@ def open_for_stream(socket_path: str, token: str, stream: int) -> ExitCounter | 
     """A new counter for ``stream``, or None where the host keeps none (no such dir, no access)."""
     if not socket_path or not token:
         return None
-    path = os.path.join(counter_dir(socket_path), file_name(token_tag(token), stream))
+    path = os.path.join(counter_dir(socket_path), file_name(token_digest(token), stream))
     try:
         return ExitCounter(path, stream)
     except (OSError, ValueError):

@@ -13,8 +13,7 @@ from typing import Any, Final
 
 import msgpack
 
-from otel_plugin_logs.wire.limits import DEFAULT_MAX_FRAME_BYTES as DEFAULT_MAX_FRAME_BYTES  # noqa: PLC0414
-from otel_plugin_logs.wire.limits import MIN_MAX_FRAME_BYTES as MIN_MAX_FRAME_BYTES  # noqa: PLC0414
+from otel_plugin_logs.wire.limits import DEFAULT_MAX_FRAME_BYTES
 
 _HEADER: Final = struct.Struct(">I")
 HEADER_BYTES: Final = _HEADER.size

@@ -7,7 +7,6 @@ import subprocess
 import pytest
 from helpers import PYTHON
 
-from otel_plugin_logs.config import settings
 from otel_plugin_logs.config.describe import describe
 from otel_plugin_logs.config.errors import ConfigError
 from otel_plugin_logs.config.fields import resolve
@@ -76,12 +75,6 @@ def test_both_sides_read_the_shared_settings_from_the_same_variables() -> None:
     host = {row.name: row for row in describe(HostConfig)}
     for name in ("max_frame_bytes", "max_body_bytes", "max_attribute_length"):
         assert runner[name] == host[name]
-
-
-def test_the_old_module_names_the_same_objects() -> None:
-    """``config.settings`` only re-exports: each name is the object of its one home."""
-    assert settings.RunnerConfig is RunnerConfig and settings.HostConfig is HostConfig
-    assert settings.ConfigError is ConfigError and settings.resolve is resolve
 
 
 def test_the_runner_settings_load_neither_typing_nor_dataclasses() -> None:

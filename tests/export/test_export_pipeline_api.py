@@ -7,7 +7,8 @@ import time
 from collections.abc import Sequence
 
 import otel_plugin_logs
-from otel_plugin_logs.config.settings import HostConfig, resolve
+from otel_plugin_logs.config.fields import resolve
+from otel_plugin_logs.config.host import HostConfig
 from otel_plugin_logs.export.items import Item
 from otel_plugin_logs.export.otlp import Entry, ResourceInfo
 from otel_plugin_logs.export.pipeline import DROP_EXPORT_REJECTED, DROP_SHUTDOWN, ExportPipeline, WorkerState

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from otel_plugin_logs.config.settings import HostConfig, resolve
+from otel_plugin_logs.config.fields import resolve
+from otel_plugin_logs.config.host import HostConfig
 from otel_plugin_logs.export.otlp import ResourceInfo
 from otel_plugin_logs.host.ledger import Ledger
 from otel_plugin_logs.host.streams import (

@@ -19,7 +19,8 @@ from helpers import PYTHON, CaptureHandler, Collector, parse_rotel_logs, write_p
 from reliability_support import STEADY_RUNNER, describe, settled, wait_for, wire_record
 
 from otel_plugin_logs import HostLogBridge
-from otel_plugin_logs.config.settings import HostConfig, resolve
+from otel_plugin_logs.config.fields import resolve
+from otel_plugin_logs.config.host import HostConfig
 from otel_plugin_logs.conventions import BRIDGE_SCOPE_NAME
 from otel_plugin_logs.export.items import Item
 from otel_plugin_logs.export.otlp import ResourceInfo

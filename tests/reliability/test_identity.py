@@ -16,7 +16,7 @@ from helpers import PYTHON, MemorySink, write_plugin
 from reliability_support import Host, RawRunner, drained, wait_for, wire_record
 
 from otel_plugin_logs import HostLogBridge
-from otel_plugin_logs.config.settings import ENV_TOKEN
+from otel_plugin_logs.config.runner import ENV_TOKEN
 from otel_plugin_logs.conventions import BRIDGE_EVENT_ATTRIBUTE, BRIDGE_SCOPE_NAME
 from otel_plugin_logs.wire.framing import FrameDecoder, encode_message
 from otel_plugin_logs.wire.messages import PROTOCOL_VERSION
