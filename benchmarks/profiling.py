@@ -17,7 +17,6 @@ import argparse
 import io
 import os
 import pstats
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ._common import PYTHON, ROOT, Rotel
-from .user import PLUGIN, child_env, run_command
+from .user import PLUGIN, child_env, run_command, timed_process
 
 WRAPPER = str(Path(__file__).resolve().parent / "_profiled.py")
 
@@ -113,18 +112,25 @@ def profile_side(side: str, records: int, rotel: Rotel, output: str) -> dict[str
         else [PYTHON, WRAPPER, output, "-m", "otel_plugin_logs", "run"]
     )
     argv = [*host, "--stats", "-p", "profiled", "--endpoint", rotel.grpc_endpoint, "--", *plugin]
+    for stale in (output, output + ".threads"):
+        if os.path.exists(stale):
+            os.unlink(stale)
     try:
-        completed = subprocess.run(
-            argv, cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=900
-        )
+        finished = timed_process(argv, child_env(), result, 900.0)
     finally:
         os.unlink(result)
-    if completed.returncode != 0 or not os.path.exists(output):
-        raise RuntimeError(f"profiled run failed (exit {completed.returncode}):\n{completed.stderr[-3000:]}")
+    figures: dict[str, Any] = {"side": side, "records": records, "hung": finished["timed_out"]}
+    figures["notices"] = finished["notices"]
+    if not os.path.exists(output):  # the profiled host was killed before it could write it
+        return {**figures, "pstats": None, "threads": [], "stages_us_per_record": dict.fromkeys(STAGES[side])}
     stats = pstats.Stats(output)
     threads = Path(output + ".threads").read_text().split() if os.path.exists(output + ".threads") else []
-    return {"side": side, "records": records, "pstats": output, "threads": threads,
-            "stages_us_per_record": stage_micros(stats, side, records)}  # fmt: skip
+    return {
+        **figures,
+        "pstats": output,
+        "threads": threads,
+        "stages_us_per_record": stage_micros(stats, side, records),
+    }
 
 
 def run_stages(records: int, rotel: Rotel, directory: Path) -> dict[str, Any]:
@@ -162,6 +168,9 @@ def main(argv: list[str]) -> int:
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     with Rotel() as rotel:
         figures = profile_side(args.side, args.records, rotel, output)
+    if figures["pstats"] is None:
+        print(f"the profiled run did not exit and was killed; its threads' stacks:\n{figures['notices']}")
+        return 1
     print(top_entries(output, args.top))
     print(f"{args.side}: {args.records} records, threads profiled: {', '.join(figures['threads'])}")
     for stage, micros in figures["stages_us_per_record"].items():

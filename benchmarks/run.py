@@ -108,12 +108,17 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
                 # (records were lost: see "uncounted") instead of waiting for its timeout.
                 "stall_seconds": 5.0 if args.quick else 15.0,
             }
-        if "user" in selected:
-            assert rotel is not None
-            results["user"] = run_user(plan["user"], rotel, run_worker)
-        if "stages" in selected:
-            assert rotel is not None
-            results["stages"] = run_stages(plan["stages"]["records"], rotel, Path(args.output_dir))
+        # A failed process of these (run exiting with an error) is reported; the rest still runs.
+        try:
+            if "user" in selected:
+                assert rotel is not None
+                results["user"] = run_user(plan["user"], rotel, run_worker)
+            if "stages" in selected:
+                assert rotel is not None
+                results["stages"] = run_stages(plan["stages"]["records"], rotel, Path(args.output_dir))
+        except RuntimeError as error:
+            _progress(f"FAILED: {str(error)[:500]}")
+            results["errors"] = {"user/stages": str(error)[-4000:]}
         if "emit" in selected:
             _progress("emit: logging call through each handler (goal 1)")
             results["emit"] = run_worker("emit", plan["emit"])

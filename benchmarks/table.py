@@ -461,6 +461,8 @@ def format_table(results: dict[str, Any]) -> str:
         lines.append("  ".join(cells).rstrip())
         if index == 0:
             lines.append("  ".join("-" * w for w in widths))
+    for name, error in results.get("errors", {}).items():
+        lines += ["", f"FAILED: {name}:", error]
     profile = results.get("profile")
     if profile:
         lines.append("")

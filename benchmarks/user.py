@@ -149,7 +149,7 @@ def _notices(stderr: str) -> str:
     return "\n".join(line for line in stderr.splitlines() if "fetched berlin" not in line)[-3000:]
 
 
-def _timed_process(argv: list[str], env: dict[str, str], out: str, timeout: float) -> dict[str, Any]:
+def timed_process(argv: list[str], env: dict[str, str], out: str, timeout: float) -> dict[str, Any]:
     """Run ``argv``, sampling RSS; the plugin's JSON (``out``) joined with run's exit time and output.
 
     A process still running after ``timeout`` seconds, or ``EXIT_GRACE_SECONDS`` after the
@@ -217,7 +217,7 @@ def burst(params: dict[str, Any], rotel: Rotel) -> dict[str, Any]:
             env = child_env()
             argv = [*run_command(), "run", "--stats", "-p", "burst", "--level", params.get("level", "INFO")]
             argv += ["--endpoint", rotel.grpc_endpoint, "--", PYTHON, PLUGIN, "burst", out, str(count)]
-        result = _timed_process(argv, env, out, float(params.get("timeout_seconds", 300)))
+        result = timed_process(argv, env, out, float(params.get("timeout_seconds", 300)))
     finally:
         os.unlink(out)
     received = _received_after(rotel, before, count + 1)  # + the warm-up record
@@ -245,7 +245,7 @@ def insitu(params: dict[str, Any], rotel: Rotel) -> dict[str, Any]:
     try:
         argv = [*run_command(), "run", "--stats", "-p", "insitu", "--endpoint", rotel.grpc_endpoint, "--"]
         argv += [PYTHON, PLUGIN, "insitu", out, str(rounds), str(size)]
-        result = _timed_process(argv, child_env(), out, float(params.get("timeout_seconds", 600)))
+        result = timed_process(argv, child_env(), out, float(params.get("timeout_seconds", 600)))
     finally:
         os.unlink(out)
     samples = result["samples"]

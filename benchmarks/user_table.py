@@ -225,6 +225,15 @@ def summarize_stages(stages: dict[str, Any], row: Row, goals: dict[str, Any]) ->
     goals["g6_stages"] = {side: data["stages_us_per_record"] for side, data in stages.items()}
     for side, data in stages.items():
         section = f"G6 stages {side}"
+        if data.get("hung"):
+            row(
+                section,
+                "the profiled run did not exit (killed; see notices)",
+                1.0,
+                "runs",
+                goal="0",
+                met=False,
+            )
         for stage, micros in data["stages_us_per_record"].items():
             value = math.nan if micros is None else micros
             row(section, f"{stage} (cProfile, {data['records']} rec)", value, "us/record")
