@@ -35,6 +35,7 @@ OLDEST_TESTS = (
     "tests/test_otlp_export.py",
     "tests/test_otlp_conventions.py",
     "tests/test_export_behaviour.py",
+    "tests/export",
 )
 
 

@@ -46,6 +46,8 @@ class Stage:
 
 
 _HANDLER = "otel_plugin_logs/runner/handler.py"
+_ENCODING = "otel_plugin_logs/runner/encoding.py"
+_FRAMING = "otel_plugin_logs/wire/framing.py"
 _CONSOLE = "otel_plugin_logs/cli/console.py"
 # The functions that enter each stage, by side. The entries of one stage must not call each
 # other; an entry that a refactor renamed or moved counts 0 (n/a when none matches).
@@ -54,7 +56,11 @@ STAGES: dict[str, dict[str, Stage]] = {
         "caller: Logger.info, whole call": Stage((Entry("logging/__init__.py", "info"),)),
         "caller: the runner's capture": Stage((Entry(_HANDLER, "capture"),)),
         "sender: encode (records to wire)": Stage(
-            (Entry(_HANDLER, "_to_wire"), Entry(_HANDLER, "encode_message_with_records"))
+            (
+                Entry(_ENCODING, "to_wire"),
+                Entry(_ENCODING, "pack_row"),
+                Entry(_FRAMING, "encode_message_with_records"),
+            )
         ),
         "sender: send (socket, reply wait incl.)": Stage(
             (Entry("otel_plugin_logs/runner/transport.py", "send"),)
