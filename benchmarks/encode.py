@@ -101,13 +101,14 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     import msgpack
     from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 
-    from otel_plugin_logs.config.settings import HostConfig, resolve
+    from otel_plugin_logs.config.settings import HostConfig, RunnerConfig, resolve
     from otel_plugin_logs.export.otlp import encode_request
     from otel_plugin_logs.export.pipeline import Outcome, SdkExporterSink
     from otel_plugin_logs.export.sdk_records import SdkRecordBuilder
     from otel_plugin_logs.host.entries import Limits, build_entry
     from otel_plugin_logs.host.replay import Replayer
-    from otel_plugin_logs.runner.handler import RunnerLogHandler
+    from otel_plugin_logs.runner.buffer import QueuedRecord
+    from otel_plugin_logs.runner.encoding import WireLimits, to_wire
     from otel_plugin_logs.wire.framing import decode_message
     from otel_plugin_logs.wire.validate import BatchHeader, validate_records
 
@@ -138,16 +139,16 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     otel = {"plugin": "bench", "plugin_version": None, "runner_pid": 4242, "resource": resource.attributes}
 
     # Runner side: what the sender thread does per record (_to_wire + msgpack).
-    runner = RunnerLogHandler(
-        __import__("otel_plugin_logs").InMemoryTransport(lambda b: 1 << 62), schedule_delay_millis=3_600_000
-    )
     sample_records = [
         logging.LogRecord("bench.plugin", logging.INFO, __file__, 10, MESSAGE, (i, 12.5), None)
         for i in range(n)
     ]
     for record in sample_records:
         record.__dict__.update(EXTRA)
-    wire_items = [(i + 1, r, r.getMessage(), None, 400) for i, r in enumerate(sample_records)]
+    wire_items = [
+        QueuedRecord(i + 1, r, r.getMessage(), None, None, 400, True) for i, r in enumerate(sample_records)
+    ]
+    wire_limits = WireLimits.of(resolve(RunnerConfig, {})[0])
 
     builder = SdkRecordBuilder()
 
@@ -156,7 +157,8 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
 
     stages: dict[str, Callable[[], Any]] = {
         "runner_to_wire_msgpack": lambda: [
-            msgpack.packb(runner._to_wire(item), use_bin_type=True) for item in wire_items
+            msgpack.packb(to_wire(item, wire_limits, time.time_ns()), use_bin_type=True)
+            for item in wire_items
         ],
         "host_decode_msgpack": lambda: decode_message(body),
         "host_validate_pydantic": lambda: validate_records(BatchHeader.model_validate(message).records),
@@ -208,7 +210,6 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
             samples[name].append(_timed(stages[name], n))
     for sink in sinks.values():
         sink.shutdown()
-    runner.shutdown(1000)
 
     result: dict[str, Any] = {
         "batch_records": n,
