@@ -319,13 +319,19 @@ class Sender:
 
     def wait_acked(self, deadline: float) -> bool:
         """Wait until the host settled every frame sent; False at ``deadline``."""
+        next_probe = 0.0
         with self.done:
             while len(self._ledger.window):
-                remaining = deadline - self._clock.monotonic()
+                now = self._clock.monotonic()
+                remaining = deadline - now
                 if remaining <= 0:
                     return False
-                self._ack_probe = True
-                self._wake.set()
+                # The sender notifies ``done`` after every cycle: without a pace, each wake-up
+                # here would send another empty batch, a busy loop until the host's next ack.
+                if now >= next_probe:
+                    next_probe = now + _POLL_SECONDS
+                    self._ack_probe = True
+                    self._wake.set()
                 self.done.wait(min(remaining, _POLL_SECONDS))
         return True
 
