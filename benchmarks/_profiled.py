@@ -8,6 +8,7 @@ into one pstats file at OUT. Standard library only: it runs as a plugin's comman
 
 from __future__ import annotations
 
+import atexit
 import cProfile
 import pstats
 import runpy
@@ -27,9 +28,33 @@ def _start_in_thread(frame: Any, event: str, arg: Any) -> None:
     profiler.enable()
 
 
+def _dump(out: str, main_profiler: cProfile.Profile, done: list[bool]) -> None:
+    """Merge every thread's profile into ``out``; once, whichever way the process ends."""
+    if done:
+        return
+    done.append(True)
+    main_profiler.disable()
+    threading.setprofile(None)
+    stats = pstats.Stats(main_profiler)
+    with _lock:
+        profiled = list(_profilers)
+    for _name, profiler in profiled:
+        try:
+            stats.add(profiler)
+        except TypeError:  # a thread that never recorded an event
+            pass
+    stats.dump_stats(out)
+    with open(out + ".threads", "w", encoding="utf-8") as handle:
+        handle.write("\n".join(["MainThread", *(name for name, _ in profiled)]) + "\n")
+
+
 def main(argv: list[str]) -> int:
     out, rest = argv[1], argv[2:]
     main_profiler = cProfile.Profile()
+    done: list[bool] = []
+    # `otel-plugin-logs run` ends with os._exit after the exit functions (no interpreter
+    # teardown), so the profile is written by an exit function as well as in ``finally``.
+    atexit.register(_dump, out, main_profiler, done)
     threading.setprofile(_start_in_thread)
     sys.argv = rest[1:] if rest[0] == "-m" else rest
     code = 0
@@ -42,19 +67,7 @@ def main(argv: list[str]) -> int:
     except SystemExit as stop:
         code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
     finally:
-        main_profiler.disable()
-        threading.setprofile(None)
-        stats = pstats.Stats(main_profiler)
-        with _lock:
-            profiled = list(_profilers)
-        for _name, profiler in profiled:
-            try:
-                stats.add(profiler)
-            except TypeError:  # a thread that never recorded an event
-                pass
-        stats.dump_stats(out)
-        with open(out + ".threads", "w", encoding="utf-8") as handle:
-            handle.write("\n".join(["MainThread", *(name for name, _ in profiled)]) + "\n")
+        _dump(out, main_profiler, done)
     return code
 
 
