@@ -16,6 +16,7 @@ import atexit
 import logging
 import os
 import weakref
+from collections.abc import Callable
 from typing import Any, Final
 
 from otel_plugin_logs.config.errors import ConfigError
@@ -264,7 +265,9 @@ class RunnerLogHandler(logging.Handler):
         # The child is a new runner: empty buffer, its own stream and connection. Batches the
         # parent sent are the parent's to settle.
         self._transport.close_after_fork()
-        self._start_stream(self._sender.on_ack)
+        hooks = (self._sender.on_ack, self._sender.on_connect_attempt)
+        self._start_stream(hooks[0])
+        self._sender.on_connect_attempt = hooks[1]
 
     def _at_exit(self) -> None:
         if not self._sender.closing:
@@ -287,9 +290,13 @@ class RunnerLogHandler(logging.Handler):
         return self._sender.last_error
 
     @property
-    def _backoff_seconds(self) -> float:
-        # Read by tests/reliability/test_host_restart.py's plugin script.
-        return self._sender.backoff.seconds
+    def on_connect_attempt(self) -> Callable[[float], None] | None:
+        """Called on the sender thread before each connection attempt, with the backoff in effect."""
+        return self._sender.on_connect_attempt
+
+    @on_connect_attempt.setter
+    def on_connect_attempt(self, hook: Callable[[float], None] | None) -> None:
+        self._sender.on_connect_attempt = hook
 
     def stats(self) -> dict[str, Any]:
         """Counters of this handler: accepted, sent, acknowledged, queued, dropped by reason."""

@@ -98,6 +98,7 @@ class Sender:
         self.ident: int | None = -1
         self.on_ack: AckHook | None = None
         self.on_encode_error: Callable[[logging.LogRecord], None] | None = None
+        self.on_connect_attempt: Callable[[float], None] | None = None
 
     # --- state -------------------------------------------------------------------------
 
@@ -208,6 +209,8 @@ class Sender:
         timeout = _CONNECT_TIMEOUT_SECONDS
         if self.deadline is not None:
             timeout = min(timeout, max(0.05, self.deadline - now))
+        if self.on_connect_attempt is not None:
+            self.on_connect_attempt(self.backoff.seconds)
         try:
             welcome = self._transport.connect(hello, timeout)
         except TransportRejected as error:
@@ -221,7 +224,7 @@ class Sender:
             self.backoff.failed()
             return False
         self._enter(SenderState.CONNECTED)
-        self._adopt_limits(welcome)
+        self._batch_bytes = batch_bytes_for(welcome, self._batch_bytes)
         self._release(int(welcome.get("acked", 0)))
         try:
             # Resend whatever the host has not settled; it discards duplicates by sequence.
@@ -237,12 +240,6 @@ class Sender:
             self._on_disconnect(str(error))
             return False
         return True
-
-    def _adopt_limits(self, welcome: dict[str, Any]) -> None:
-        """Keep batches within what this host said it takes (an older host says nothing)."""
-        max_frame_bytes = welcome.get("max_frame_bytes")
-        if isinstance(max_frame_bytes, int) and max_frame_bytes > 0:
-            self._batch_bytes = min(self._batch_bytes, max(1024, max_frame_bytes // 4))
 
     def _on_disconnect(self, reason: str) -> None:
         self.last_error = reason
@@ -319,20 +316,16 @@ class Sender:
 
     def wait_acked(self, deadline: float) -> bool:
         """Wait until the host settled every frame sent; False at ``deadline``."""
-        next_probe = 0.0
+        next_probe = 0.0  # paced: ``done`` is notified every cycle, a probe per wake-up would spin
         with self.done:
             while len(self._ledger.window):
                 now = self._clock.monotonic()
-                remaining = deadline - now
-                if remaining <= 0:
+                if now >= deadline:
                     return False
-                # The sender notifies ``done`` after every cycle: without a pace, each wake-up
-                # here would send another empty batch, a busy loop until the host's next ack.
                 if now >= next_probe:
-                    next_probe = now + _POLL_SECONDS
-                    self._ack_probe = True
+                    next_probe, self._ack_probe = now + _POLL_SECONDS, True
                     self._wake.set()
-                self.done.wait(min(remaining, _POLL_SECONDS))
+                self.done.wait(min(deadline - now, _POLL_SECONDS))
         return True
 
     # --- the end -------------------------------------------------------------------------
@@ -384,3 +377,11 @@ class Sender:
     def give_up(self, items: list[QueuedRecord]) -> None:
         """Records that cannot reach the host: to stderr (already counted by the caller)."""
         give_up_records(items, self._fallback)
+
+
+def batch_bytes_for(welcome: dict[str, Any], batch_bytes: int) -> int:
+    """Batches kept within what this host said it takes (an older host says nothing)."""
+    max_frame_bytes = welcome.get("max_frame_bytes")
+    if isinstance(max_frame_bytes, int) and max_frame_bytes > 0:
+        return min(batch_bytes, max(1024, max_frame_bytes // 4))
+    return batch_bytes

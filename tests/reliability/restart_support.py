@@ -24,12 +24,7 @@ go = sys.argv[5] if len(sys.argv) > 5 else ""
 pre = int(sys.argv[6]) if len(sys.argv) > 6 else 0
 handler = runner.installed_handler()
 attempts = []  # the backoff in effect at each connection attempt
-transport = handler._transport
-original_connect = transport.connect
-def connect(hello, timeout):
-    attempts.append(handler._backoff_seconds)
-    return original_connect(hello, timeout)
-transport.connect = connect
+handler.on_connect_attempt = attempts.append
 log = logging.getLogger("restart")
 log.setLevel(logging.INFO)
 peak_queued = peak_bytes = 0
