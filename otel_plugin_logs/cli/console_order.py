@@ -119,19 +119,30 @@ class TimeOrderedRelease(Generic[T]):
                 if not self._releasing.acquire(blocking=False):
                     self._cond.wait(0.001)  # drain() holds it and waits for _cond: let it have _cond
                     continue
-                boxed = self._pop_oldest(first) if due else None
+                # Every item due now at once: one pass over the lock per run of releases, not
+                # one per record, which the pushing thread would have to fight for each time.
+                boxes = self._pop_due(first) if due else []
             try:
                 # The handler reports its own stream errors; this thread must go on regardless.
                 with contextlib.suppress(Exception):
-                    if boxed is None:
+                    if not boxes:
                         unsettled = False
                         if self._settled is not None:
                             self._settled()
-                    else:
+                    for box in boxes:
                         unsettled = self._settled is not None
-                        self._release(boxed[0])
+                        self._release(box[0])
             finally:
                 self._releasing.release()
+
+    def _pop_due(self, first: tuple[float, int] | None) -> list[tuple[T]]:
+        """The held items due now, oldest first, each in a box; lock held."""
+        now = self._clock()
+        boxes = []
+        while first is not None and first[0] <= now and self._held:
+            boxes.append(self._pop_oldest(first))
+            first = self._next_due()
+        return boxes
 
     def _pop_oldest(self, first: tuple[float, int] | None) -> tuple[T]:
         """The oldest held item, in a box (an item may itself be None); lock held."""
