@@ -16,6 +16,7 @@ from typing import Any, Final
 import msgpack
 
 from otel_plugin_logs.config.runner import RunnerConfig
+from otel_plugin_logs.config.text import scrub_surrogates
 from otel_plugin_logs.runner.buffer import QueuedRecord
 from otel_plugin_logs.runner.trace_context import span_ids
 from otel_plugin_logs.runner.window import SentFrame
@@ -169,7 +170,7 @@ def pack_row(packer: msgpack.Packer, wire: list[Any], max_record_bytes: int) -> 
         body: bytes = packer.pack(wire)
     except UnicodeEncodeError:  # lone surrogates, e.g. a file name from os.fsdecode
         packer.reset()
-        wire = scrub(wire)
+        wire = scrub_surrogates(wire)
         body = packer.pack(wire)
     if len(body) > max_record_bytes:
         # Attributes nested to the caps can still add up to more than a frame: keep the
@@ -218,17 +219,6 @@ def build_frames(
     if packed:
         frames.append(SentFrame(last, encode_message_with_records(header(), packed)))
     return frames
-
-
-def scrub(value: Any) -> Any:
-    """A wire row with every string made encodable: lone surrogates become backslash escapes."""
-    if value.__class__ is str:
-        return value.encode("utf-8", "backslashreplace").decode("utf-8")
-    if isinstance(value, list):
-        return [scrub(item) for item in value]
-    if isinstance(value, dict):
-        return {scrub(key): scrub(item) for key, item in value.items()}
-    return value
 
 
 def _stringify(value: Any, max_length: int) -> str:
