@@ -168,7 +168,7 @@ def test_sigkill_mid_stream_keeps_host_running_and_acked_records_replayed(
 
 
 def _bootstrap_env(bridge: HostLogBridge, token: str) -> dict[str, str]:
-    from otel_plugin_logs.host.supervisor import BOOTSTRAP_DIR
+    from otel_plugin_logs.host.launch import BOOTSTRAP_DIR
 
     env = dict(os.environ)
     env.update(

@@ -3,27 +3,25 @@
 Supervision (README, "Supervision"): a spawned plugin gets its own process group, so that a
 signal meant for it reaches its own children as well, and a signal sent to the host's group
 is not delivered to it a second time. ``die_with_parent`` asks Linux to SIGKILL the plugin
-when the thread that spawned it ends (``PR_SET_PDEATHSIG``), so a host killed by SIGKILL
-leaves no plugin behind. Stopping is SIGTERM to the group, a grace period, then SIGKILL.
+when the thread that spawned it ends (``PR_SET_PDEATHSIG``, armed after exec: ``launch``), so
+a host killed by SIGKILL leaves no plugin behind. Stopping is SIGTERM to the group, a grace
+period, then SIGKILL.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import enum
 import os
 import select
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-_PR_SET_PDEATHSIG: Final = 1
 TRACEBACK_HEADER: Final = "Traceback (most recent call last):"
 _GROUP_HEADER: Final = "+ Exception Group Traceback (most recent call last):"
 _THREAD_HEADER: Final = "Exception in thread "
@@ -138,31 +136,6 @@ def stop_processes(
 def _wait_all(processes: Iterable[PluginProcess], deadline: float) -> None:
     for process in processes:
         process.wait_reaped(deadline - time.monotonic())
-
-
-def die_with_parent_hook() -> Callable[[], None] | None:
-    """A ``preexec_fn`` that makes the child get SIGKILL when the spawning thread ends (Linux).
-
-    None where ``prctl`` is not available. Everything is looked up here, in the parent: the
-    hook itself only makes one foreign call and one system call between fork and exec.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-    prctl.restype = ctypes.c_int
-    parent = os.getpid()
-    kill_signal = int(signal.SIGKILL)
-
-    def arm() -> None:
-        prctl(_PR_SET_PDEATHSIG, kill_signal, 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before the request took effect
-            os._exit(137)
-
-    return arm
 
 
 # --- raw output ------------------------------------------------------------------------------

@@ -25,12 +25,12 @@ from otel_plugin_logs.export.items import Item
 from otel_plugin_logs.export.otlp import Entry, ResourceInfo
 from otel_plugin_logs.export.pipeline import ExportPipeline
 from otel_plugin_logs.host.entries import clean_text
+from otel_plugin_logs.host.launch import BOOTSTRAP_DIR, PACKAGE_DIR, plan_launch
 from otel_plugin_logs.host.ledger import Ledger
 from otel_plugin_logs.host.process import (
     PluginProcess,
     RawText,
     TracebackGrouper,
-    die_with_parent_hook,
     pump_output,
     stop_processes,
 )
@@ -50,9 +50,6 @@ _MAX_STDERR_LINE_BYTES: Final = 64 * 1024
 _MAX_TRACEBACK_LINES: Final = 2000  # a longer printed traceback becomes several records
 _TRACEBACK_IDLE_SECONDS: Final = 0.5  # a printed traceback with no line for this long is complete
 _EXIT_DRAIN_SECONDS: Final = 2.0
-_PACKAGE_DIR: Final = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# A directory put on a runner's PYTHONPATH, not a module the host imports.
-BOOTSTRAP_DIR: Final = os.path.join(_PACKAGE_DIR, "runner", "bootstrap")
 
 # In a spawned runner's environment: what `opentelemetry-instrument` (the SDK's configurator,
 # the distro, opentelemetry-instrumentation-logging) reads to export the process's logs
@@ -118,17 +115,15 @@ def child_env(
 
 
 def start_process(request: SpawnRequest) -> subprocess.Popen[bytes]:
+    launch = plan_launch(request.argv, request.env, cwd=request.cwd, die_with_parent=request.die_with_parent)
     return subprocess.Popen(
-        list(request.argv),
-        env=request.env,
+        launch.argv,
+        env=launch.env,
         cwd=request.cwd,
         stdin=request.stdin,
         stdout=subprocess.PIPE if request.capture_stdout else request.stdout,
         stderr=subprocess.PIPE,
         process_group=0 if request.new_process_group else None,
-        # The hook takes no lock and runs no Python-level import between fork and exec
-        # (one prctl call, one getppid): the usual thread-safety concern does not apply.
-        preexec_fn=die_with_parent_hook() if request.die_with_parent else None,  # noqa: PLW1509
     )
 
 
@@ -382,7 +377,7 @@ def _fallback_path() -> str:
     """Directories that hold this package and msgpack, for a runner interpreter lacking them."""
     import msgpack
 
-    paths = [os.path.dirname(_PACKAGE_DIR)]
+    paths = [os.path.dirname(PACKAGE_DIR)]
     msgpack_dir = os.path.dirname(os.path.dirname(os.path.abspath(msgpack.__file__)))
     if msgpack_dir not in paths:
         paths.append(msgpack_dir)

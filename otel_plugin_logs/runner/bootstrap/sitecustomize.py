@@ -91,6 +91,10 @@ class _OtelPluginLogsInstallingLoader:
 
 def _otel_plugin_logs_bootstrap() -> None:
     here = os.path.dirname(os.path.abspath(__file__))
+    if "OTEL_PLUGIN_LOGS_DIE_WITH_PARENT" in os.environ:  # first: the host may already be gone
+        import otel_plugin_logs_die_with_parent  # type: ignore[import-not-found]  # on PYTHONPATH beside it
+
+        otel_plugin_logs_die_with_parent.arm_from_environment()
     if os.environ.get("OTEL_PLUGIN_LOGS_AUTO_INSTALL") == "1" and _otel_plugin_logs_find_package():
         if "logging" in sys.modules:
             _otel_plugin_logs_install()
