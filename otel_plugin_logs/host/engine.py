@@ -79,7 +79,7 @@ def make_parts(config: HostConfig, environ: Mapping[str, str], on_report: Report
         write_ahead=not runtime.owned,
     )
     sessions = Sessions(config, lock, ledger, reporter, intake, resources.for_process)
-    supervisor = Supervisor(config, lock, ledger, reporter)
+    supervisor = hooks.supervisor = Supervisor(config, lock, ledger, reporter)
     drain = Drain(lock, ledger, config.shutdown_timeout_millis / 1000.0)
     inputs_closed = threading.Event()
     supervisor.stopped = drain.stopped = inputs_closed.is_set
@@ -99,13 +99,17 @@ def make_parts(config: HostConfig, environ: Mapping[str, str], on_report: Report
 
 
 class _LedgerHooks:
-    """The ledger's way to the runtime dir's exit counters (the dir is made after the ledger)."""
+    """The ledger's way to the runtime dir's exit counters (the dir is made after the ledger), and
+    to the supervisor."""
 
     runtime: RuntimeDir | None = None
+    supervisor: Supervisor | None = None  # told when a spawned runner's records all settled
 
     def mark_retired(self, stream: Stream) -> None:
         if self.runtime is not None:
             self.runtime.mark_retired(stream)
+        if self.supervisor is not None:
+            self.supervisor.stream_retired(stream)
 
     def take_unsent(self, digest: str) -> int:
         return self.runtime.take_unsent(digest) if self.runtime is not None else 0

@@ -36,6 +36,9 @@ class PluginProcess:
     """A runner subprocess spawned by the bridge.
 
     ``exited`` is set once the process ended, its output was replayed and its exit counted.
+    ``records_settled`` is set once its runner said bye and every record it sent was exported
+    or counted, which usually comes before the end of the process: the interpreter still has
+    to finish, and ``run`` shows what its console holds meanwhile.
     """
 
     def __init__(
@@ -58,6 +61,8 @@ class PluginProcess:
         self.connect_deadline: float | None = None  # when to warn that it never connected
         self._settle = settle
         self._reaped = threading.Event()
+        self.records_settled = threading.Event()
+        self._news = threading.Event()  # set after either of the two above: wakes wait_news
 
     @property
     def running(self) -> bool:
@@ -86,7 +91,22 @@ class PluginProcess:
         """Block until the process ended (the bridge's exit watcher calls this once)."""
         returncode = self.popen.wait()
         self._reaped.set()
+        self._news.set()
         return returncode
+
+    def mark_records_settled(self) -> None:
+        """Its runner's last stream ended after its bye, everything in it settled (the bridge calls this)."""
+        self.records_settled.set()
+        self._news.set()
+
+    def wait_news(self, timeout_seconds: float) -> None:
+        """Wait until the process ended or its records settled (``running``, ``records_settled``).
+
+        Returns after ``timeout_seconds`` at the latest, or at once when either happened since
+        the last call; the caller looks at both afterwards.
+        """
+        self._news.wait(max(0.0, timeout_seconds))
+        self._news.clear()
 
     def wait_reaped(self, timeout_seconds: float) -> bool:
         """Wait until the process ended, without waiting for its output or records."""

@@ -35,7 +35,7 @@ from otel_plugin_logs.host.process import (
     stop_processes,
 )
 from otel_plugin_logs.host.reports import Notice, Reporter
-from otel_plugin_logs.host.streams import PluginState
+from otel_plugin_logs.host.streams import PluginState, Stream
 from otel_plugin_logs.wire.records import (
     EXCEPTION_MESSAGE,
     EXCEPTION_STACKTRACE,
@@ -213,6 +213,17 @@ class Supervisor:
             _log.warning("plugins did not stop after SIGTERM; killed them (SIGKILL): %s", ", ".join(killed))
         for name in sorted({p.name for p in spawned}):
             wait_for_plugin(name, max(0.0, (deadline - time.monotonic()) / 4))
+
+    def stream_retired(self, stream: Stream) -> None:
+        """A runner's stream ended and all it sent is settled: its process, if spawned here, is told.
+
+        Called by the ledger with its lock held (the same lock): no I/O, nothing that waits.
+        """
+        digest = stream.key.digest
+        with self._lock:
+            for process in self._processes:
+                if process.digest == digest and process.pid == stream.runner_pid:
+                    process.mark_records_settled()
 
     def check_connected(self) -> None:
         """Say so when a spawned runner never connected: its records would only reach stderr."""
