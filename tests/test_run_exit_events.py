@@ -1,4 +1,4 @@
-"""How `run` and the bridge end after a plugin's last record: on events, never on a timer."""
+"""How `run` and the bridge end after a plugin's last record: on events, never on a timer (see also cli/)."""
 
 from __future__ import annotations
 
