@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
 import time
 from typing import IO, Any, Final
 
@@ -37,7 +36,9 @@ class PluginConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     With ``reorder_millis`` > 0 records are held that long and shown oldest first, so a
     runner's stderr line does not print ahead of the records it logged before it (those come
-    in batches); ``flush()`` shows what is held at once.
+    in batches); ``flush()`` shows what is held at once. A record is formatted as it comes (on
+    the thread that logs it, as any handler does); the console's thread writes the lines due,
+    a few dozen times a second, with one write and one flush each time.
     """
 
     def __init__(
@@ -51,15 +52,10 @@ class PluginConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().__init__(stream)
         self.status = status
         self.max_lines_per_second = max_lines_per_second
-        self._in_order: TimeOrderedRelease[logging.LogRecord] | None = None
+        self._in_order: TimeOrderedRelease[str] | None = None
         if reorder_millis > 0:
-            self._in_order = TimeOrderedRelease(
-                reorder_millis / 1000.0, self._hold_line, settled=self._write_held
-            )
-        # Lines of released records, written (and flushed) at once per run of releases.
-        self._lines: list[str] = []
-        self._last_held: logging.LogRecord | None = None
-        self._lines_lock = threading.Lock()
+            self._in_order = TimeOrderedRelease(reorder_millis / 1000.0, self._write_lines)
+        self._last_held: logging.LogRecord | None = None  # the record a failed write reports
         self.shown: dict[str, int] = {}
         self.hidden: dict[str, int] = {}
         self._tokens: dict[str, tuple[float, float]] = {}  # plugin -> (tokens, at)
@@ -77,7 +73,15 @@ class PluginConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
         if plugin is not None:
             self.shown[plugin] = self.shown.get(plugin, 0) + 1
         if self._in_order is not None:
-            self._in_order.push(record.created, record)
+            try:
+                line = self.format(record) + self.terminator
+            except RecursionError:
+                raise
+            except Exception:
+                self.handleError(record)
+                return
+            self._last_held = record
+            self._in_order.push(record.created, line)
         else:
             self._write_with_status(lambda: super(PluginConsoleHandler, self).emit(record))
         self._maybe_announce()
@@ -92,27 +96,11 @@ class PluginConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self._in_order.close()
         super().close()
 
-    def _hold_line(self, record: logging.LogRecord) -> None:
-        try:
-            line = self.format(record) + self.terminator
-        except RecursionError:
-            raise
-        except Exception:
-            self.handleError(record)
-            return
-        with self._lines_lock:
-            self._lines.append(line)
-            self._last_held = record
-
-    def _write_held(self) -> None:
+    def _write_lines(self, lines: list[str]) -> None:
         # Not through StreamHandler.emit: that takes the handler's lock and calls flush(), which
         # waits for this very release (the lock may be held by logging.shutdown, flushing).
-        with self._lines_lock:
-            if not self._lines:
-                return
-            text = "".join(self._lines)
-            self._lines.clear()
-            last, self._last_held = self._last_held, None
+        text = "".join(lines)
+        last = self._last_held
 
         def write() -> None:
             try:
