@@ -62,17 +62,30 @@ class PluginConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self._unannounced: dict[str, int] = {}
         self._last_note = time.monotonic()
 
+    def handle(self, record: logging.LogRecord) -> bool:
+        # Handler.handle's steps with fewer calls: it runs once per replayed record.
+        if self.filters:
+            checked: object = self.filter(record)
+            if not checked:
+                return False
+            if isinstance(checked, logging.LogRecord):  # 3.12: a filter may return a replacement
+                record = checked
+        with self.lock:  # type: ignore[union-attr]  # Handler.__init__ always creates it
+            self.emit(record)
+        return True
+
     def emit(self, record: logging.LogRecord) -> None:
         info = getattr(record, REPLAY_ATTRIBUTE, None)
         plugin = info.plugin if isinstance(info, ReplayedRecord) else None
-        if plugin is not None and not self._admit(plugin, record.levelno):
-            self.hidden[plugin] = self.hidden.get(plugin, 0) + 1
-            self._unannounced[plugin] = self._unannounced.get(plugin, 0) + 1
-            self._maybe_announce()
-            return
         if plugin is not None:
+            if self.max_lines_per_second > 0 and not self._admit(plugin, record.levelno):
+                self.hidden[plugin] = self.hidden.get(plugin, 0) + 1
+                self._unannounced[plugin] = self._unannounced.get(plugin, 0) + 1
+                self._maybe_announce()
+                return
             self.shown[plugin] = self.shown.get(plugin, 0) + 1
-        if self._in_order is not None:
+        in_order = self._in_order
+        if in_order is not None:
             try:
                 line = self.format(record) + self.terminator
             except RecursionError:
@@ -81,10 +94,11 @@ class PluginConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
                 self.handleError(record)
                 return
             self._last_held = record
-            self._in_order.push(record.created, line)
+            in_order.push(record.created, line)
         else:
             self._write_with_status(lambda: super(PluginConsoleHandler, self).emit(record))
-        self._maybe_announce()
+        if self._unannounced:
+            self._maybe_announce()
 
     def flush(self) -> None:
         if self._in_order is not None:
