@@ -76,7 +76,9 @@ class PluginConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def emit(self, record: logging.LogRecord) -> None:
         info = getattr(record, REPLAY_ATTRIBUTE, None)
-        plugin = info.plugin if isinstance(info, ReplayedRecord) else None
+        if not isinstance(info, ReplayedRecord):
+            info = None
+        plugin = info.plugin if info is not None else None
         if plugin is not None:
             if self.max_lines_per_second > 0 and not self._admit(plugin, record.levelno):
                 self.hidden[plugin] = self.hidden.get(plugin, 0) + 1
@@ -86,8 +88,13 @@ class PluginConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self.shown[plugin] = self.shown.get(plugin, 0) + 1
         in_order = self._in_order
         if in_order is not None:
+            formatter = self.formatter
             try:
-                line = self.format(record) + self.terminator
+                if info is not None and formatter.__class__ is PluginConsoleFormatter:
+                    line = formatter.format_replayed(record, info)
+                else:
+                    line = self.format(record)
+                line += self.terminator
             except RecursionError:
                 raise
             except Exception:

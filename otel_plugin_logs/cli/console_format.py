@@ -91,26 +91,30 @@ class PluginConsoleFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         info = getattr(record, REPLAY_ATTRIBUTE, None)
         if isinstance(info, ReplayedRecord):
-            # The stack as sent: exc_text is indented for plain handlers; here the gutter does that.
-            raw_stack = info.attributes.get(EXCEPTION_STACKTRACE)
-            body = info.body
-            if body.isprintable():  # one line with nothing to escape: the common record, fast
-                stack = raw_stack if isinstance(raw_stack, str) else record.exc_text
-                return self._format_line(record.created, record.levelname, info, stack)
-            return self.format_fields(
-                record.created,
-                record.levelname,
-                info.plugin,
-                info.logger_name,
-                info.body,
-                info.attributes,
-                info.trace_id or "",
-                raw_stack if isinstance(raw_stack, str) else record.exc_text,
-            )
+            return self.format_replayed(record, info)
         stack = self.formatException(record.exc_info) if record.exc_info else None
         logger = record.name.removeprefix(_OWN_PREFIX)
         return self.format_fields(
             record.created, record.levelname, "host", logger, record.getMessage(), {}, "", stack
+        )
+
+    def format_replayed(self, record: logging.LogRecord, info: ReplayedRecord) -> str:
+        """``format``'s text of a replayed record whose ``record.otel`` the caller has already read."""
+        # The stack as sent: exc_text is indented for plain handlers; here the gutter does that.
+        raw_stack = info.attributes.get(EXCEPTION_STACKTRACE)
+        stack = raw_stack if isinstance(raw_stack, str) else record.exc_text
+        body = info.body
+        if body.isprintable():  # one line with nothing to escape: the common record, fast
+            return self._format_line(record.created, record.levelname, info, stack)
+        return self.format_fields(
+            record.created,
+            record.levelname,
+            info.plugin,
+            info.logger_name,
+            body,
+            info.attributes,
+            info.trace_id or "",
+            stack,
         )
 
     def format_fields(
