@@ -322,7 +322,7 @@ def test_held_records_are_shown_once_their_window_passed() -> None:
 def test_release_order_follows_the_items_time_not_their_arrival() -> None:
     """TimeOrderedRelease with a clock that stands still: nothing is due, drain gives oldest first."""
     released: list[str] = []
-    order = TimeOrderedRelease(1.0, released.append, clock=lambda: 100.0)
+    order = TimeOrderedRelease(1.0, released.extend, clock=lambda: 100.0)
     for at, name in ((5.0, "c"), (3.0, "a"), (4.0, "b")):
         order.push(at, name)
     assert order.held() == 3 and released == []

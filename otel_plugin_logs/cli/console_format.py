@@ -44,6 +44,7 @@ _RESET: Final = "\x1b[0m"
 _SHORT_LEVELS: Final = {"WARNING": "WARN", "CRITICAL": "CRIT"}
 _MAX_VALUE_CHARS: Final = 40
 _MAX_CACHED: Final = 4096
+_MILLIS: Final = tuple(f"{millis:03d}" for millis in range(1000))  # a clock's milliseconds, made once
 
 
 def _fit(text: str, width: int, ellipsis: str = "…") -> str:
@@ -78,36 +79,42 @@ class PluginConsoleFormatter(logging.Formatter):
         self.max_stack_lines = max_stack_lines
         self.symbols = ASCII_SYMBOLS if ascii_only else UNICODE_SYMBOLS
         self._plugin_colours: dict[str, str] = {}
-        self._clock_second = -1
+        self._clock_second: int | None = None
         self._clock_text = ""
+        self._clock_head = ""  # the painted clock up to its milliseconds
+        self._clock_tail = _RESET if colour else ""
         # Replayed records repeat their level, plugin, logger and most attributes: their text is kept.
         self._columns: dict[tuple[str, str, str], str] = {}
-        self._hidden: dict[str, bool] = {}
+        self._shown_keys: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._pairs: dict[tuple[str, type, Any], str] = {}
 
     def format(self, record: logging.LogRecord) -> str:
         info = getattr(record, REPLAY_ATTRIBUTE, None)
         if isinstance(info, ReplayedRecord):
-            # The stack as sent: exc_text is indented for plain handlers; here the gutter does that.
-            raw_stack = info.attributes.get(EXCEPTION_STACKTRACE)
-            body = info.body
-            if body.isprintable():  # one line with nothing to escape: the common record, fast
-                stack = raw_stack if isinstance(raw_stack, str) else record.exc_text
-                return self._format_line(record.created, record.levelname, info, stack)
-            return self.format_fields(
-                record.created,
-                record.levelname,
-                info.plugin,
-                info.logger_name,
-                info.body,
-                info.attributes,
-                info.trace_id or "",
-                raw_stack if isinstance(raw_stack, str) else record.exc_text,
-            )
+            return self.format_replayed(record, info)
         stack = self.formatException(record.exc_info) if record.exc_info else None
         logger = record.name.removeprefix(_OWN_PREFIX)
         return self.format_fields(
             record.created, record.levelname, "host", logger, record.getMessage(), {}, "", stack
+        )
+
+    def format_replayed(self, record: logging.LogRecord, info: ReplayedRecord) -> str:
+        """``format``'s text of a replayed record whose ``record.otel`` the caller has already read."""
+        # The stack as sent: exc_text is indented for plain handlers; here the gutter does that.
+        raw_stack = info.attributes.get(EXCEPTION_STACKTRACE)
+        stack = raw_stack if isinstance(raw_stack, str) else record.exc_text
+        body = info.body
+        if body.isprintable():  # one line with nothing to escape: the common record, fast
+            return self._format_line(record.created, record.levelname, info, stack)
+        return self.format_fields(
+            record.created,
+            record.levelname,
+            info.plugin,
+            info.logger_name,
+            body,
+            info.attributes,
+            info.trace_id or "",
+            stack,
         )
 
     def format_fields(
@@ -123,8 +130,8 @@ class PluginConsoleFormatter(logging.Formatter):
     ) -> str:
         """The console's text of one record given as fields (``logs`` has no LogRecord to give)."""
         second = int(created)
-        if second != self._clock_second:  # strftime is a good part of the cost of a line
-            self._clock_second, self._clock_text = second, time.strftime("%H:%M:%S", time.localtime(second))
+        if second != self._clock_second:
+            self._set_clock(second)
         clock = f"{self._clock_text}.{int((created - second) * 1000):03d}"
         level = escape_controls(level_name)
         level = _SHORT_LEVELS.get(level, level)[:5]
@@ -145,24 +152,31 @@ class PluginConsoleFormatter(logging.Formatter):
             parts.append(self._paint(_DIM, f"trace={trace_id[:8]}"))
         return " ".join(parts) + self._continued(more) + self._stack(stack)
 
+    def _set_clock(self, second: int) -> None:
+        # strftime is a good part of the cost of a line: once a second.
+        self._clock_second, self._clock_text = second, time.strftime("%H:%M:%S", time.localtime(second))
+        self._clock_head = f"{_DIM if self.colour else ''}{self._clock_text}."
+
     def _format_line(self, created: float, level_name: str, info: ReplayedRecord, stack: str | None) -> str:
         """``format_fields``' text for a printable one-line body, from cached columns."""
         second = int(created)
         if second != self._clock_second:
-            self._clock_second, self._clock_text = second, time.strftime("%H:%M:%S", time.localtime(second))
-        clock = f"{self._clock_text}.{int((created - second) * 1000):03d}"
+            self._set_clock(second)
+        millis = int((created - second) * 1000)
         key = (level_name, info.plugin, info.logger_name)
         columns = self._columns.get(key)
         if columns is None:
             columns = self._columns_for(*key)
-        parts = [self._paint(_DIM, clock), columns, info.body]
-        extras = self._shown_attributes(info.attributes)
+        line = (
+            f"{self._clock_head}{_MILLIS[millis] if 0 <= millis < 1000 else f'{millis:03d}'}"
+            f"{self._clock_tail} {columns} {info.body}"
+        )
+        extras = self._shown_attributes(info.attributes) if info.attributes else ""
         if extras:
-            parts.append(self._paint(_DIM, extras))
+            line = f"{line} {self._paint(_DIM, extras)}"
         trace_id = info.trace_id
         if trace_id:
-            parts.append(self._paint(_DIM, f"trace={trace_id[:8]}"))
-        line = " ".join(parts)
+            line = f"{line} {self._paint(_DIM, f'trace={trace_id[:8]}')}"
         return line + self._stack(stack) if stack else line
 
     def _columns_for(self, level_name: str, source: str, logger_name: str) -> str:
@@ -183,18 +197,21 @@ class PluginConsoleFormatter(logging.Formatter):
         return columns
 
     def _shown_attributes(self, attributes: Mapping[str, Any]) -> str:
-        """``_attributes``' text, with each key's visibility and each scalar pair's text cached."""
-        hidden = self._hidden
+        """``_attributes``' text; shown keys per set of keys and scalar pairs' texts are cached."""
+        keys = tuple(attributes)  # records of one call site have the same keys, in the same order
+        shown_keys = self._shown_keys.get(keys)
+        if shown_keys is None:
+            shown_keys = tuple(key for key in keys if not key.startswith(_HIDDEN_PREFIXES))
+            shown_keys = shown_keys[: self.max_attributes]
+            if len(self._shown_keys) >= _MAX_CACHED:
+                self._shown_keys.clear()
+            self._shown_keys[keys] = shown_keys
+        if not shown_keys:
+            return ""
         pairs = self._pairs
         shown = []
-        for key, value in attributes.items():
-            is_hidden = hidden.get(key)
-            if is_hidden is None:
-                is_hidden = key.startswith(_HIDDEN_PREFIXES)
-                if len(hidden) < _MAX_CACHED:
-                    hidden[key] = is_hidden
-            if is_hidden:
-                continue
+        for key in shown_keys:
+            value = attributes[key]
             kind = value.__class__
             if kind is str or kind is int or kind is float or kind is bool:
                 pair_key = (key, kind, value)  # the class too: True, 1 and 1.0 are one dict key
@@ -207,8 +224,6 @@ class PluginConsoleFormatter(logging.Formatter):
             else:
                 text = self._pair_text(key, value)
             shown.append(text)
-            if len(shown) >= self.max_attributes:
-                break
         return " ".join(shown)
 
     def _pair_text(self, key: str, value: Any) -> str:

@@ -4,151 +4,182 @@ A runner's records reach the host in batches (up to its schedule delay later), w
 writes to stderr is replayed the moment it is read: shown as they arrive, a stderr line can
 print ahead of records logged before it. Holding each record for a window a little longer than
 that delay, and releasing the held ones oldest first, shows them in the order they happened.
-A record never waits longer than the window after it arrived, whatever time it claims.
+A record never waits much longer than the window after it arrived, whatever time it claims.
+
+The pushing thread (the one replaying records into logging) only appends to a deque: no lock,
+no wake-up per record. The release thread wakes once per tick, takes what was pushed since and
+releases what is due in one call (a console: one write), so the two threads meet a few dozen
+times a second, not once per record.
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
-import heapq
-import itertools
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from operator import itemgetter
+from typing import Final, Generic, TypeVar
 
 T = TypeVar("T")
 
+_TICKS_PER_WINDOW: Final = 8
+_MAX_TICK_SECONDS: Final = 0.05
+_IDLE_CHECK_SECONDS: Final = 1.0  # an idle release thread looks at its queue this often anyway
+# A pushed item is a plain tuple (due_seconds, at_seconds, item): the cheapest thing to build per
+# record, and the release side sorts and searches it with these C-level keys, no Python per item.
+_DUE: Final = itemgetter(0)
+_AT: Final = itemgetter(1)
+_ITEM: Final = itemgetter(2)
+
 
 class TimeOrderedRelease(Generic[T]):
-    """Items pushed with their own time come out through ``release`` oldest first.
+    """Items pushed with their own time come out through ``release`` oldest first, in batches.
 
-    Each item is held at most ``window_seconds`` after it was pushed: when the item that has
-    waited longest is due, the held items are released oldest first up to and including it.
-    ``settled`` (if given) is called once after each run of releases, when nothing more is
-    due: a console writes the run's lines at once there, rather than one write per line.
+    Each item is held ``window_seconds`` after it was pushed (and at most one tick more), then
+    it and every held item not later than it in time are released, oldest first (same times:
+    in the order pushed). ``release`` gets each run of released items at once, never empty; it
+    is called one run at a time, in order, and must not push.
     """
 
     def __init__(
         self,
         window_seconds: float,
-        release: Callable[[T], None],
+        release: Callable[[list[T]], None],
         clock: Callable[[], float] = time.monotonic,
-        settled: Callable[[], None] | None = None,
+        tick_seconds: float | None = None,
     ) -> None:
         self.window_seconds = window_seconds
+        self.tick_seconds = (
+            tick_seconds
+            if tick_seconds is not None
+            else min(_MAX_TICK_SECONDS, window_seconds / _TICKS_PER_WINDOW)
+        )
         self._release = release
-        self._settled = settled
         self._clock = clock
-        self._held: list[tuple[float, int, T]] = []  # a heap of (the item's time, order, item)
-        self._arrivals: deque[tuple[float, int]] = deque()  # (due, order), in the order pushed
-        self._gone: set[int] = set()  # released out of arrival order, still in _arrivals
-        self._order = itertools.count()
-        self._cond = threading.Condition()
+        self._incoming: deque[tuple[float, float, T]] = deque()  # appended by pushers only
+        # Owned by whoever holds _releasing: items in the order pushed (from _first on, so their
+        # due times ascend), and the items not yet released, sorted by their time.
+        self._arrivals: list[tuple[float, float, T]] = []
+        self._first = 0
+        self._held: list[tuple[float, float, T]] = []
+        self._releasing = threading.Lock()
+        self._wake = threading.Event()
+        self._idle = False  # the release thread sleeps until a push wakes it
         self._closed = False
         self._thread: threading.Thread | None = None
-        self._releasing = threading.Lock()  # one release at a time, in order
+        self._starting = threading.Lock()
 
     def push(self, at_seconds: float, item: T) -> None:
-        with self._cond:
-            if not self._closed:
-                order = next(self._order)
-                # Due after every held item: the release thread's next wake-up changes only when
-                # nothing was held (a wake-up per record would be a thread switch per record).
-                idle = self._next_due() is None
-                heapq.heappush(self._held, (at_seconds, order, item))
-                self._arrivals.append((self._clock() + self.window_seconds, order))
-                if self._thread is None:
-                    self._thread = threading.Thread(
-                        target=self._run, name="otel-plugin-logs-console", daemon=True
-                    )
-                    self._thread.start()
-                if idle:
-                    self._cond.notify()
-                return
-        self._release(item)  # closed: nothing is held any more, shown at once
-        if self._settled is not None:
-            self._settled()
+        # deque.append is atomic: the pusher never waits for the release thread.
+        self._incoming.append((self._clock() + self.window_seconds, at_seconds, item))
+        if self._closed:  # nothing is held any more (or close's drain may have missed it): shown at once
+            self.drain()
+            return
+        if self._thread is None:
+            self._start()
+        if self._idle:
+            self._wake.set()
 
     def held(self) -> int:
-        with self._cond:
+        with self._releasing:
+            self._collect()
             return len(self._held)
 
     def drain(self) -> None:
         """Release everything held now, oldest first (at flush, before a summary, at close)."""
         with self._releasing:
-            with self._cond:
-                items = [heapq.heappop(self._held)[2] for _ in range(len(self._held))]
-                self._arrivals.clear()
-                self._gone.clear()
-            try:
-                for item in items:
-                    self._release(item)
-            finally:
-                if self._settled is not None:
-                    self._settled()
+            self._collect()
+            batch = list(map(_ITEM, self._held))
+            self._held.clear()
+            self._arrivals.clear()
+            self._first = 0
+            if batch:
+                self._release(batch)
 
     def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify()
+        """Release what is held and stop the release thread; idempotent."""
+        self._closed = True
+        self._wake.set()
         self.drain()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(1.0)
 
-    def _next_due(self) -> tuple[float, int] | None:
-        """(due, order) of the item held longest; lock held."""
-        while self._arrivals and self._arrivals[0][1] in self._gone:
-            self._gone.discard(self._arrivals.popleft()[1])
-        return self._arrivals[0] if self._arrivals else None
+    def _start(self) -> None:
+        with self._starting:
+            if self._thread is None:
+                thread = threading.Thread(target=self._run, name="otel-plugin-logs-console", daemon=True)
+                thread.start()
+                self._thread = thread
+
+    def _collect(self) -> None:
+        """Hold what was pushed since the last pass; _releasing held."""
+        incoming = self._incoming
+        if not incoming:
+            return
+        popleft = incoming.popleft
+        # Only as many as are there now: pushers may append meanwhile, and nothing else pops.
+        fresh = [popleft() for _ in range(len(incoming))]
+        self._arrivals.extend(fresh)
+        held = self._held
+        fresh.sort(key=_AT)
+        in_order = not held or held[-1][1] <= fresh[0][1]
+        held.extend(fresh)
+        if not in_order:
+            held.sort(key=_AT)  # two sorted runs: timsort merges them, and keeps ties in push order
+
+    def _pop_due(self, now: float) -> list[T]:
+        """The items released now, oldest first; _releasing held."""
+        arrivals, first = self._arrivals, self._first
+        due_end = bisect.bisect_right(arrivals, now, lo=first, key=_DUE)
+        if due_end == first:
+            return []
+        # Items already released among the due ones raise the limit only to times already shown.
+        limit = max(map(_AT, arrivals[first:due_end]))
+        if due_end * 2 > len(arrivals):
+            del arrivals[:due_end]
+            self._first = 0
+        else:
+            self._first = due_end
+        held = self._held
+        count = bisect.bisect_right(held, limit, key=_AT)
+        batch = list(map(_ITEM, held[:count]))
+        del held[:count]
+        return batch
+
+    def _pass(self) -> float | None:
+        """One release pass; the time the next item is due (None: nothing held)."""
+        with self._releasing:
+            self._collect()
+            batch = self._pop_due(self._clock())
+            if batch:
+                # The console reports its own stream errors; this thread must go on regardless.
+                with contextlib.suppress(Exception):
+                    self._release(batch)
+            if not self._held:  # what is still in _arrivals was released with a later item
+                self._arrivals.clear()
+                self._first = 0
+                return None
+            return self._arrivals[self._first][0]
 
     def _run(self) -> None:
-        unsettled = False  # items released since settled was last called
-        while True:
-            with self._cond:
-                if self._closed:
-                    return
-                first = self._next_due()
-                wait = None if first is None else first[0] - self._clock()
-                due = first is not None and wait is not None and wait <= 0
-                if not due and not unsettled:
-                    self._cond.wait(wait)
-                    continue
-                if not self._releasing.acquire(blocking=False):
-                    self._cond.wait(0.001)  # drain() holds it and waits for _cond: let it have _cond
-                    continue
-                # Every item due now at once: one pass over the lock per run of releases, not
-                # one per record, which the pushing thread would have to fight for each time.
-                boxes = self._pop_due(first) if due else []
-            try:
-                # The handler reports its own stream errors; this thread must go on regardless.
-                with contextlib.suppress(Exception):
-                    if not boxes:
-                        unsettled = False
-                        if self._settled is not None:
-                            self._settled()
-                    for box in boxes:
-                        unsettled = self._settled is not None
-                        self._release(box[0])
-            finally:
-                self._releasing.release()
-
-    def _pop_due(self, first: tuple[float, int] | None) -> list[tuple[T]]:
-        """The held items due now, oldest first, each in a box; lock held."""
-        now = self._clock()
-        boxes = []
-        while first is not None and first[0] <= now and self._held:
-            boxes.append(self._pop_oldest(first))
-            first = self._next_due()
-        return boxes
-
-    def _pop_oldest(self, first: tuple[float, int] | None) -> tuple[T]:
-        """The oldest held item, in a box (an item may itself be None); lock held."""
-        _, order, item = heapq.heappop(self._held)
-        if first is not None and order == first[1]:
-            self._arrivals.popleft()
-        else:
-            self._gone.add(order)
-        return (item,)
+        wake = self._wake
+        while not self._closed:
+            started = self._clock()
+            due: float | None = None
+            with contextlib.suppress(Exception):
+                due = self._pass()
+            if due is None and not self._incoming:
+                self._idle = True
+                if not self._incoming:  # a push that saw _idle False is in _incoming by now
+                    wake.wait(_IDLE_CHECK_SECONDS)
+                wake.clear()
+                self._idle = False
+                continue
+            wait = max(started + self.tick_seconds, due if due is not None else 0.0) - self._clock()
+            if wait > 0:
+                wake.wait(wait)
+                wake.clear()
