@@ -17,7 +17,7 @@ import msgpack
 
 from otel_plugin_logs.config.runner import RunnerConfig
 from otel_plugin_logs.config.text import scrub_surrogates
-from otel_plugin_logs.runner.buffer import QueuedRecord
+from otel_plugin_logs.runner.buffer import Q, QueuedRecord
 from otel_plugin_logs.runner.trace_context import span_ids
 from otel_plugin_logs.runner.window import SentFrame
 from otel_plugin_logs.wire.framing import encode_message_with_records
@@ -38,6 +38,7 @@ from otel_plugin_logs.wire.records import (
 # Attributes of a stdlib LogRecord that are not "extras" passed by the caller.
 RECORD_FIELDS: Final = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
 # Keys of a structlog event dict that duplicate what the record already carries.
+_PLAIN_RECORD_FIELDS: Final = len(logging.makeLogRecord({}).__dict__)
 STRUCTLOG_SKIP: Final = frozenset(
     {"event", "level", "logger", "logger_name", "timestamp", "exc_info", "exception"}
 )
@@ -75,53 +76,68 @@ _SEVERITY_NUMBER: Final = [severity_number(n) for n in range(64)]
 
 def to_wire(item: QueuedRecord, limits: WireLimits, observed_ns: int) -> list[Any]:
     """The wire row of a queued record (raises what rendering its message raises)."""
-    record = item.record
-    message = item.message
+    (
+        seq,
+        _size,
+        levelno,
+        created,
+        levelname,
+        name,
+        message,
+        args,
+        context,
+        pathname,
+        func_name,
+        lineno,
+        thread,
+        thread_name,
+        record,
+    ) = item
     attributes: dict[str, Any] = {
-        CODE_FILE_PATH: record.pathname,
-        CODE_FUNCTION_NAME: record.funcName,
-        CODE_LINE_NUMBER: record.lineno,
-        THREAD_ID: record.thread,
-        THREAD_NAME: record.threadName,
+        CODE_FILE_PATH: pathname,
+        CODE_FUNCTION_NAME: func_name,
+        CODE_LINE_NUMBER: lineno,
+        THREAD_ID: thread,
+        THREAD_NAME: thread_name,
     }
     exception: list[str] | None = None
+    extras = record is not None and has_extras(record)
     if message.__class__ is dict:
         body = _stringify(message.get("event", ""), limits.max_attribute_length)
         budget = _add_structlog(message, attributes, limits.max_attributes, limits.max_attribute_length)
         if isinstance(message.get("exception"), str):
             exception = ["", "", truncate_tail(message["exception"], limits.max_stacktrace_bytes)]
-        if item.has_extras:
+        if extras:
             _add_extras(record, attributes, budget, limits.max_attribute_length)
     else:
-        body = message if item.args is None else message % item.args
-        if item.has_extras:
+        body = message if args is None else message % args
+        if extras:
             _add_extras(record, attributes, limits.max_attributes, limits.max_attribute_length)
     if len(body) * 4 > limits.max_body_bytes:  # else it fits for sure: no need to encode it
         body, original = truncate_utf8(body, limits.max_body_bytes)
         if original:
             attributes[BODY_ORIGINAL_BYTES] = original
-    if record.exc_info or record.exc_text:
-        exception = _exception_of(record, exception, limits)
-    if record.stack_info:
-        attributes[STACKTRACE] = truncate_tail(record.stack_info, limits.max_stacktrace_bytes)
+    if record is not None:
+        if record.exc_info or record.exc_text:
+            exception = _exception_of(record, exception, limits)
+        if record.stack_info:
+            attributes[STACKTRACE] = truncate_tail(record.stack_info, limits.max_stacktrace_bytes)
     trace_id = span_id = None
     flags = 0
-    if item.context is not None:
-        span = span_ids(item.context)
+    if context is not None:
+        span = span_ids(context)
         if span is not None:
             trace_id = span.trace_id.to_bytes(16, "big")
             span_id = span.span_id.to_bytes(8, "big")
             flags = span.trace_flags
-    levelno = record.levelno
-    levelname = record.levelname
     return [
-        item.seq,
-        int(record.created * 1e9),
+        seq,
+        int(created * 1e9),
         observed_ns,
         _SEVERITY_NUMBER[levelno] if 0 <= levelno < 64 else severity_number(levelno),
         levelname if levelname.__class__ is str else str(levelname),
         body,
-        record.name,
+        name,
         attributes,
         trace_id,
         span_id,
@@ -129,6 +145,36 @@ def to_wire(item: QueuedRecord, limits: WireLimits, observed_ns: int) -> list[An
         exception,
         levelno,
     ]
+
+
+def record_of(item: QueuedRecord) -> logging.LogRecord:
+    """A ``LogRecord`` for a queued record: its own, or one remade from its fields (error reports)."""
+    record: logging.LogRecord | None = item[Q.RECORD]
+    if record is not None:
+        return record
+    return logging.makeLogRecord(
+        {
+            "name": item[Q.NAME],
+            "levelno": item[Q.LEVELNO],
+            "levelname": item[Q.LEVELNAME],
+            "msg": item[Q.MESSAGE],
+            "args": item[Q.ARGS],
+            "created": item[Q.CREATED],
+            "pathname": item[Q.PATHNAME],
+            "funcName": item[Q.FUNC_NAME],
+            "lineno": item[Q.LINENO],
+            "thread": item[Q.THREAD],
+            "threadName": item[Q.THREAD_NAME],
+        }
+    )
+
+
+def has_extras(record: logging.LogRecord) -> bool:
+    """Whether the caller passed attributes of its own (``extra=...``)."""
+    fields = record.__dict__
+    added = len(fields) - _PLAIN_RECORD_FIELDS
+    # A handler that formatted the record before this one added `message` (and `asctime`).
+    return added > 0 and added > ("message" in fields) + ("asctime" in fields)
 
 
 def _add_structlog(message: dict[Any, Any], attributes: dict[str, Any], budget: int, max_len: int) -> int:
@@ -215,7 +261,7 @@ def build_frames(
             packed, size = [], 0
         packed.append(body)
         size += len(body)
-        last = item.seq
+        last = item[Q.SEQ]
     if packed:
         frames.append(SentFrame(last, encode_message_with_records(header(), packed)))
     return frames

@@ -17,9 +17,9 @@ from typing import Any, Final
 
 from otel_plugin_logs.config.runner import RunnerConfig
 from otel_plugin_logs.runner.backoff import Backoff
-from otel_plugin_logs.runner.buffer import QueuedRecord
+from otel_plugin_logs.runner.buffer import Q, QueuedRecord
 from otel_plugin_logs.runner.clock import Clock
-from otel_plugin_logs.runner.encoding import WireLimits, build_frames
+from otel_plugin_logs.runner.encoding import WireLimits, build_frames, record_of
 from otel_plugin_logs.runner.fallback import (
     STDERR_MARKER,
     StderrFallback,
@@ -265,7 +265,7 @@ class Sender:
             # half-way, the rest is already in the resend window instead of lost.
             frames = build_frames(items, self._limits, self._batch_bytes, self._header, self._encode_failed)
             with ledger.lock:
-                ledger.window.add(frames, items[-1].seq)
+                ledger.window.add(frames, items[-1][Q.SEQ])
             for frame in frames:
                 self._transport.send(frame.frame)
                 with ledger.lock:
@@ -278,7 +278,7 @@ class Sender:
         self._ledger.count_drop(DropReason.ENCODE)
         self.last_error = f"encode: {type(error).__name__}: {error}"
         if self.on_encode_error is not None:
-            self.on_encode_error(item.record)  # called inside the except: it may show the traceback
+            self.on_encode_error(record_of(item))  # inside the except: it may show the traceback
 
     def _header(self, *, bye: bool = False) -> dict[str, Any]:
         """A batch's (or the bye's) header; it answers the host's latest flush request."""
