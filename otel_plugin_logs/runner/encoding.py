@@ -20,7 +20,7 @@ from otel_plugin_logs.config.text import scrub_surrogates
 from otel_plugin_logs.runner.buffer import Q, QueuedRecord
 from otel_plugin_logs.runner.trace_context import span_ids
 from otel_plugin_logs.runner.window import SentFrame
-from otel_plugin_logs.wire.framing import encode_message_with_records
+from otel_plugin_logs.wire.framing import encode_message, encode_message_with_records
 from otel_plugin_logs.wire.records import (
     BODY_ORIGINAL_BYTES,
     CODE_FILE_PATH,
@@ -242,16 +242,50 @@ def build_frames(
 
     A record that cannot be rendered or encoded is left out and reported to ``on_error``
     (inside the ``except``, before the header of its frame is taken, so that frame counts it).
+    A batch of plain records (no extras, exception or stack) that fits in one frame is packed
+    by a single msgpack call; any other goes row by row, each row checked against the bound.
     """
+    observed_ns = time.time_ns()  # when the sender took the batch
+    rows: list[tuple[QueuedRecord, list[Any]]] = []
+    plain = True
+    for item in items:
+        try:
+            rows.append((item, to_wire(item, limits, observed_ns)))
+        except Exception as error:
+            on_error(item, error)
+            continue
+        if item[Q.RECORD] is not None:
+            plain = False
+    if plain and rows:
+        frame = _one_frame([row for _, row in rows], header(), max_batch_bytes)
+        if frame is not None:
+            return [SentFrame(rows[-1][0][Q.SEQ], frame)]
+    return _frames_row_by_row(rows, max_batch_bytes, header, on_error)
+
+
+def _one_frame(rows: list[list[Any]], header: dict[str, Any], max_batch_bytes: int) -> bytes | None:
+    """The batch as one frame, or None if it is too big or needs the careful path (bad text)."""
+    try:
+        frame = encode_message({**header, "records": rows})
+    except Exception:  # lone surrogates and the like: the row-by-row path scrubs them
+        return None
+    return frame if len(frame) <= max_batch_bytes else None
+
+
+def _frames_row_by_row(
+    rows: list[tuple[QueuedRecord, list[Any]]],
+    max_batch_bytes: int,
+    header: Callable[[], dict[str, Any]],
+    on_error: Callable[[QueuedRecord, Exception], None],
+) -> list[SentFrame]:
     frames: list[SentFrame] = []
     packed: list[bytes] = []
     size = 0
     last = 0
     packer = msgpack.Packer(use_bin_type=True)  # one per batch: making one costs as much as a record
-    observed_ns = time.time_ns()  # when the sender took the batch
-    for item in items:
+    for item, row in rows:
         try:
-            body = pack_row(packer, to_wire(item, limits, observed_ns), max_batch_bytes)
+            body = pack_row(packer, row, max_batch_bytes)
         except Exception as error:
             packer.reset()
             on_error(item, error)

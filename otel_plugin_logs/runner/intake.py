@@ -35,6 +35,7 @@ _NUMBER_BYTES: Final = sys.getsizeof(2**62)
 _plain = logging.makeLogRecord({})
 _RECORD_OBJECT_BYTES: Final = sys.getsizeof(_plain)
 _RECORD_NUMBERS_BYTES: Final = 6 * _NUMBER_BYTES  # its times, process id, thread id
+_PLAIN_RECORD_FIELDS: Final = len(_plain.__dict__)
 del _plain
 _EXC_INFO_BYTES: Final = 4096  # an exception and its traceback: frames the record keeps alive
 _STRUCTLOG_KEY_BYTES: Final = 64  # per key of a structlog event dict's copy: slot, key, value
@@ -47,13 +48,14 @@ def take(record: logging.LogRecord) -> tuple[Any, ...]:
     kept_args: tuple[Any, ...] | None = None
     if msg.__class__ is str and (not args or args.__class__ is tuple):
         message: Any = msg
-        size = _text_bytes(msg)
+        # Text sizes inline (not through _text_bytes): this runs for every record.
+        size = _STR_BYTES + len(msg) if msg.isascii() else _WIDE_STR_BYTES + 4 * len(msg)
         if args:
             size += _TUPLE_BYTES + 8 * len(args)
             for arg in args:
                 kind = arg.__class__
                 if kind is str:
-                    size += _text_bytes(arg)
+                    size += _STR_BYTES + len(arg) if arg.isascii() else _WIDE_STR_BYTES + 4 * len(arg)
                 elif kind in _IMMUTABLE_ARGS:
                     size += _NUMBER_BYTES
                 else:
@@ -69,7 +71,13 @@ def take(record: logging.LogRecord) -> tuple[Any, ...]:
         message = record.getMessage()
         size = _text_bytes(message)
     kept: logging.LogRecord | None = None
-    if record.exc_info or record.exc_text or record.stack_info or has_extras(record):
+    # Extras make the attribute dict longer than a plain record's: has_extras only then.
+    if (
+        record.exc_info
+        or record.exc_text
+        or record.stack_info
+        or (len(record.__dict__) > _PLAIN_RECORD_FIELDS and has_extras(record))
+    ):
         kept = record
         size += _record_bytes(record)
     return (
