@@ -76,29 +76,14 @@ _SEVERITY_NUMBER: Final = [severity_number(n) for n in range(64)]
 
 def to_wire(item: QueuedRecord, limits: WireLimits, observed_ns: int) -> list[Any]:
     """The wire row of a queued record (raises what rendering its message raises)."""
-    (
-        seq,
-        _size,
-        levelno,
-        created,
-        levelname,
-        name,
-        message,
-        args,
-        context,
-        pathname,
-        func_name,
-        lineno,
-        thread,
-        thread_name,
-        record,
-    ) = item
+    seq, _, levelno, created, levelname, name, message, args, context, path, func, line, thread = item[:13]
+    tname, record = item[Q.THREAD_NAME], item[Q.RECORD]
     attributes: dict[str, Any] = {
-        CODE_FILE_PATH: pathname,
-        CODE_FUNCTION_NAME: func_name,
-        CODE_LINE_NUMBER: lineno,
+        CODE_FILE_PATH: path,
+        CODE_FUNCTION_NAME: func,
+        CODE_LINE_NUMBER: line,
         THREAD_ID: thread,
-        THREAD_NAME: thread_name,
+        THREAD_NAME: tname,
     }
     exception: list[str] | None = None
     extras = record is not None and has_extras(record)
@@ -245,22 +230,48 @@ def build_frames(
     A batch of plain records (no extras, exception or stack) that fits in one frame is packed
     by a single msgpack call; any other goes row by row, each row checked against the bound.
     """
-    observed_ns = time.time_ns()  # when the sender took the batch
-    rows: list[tuple[QueuedRecord, list[Any]]] = []
-    plain = True
-    for item in items:
-        try:
-            rows.append((item, to_wire(item, limits, observed_ns)))
-        except Exception as error:
-            on_error(item, error)
-            continue
-        if item[Q.RECORD] is not None:
-            plain = False
+    rows, plain = _rows(items, limits, on_error)
     if plain and rows:
         frame = _one_frame([row for _, row in rows], header(), max_batch_bytes)
         if frame is not None:
             return [SentFrame(rows[-1][0][Q.SEQ], frame)]
     return _frames_row_by_row(rows, max_batch_bytes, header, on_error)
+
+
+def _rows(
+    items: list[QueuedRecord], limits: WireLimits, on_error: Callable[[QueuedRecord, Exception], None]
+) -> tuple[list[tuple[QueuedRecord, list[Any]]], bool]:
+    """The wire rows of ``items`` (those that can be rendered), and whether all are plain.
+
+    A plain record (no kept LogRecord, no span, a str message that fits) gets its row here
+    without a call to ``to_wire``, which gives the same row: this runs for every record.
+    """
+    observed_ns = time.time_ns()  # when the sender took the batch
+    max_body_chars = limits.max_body_bytes // 4
+    rows: list[tuple[QueuedRecord, list[Any]]] = []
+    plain = True
+    for item in items:
+        seq, _, levelno, created, level, name, msg, args, ctx, path, func, line, thread, tname, kept = item
+        try:
+            if kept is None and ctx is None and msg.__class__ is str and level.__class__ is str:
+                body = msg if args is None else msg % args
+                if len(body) <= max_body_chars and 0 <= levelno < 64:
+                    attributes = {
+                        CODE_FILE_PATH: path,
+                        CODE_FUNCTION_NAME: func,
+                        CODE_LINE_NUMBER: line,
+                        THREAD_ID: thread,
+                        THREAD_NAME: tname,
+                    }
+                    row = [seq, int(created * 1e9), observed_ns, _SEVERITY_NUMBER[levelno], level, body, name]
+                    row.extend((attributes, None, None, 0, None, levelno))
+                    rows.append((item, row))
+                    continue
+            plain = plain and kept is None
+            rows.append((item, to_wire(item, limits, observed_ns)))
+        except Exception as error:
+            on_error(item, error)
+    return rows, plain
 
 
 def _one_frame(rows: list[list[Any]], header: dict[str, Any], max_batch_bytes: int) -> bytes | None:

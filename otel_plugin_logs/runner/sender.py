@@ -39,6 +39,10 @@ LINGER_SECONDS: Final = 0.005
 # How often the sender looks again while it waits for acknowledgements or a deadline.
 _POLL_SECONDS: Final = 0.02
 _CONNECT_TIMEOUT_SECONDS: Final = 5.0
+# Most bytes of batches in flight (sent, not acknowledged). Past it records wait here, where
+# they are shed by severity and counted, rather than in the host's intake, which drops what
+# waited there too long as host_overload: a few seconds of the host's work keep it busy.
+MAX_WINDOW_BYTES: Final = 2 * 1024 * 1024
 AckHook = Callable[[int], None]
 
 
@@ -81,7 +85,7 @@ class Sender:
         self._limits = WireLimits.of(config)
         self._batch_records = config.max_batch_records
         self._batch_bytes = min(1024 * 1024, config.max_frame_bytes // 4)
-        self._max_window_bytes = config.max_queue_bytes * 3 // 4
+        self._max_window_bytes = min(config.max_queue_bytes * 3 // 4, MAX_WINDOW_BYTES)
         self._delay_seconds = config.schedule_delay_millis / 1000.0
         self._fallback = StderrFallback(clock.monotonic)
         self.done = threading.Condition(threading.RLock())  # reentrant: a fatal signal flushes
@@ -305,13 +309,16 @@ class Sender:
 
     def wait_sent(self, seq: int, deadline: float) -> bool:
         """Wait until every record up to ``seq`` was sent; False at ``deadline``."""
+        next_wake = 0.0  # paced: ``done`` is notified every cycle, a wake-up per notification would spin
         with self.done:
             while not self._ledger.sent_through(seq):
-                remaining = deadline - self._clock.monotonic()
-                if remaining <= 0:
+                now = self._clock.monotonic()
+                if now >= deadline:
                     return False
-                self._wake.set()
-                self.done.wait(min(remaining, 0.05))
+                if now >= next_wake:
+                    next_wake = now + _POLL_SECONDS
+                    self._wake.set()
+                self.done.wait(min(deadline - now, _POLL_SECONDS))
         return True
 
     def wait_acked(self, deadline: float) -> bool:

@@ -14,6 +14,9 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
 from otel_plugin_logs import InMemoryTransport, RunnerLogHandler
+from otel_plugin_logs.config.runner import RunnerConfig
+from otel_plugin_logs.runner import intake
+from otel_plugin_logs.runner.encoding import WireLimits, build_frames, to_wire
 from otel_plugin_logs.wire.records import Rec
 
 # Fields that differ between two runs of the same calls: the sequence number and the clocks.
@@ -214,3 +217,25 @@ def test_rows_carry_each_records_fields_as_the_log_record_had_them() -> None:
             record.levelno == logging.ERROR and "span" in record.getMessage()
         )
     assert host.rows[4][Rec.ATTRIBUTES]["user"] == "ann"
+
+
+def test_a_plain_batch_frame_carries_the_rows_to_wire_makes() -> None:
+    """The one-call frame of plain records decodes to the rows ``to_wire`` gives, record by record."""
+    records = [
+        logging.LogRecord(
+            "fast.rows", logging.INFO, __file__, 7, "user %s fetched %s", (i, "berlin"), None, "f"
+        )
+        for i in range(40)
+    ]
+    records.append(logging.LogRecord("fast.rows", 25, __file__, 8, "custom level, no args", None, None))
+    records.append(logging.LogRecord("fast.rows", logging.INFO, __file__, 9, "long " * 20_000, None, None))
+    items = [(seq, *intake.take(record)) for seq, record in enumerate(records, start=1)]
+    limits = WireLimits.of(RunnerConfig())
+    frames = build_frames(items, limits, 1 << 20, lambda: {"t": "batch"}, lambda item, error: None)
+    decoded = [row for frame in frames for row in msgpack.unpackb(frame.frame[4:], raw=False)["records"]]
+    expected = [msgpack.unpackb(msgpack.packb(to_wire(item, limits, 0)), raw=False) for item in items]
+    assert len(frames) == 1 and len(decoded) == len(expected) == 42
+    for got, want in zip(decoded, expected, strict=True):
+        assert got[: Rec.OBSERVED_TIME] + got[Rec.OBSERVED_TIME + 1 :] == (
+            want[: Rec.OBSERVED_TIME] + want[Rec.OBSERVED_TIME + 1 :]
+        )
