@@ -42,7 +42,7 @@ _CONNECT_TIMEOUT_SECONDS: Final = 5.0
 # Most bytes of batches in flight (sent, not acknowledged). Past it records wait here, where
 # they are shed by severity and counted, rather than in the host's intake, which drops what
 # waited there too long as host_overload: a few seconds of the host's work keep it busy.
-MAX_WINDOW_BYTES: Final = 2 * 1024 * 1024
+MAX_WINDOW_BYTES: Final = 4 * 1024 * 1024
 AckHook = Callable[[int], None]
 
 
