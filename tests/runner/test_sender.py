@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from otel_plugin_logs import InMemoryTransport, RunnerLogHandler
-from otel_plugin_logs.runner.sender import TRANSITIONS, SenderState
+from otel_plugin_logs.runner.sender import MAX_WINDOW_BYTES, TRANSITIONS, SenderState
 from otel_plugin_logs.runner.transport import TransportError, TransportRejected
 
 from .clocks import FrozenClock
@@ -158,13 +158,15 @@ def test_a_flush_waiting_on_a_full_send_window_does_not_spin_the_sender() -> Non
     log.handlers[:] = [handler]
     log.setLevel(logging.INFO)
     log.propagate = False
-    for i in range(400):
-        log.info("%d %s", i, "x" * 10_000)  # 4 MB: more than the send window may hold
-    handler.force_flush(2000)  # whether all of it went or not, the window is full from now on
-    for i in range(100):
-        log.info("%d waits", i)
-    before = transport.receives
-    assert not handler.force_flush(400)
-    assert transport.receives - before < 100  # one cycle per poll, not one per notification
-    assert handler.stats()["queued"] > 0
-    handler.shutdown(5000)  # closing, the window no longer holds records back
+    try:
+        for i in range(MAX_WINDOW_BYTES // 10_000 + 100):
+            log.info("%d %s", i, "x" * 10_000)  # more than the send window may hold
+        handler.force_flush(2000)  # whether all of it went or not, the window is full from now on
+        for i in range(100):
+            log.info("%d waits", i)
+        before = transport.receives
+        assert not handler.force_flush(400)
+        assert transport.receives - before < 100  # one cycle per poll, not one per notification
+        assert handler.stats()["queued"] > 0
+    finally:
+        handler.shutdown(5000)  # closing, the window no longer holds records back
