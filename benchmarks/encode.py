@@ -140,7 +140,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
 
     # Runner side: what the sender thread does per record (a wire row, packed with one Packer).
     from otel_plugin_logs.config.runner import RunnerConfig
-    from otel_plugin_logs.runner.buffer import QueuedRecord
+    from otel_plugin_logs.runner import intake
     from otel_plugin_logs.runner.encoding import WireLimits, to_wire
 
     wire_limits = WireLimits.of(RunnerConfig())
@@ -150,9 +150,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     ]
     for record in sample_records:
         record.__dict__.update(EXTRA)
-    wire_items = [
-        QueuedRecord(i + 1, r, r.getMessage(), None, None, 400, True) for i, r in enumerate(sample_records)
-    ]
+    wire_items = [(i + 1, *intake.take(r)) for i, r in enumerate(sample_records)]
     packer = msgpack.Packer(use_bin_type=True)
 
     builder = SdkRecordBuilder()

@@ -100,17 +100,18 @@ class RunnerConfig(Settings):
         "a comma-separated list",
     )
     max_queue_records: int = setting(
-        100_000,
+        400_000,
         PREFIX + "RUNNER_MAX_QUEUE_RECORDS",
         POSITIVE,
         "Records a runner holds that are not sent yet; beyond it the lowest-severity oldest are dropped.",
         "an integer >= 1",
     )
     max_queue_bytes: int = setting(
-        64 * MIB,
+        128 * MIB,
         PREFIX + "RUNNER_MAX_QUEUE_BYTES",
         int_range(64 * 1024),
-        "Bytes a runner holds: records not sent plus batches sent but not acknowledged.",
+        "Bytes a runner holds: the memory of the records not sent plus the batches sent but not "
+        "acknowledged.",
         "an integer >= 65536",
     )
     max_batch_records: int = setting(

@@ -168,6 +168,7 @@ class _Installation:
             self.handler = handler
             if self._stopped:
                 return handler
+            self.capture.retarget(handler.capture)
             # atexit runs the exit hooks' flush first when registered after the handler's own
             # hook: a signal that comes during that flush then knows one is under way.
             self.exit_hooks.uninstall()

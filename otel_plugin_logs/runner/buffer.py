@@ -3,32 +3,49 @@
 Records wait in four deques, one per severity class. When the buffer is over its count or
 byte bound, the oldest record of the lowest non-empty class goes first; every record shed is
 counted. Not thread-safe by itself: the handler's lock guards it.
+
+A queued record is a tuple laid out as ``Q`` says, not an object: ``emit`` builds it without a
+Python call, it holds a fraction of what the ``LogRecord`` held (the record itself is kept only
+when it carries extras, an exception or a stack), and the garbage collector stops tracking a
+tuple of plain values.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import deque
-from dataclasses import dataclass
 from typing import Any, Final
 
 
-@dataclass(slots=True)
-class QueuedRecord:
-    """A record accepted by ``emit``, waiting for the sender."""
+class Q:
+    """Indexes of the fields of a queued record."""
 
-    seq: int
-    record: logging.LogRecord
-    message: Any  # the rendered message, the format string (with args), or a structlog dict's copy
-    args: tuple[Any, ...] | None  # immutable arguments the sender renders into message, if any
-    context: Any  # the OTel Context current at the call, or None
-    size_bytes: int  # what this record counts against the byte bound
-    has_extras: bool  # the caller passed attributes of its own (extra=...)
+    SEQ: Final = 0
+    SIZE_BYTES: Final = 1  # what it counts against the byte bound: the memory it holds
+    LEVELNO: Final = 2
+    CREATED: Final = 3
+    LEVELNAME: Final = 4
+    NAME: Final = 5
+    MESSAGE: Final = 6  # the rendered message, the format string (with ARGS), or a structlog dict's copy
+    ARGS: Final = 7  # immutable arguments the sender renders into MESSAGE, or None
+    CONTEXT: Final = 8  # the OTel Context current at the call, or None
+    PATHNAME: Final = 9
+    FUNC_NAME: Final = 10
+    LINENO: Final = 11
+    THREAD: Final = 12
+    THREAD_NAME: Final = 13
+    RECORD: Final = 14  # the LogRecord when it has extras, an exception or a stack; else None
+    FIELDS: Final = 15
 
-    def text(self) -> Any:
-        """The message as logged: rendered now if it was kept with its arguments (may raise)."""
-        args = self.args
-        return self.message if args is None else self.message % args
+
+QueuedRecord = tuple[Any, ...]  # laid out as ``Q``
+
+
+def queued_text(item: QueuedRecord) -> Any:
+    """The message as logged: rendered now if it was kept with its arguments (may raise)."""
+    args = item[Q.ARGS]
+    message = item[Q.MESSAGE]
+    return message if args is None else message % args
 
 
 def level_class(levelno: int) -> int:
@@ -63,11 +80,12 @@ class SeverityBuffer:
         self.size_bytes = 0
         self.shed_total = 0
 
-    def append(self, item: QueuedRecord, levelno: int) -> int:
+    def append(self, item: QueuedRecord) -> int:
         """Queue ``item``; returns the count now queued."""
+        levelno = item[2]  # Q.LEVELNO, by number: this runs for every record
         self._queues[_LEVEL_CLASS[levelno] if 0 <= levelno < 64 else 3].append(item)
         self.count += 1
-        self.size_bytes += item.size_bytes
+        self.size_bytes += item[1]  # Q.SIZE_BYTES
         return self.count
 
     def over_bounds(self, held_bytes: int) -> bool:
@@ -83,7 +101,7 @@ class SeverityBuffer:
                     item = queue.popleft()
                     break
             self.count -= 1
-            self.size_bytes -= item.size_bytes
+            self.size_bytes -= item[Q.SIZE_BYTES]
             dropped.append(item)
         self.shed_total += len(dropped)
         return dropped
@@ -92,39 +110,47 @@ class SeverityBuffer:
         """The oldest records by sequence, up to ``max_records``, removed."""
         if self.count <= max_records:
             return self.take_all()
-        items: list[QueuedRecord] = []
         queues = [queue for queue in self._queues if queue]
-        while len(items) < max_records and queues:
-            best = min(queues, key=_head_seq)
-            items.append(best.popleft())
-            if not best:
-                queues.remove(best)
+        if len(queues) == 1:  # the common case: one severity class; its order is the sequence's
+            queue = queues[0]
+            items = [queue.popleft() for _ in range(max_records)]
+        else:
+            items = []
+            while len(items) < max_records and queues:
+                best = min(queues, key=_head_seq)
+                items.append(best.popleft())
+                if not best:
+                    queues.remove(best)
         self._removed(items)
         return items
 
     def take_all(self) -> list[QueuedRecord]:
         """Every record, in sequence order, removed."""
+        queues = [queue for queue in self._queues if queue]
         items: list[QueuedRecord] = []
-        for queue in self._queues:
+        for queue in queues:
             items.extend(queue)
             queue.clear()
-        items.sort(key=_seq_of)
+        if len(queues) > 1:
+            items.sort(key=_seq_of)
         self.count = 0
         self.size_bytes = 0
         return items
 
     def holds_through(self, seq: int) -> bool:
         """Whether some record numbered ``seq`` or lower is still queued."""
-        return any(queue and queue[0].seq <= seq for queue in self._queues)
+        return any(queue and queue[0][Q.SEQ] <= seq for queue in self._queues)
 
     def _removed(self, items: list[QueuedRecord]) -> None:
         self.count -= len(items)
-        self.size_bytes -= sum(item.size_bytes for item in items)
+        self.size_bytes -= sum(item[Q.SIZE_BYTES] for item in items)
 
 
 def _seq_of(item: QueuedRecord) -> int:
-    return item.seq
+    seq: int = item[Q.SEQ]
+    return seq
 
 
 def _head_seq(queue: deque[QueuedRecord]) -> int:
-    return queue[0].seq
+    seq: int = queue[0][Q.SEQ]
+    return seq

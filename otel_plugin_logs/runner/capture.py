@@ -74,7 +74,7 @@ class Capture:
     """Offers every handled record to ``accept`` once; hides its console echo if asked."""
 
     def __init__(self, accept: Callable[[logging.LogRecord], bool], *, hide_console: bool) -> None:
-        self._accept = accept
+        self._accept = [accept]  # a cell the hook reads at each record: ``retarget`` changes it
         self._hide_console = hide_console
         self._state = _DispatchState()
         self._original: _CallHandlers | None = None
@@ -110,14 +110,19 @@ class Capture:
                 setattr(sys, name, stream)
         self._streams.clear()
 
+    def retarget(self, accept: Callable[[logging.LogRecord], bool]) -> None:
+        """Offer records to ``accept`` from now on (the handler's own method, once it exists:
+        one call less per record than going through whoever made it)."""
+        self._accept[0] = accept
+
     def _hook(self, original: _CallHandlers) -> _CallHandlers:
-        accept = self._accept
+        target = self._accept
         state = self._state
 
         def call_handlers(logger: logging.Logger, record: logging.LogRecord) -> None:
             # A handler that hands the record it is handling to another logger dispatches it
             # again: it was offered already.
-            if record is state.current or not accept(record):
+            if record is state.current or not target[0](record):
                 original(logger, record)
                 return
             outer = state.current

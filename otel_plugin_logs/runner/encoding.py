@@ -17,10 +17,10 @@ import msgpack
 
 from otel_plugin_logs.config.runner import RunnerConfig
 from otel_plugin_logs.config.text import scrub_surrogates
-from otel_plugin_logs.runner.buffer import QueuedRecord
+from otel_plugin_logs.runner.buffer import Q, QueuedRecord
 from otel_plugin_logs.runner.trace_context import span_ids
 from otel_plugin_logs.runner.window import SentFrame
-from otel_plugin_logs.wire.framing import encode_message_with_records
+from otel_plugin_logs.wire.framing import encode_message, encode_message_with_records
 from otel_plugin_logs.wire.records import (
     BODY_ORIGINAL_BYTES,
     CODE_FILE_PATH,
@@ -38,6 +38,7 @@ from otel_plugin_logs.wire.records import (
 # Attributes of a stdlib LogRecord that are not "extras" passed by the caller.
 RECORD_FIELDS: Final = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
 # Keys of a structlog event dict that duplicate what the record already carries.
+_PLAIN_RECORD_FIELDS: Final = len(logging.makeLogRecord({}).__dict__)
 STRUCTLOG_SKIP: Final = frozenset(
     {"event", "level", "logger", "logger_name", "timestamp", "exc_info", "exception"}
 )
@@ -75,53 +76,53 @@ _SEVERITY_NUMBER: Final = [severity_number(n) for n in range(64)]
 
 def to_wire(item: QueuedRecord, limits: WireLimits, observed_ns: int) -> list[Any]:
     """The wire row of a queued record (raises what rendering its message raises)."""
-    record = item.record
-    message = item.message
+    seq, _, levelno, created, levelname, name, message, args, context, path, func, line, thread = item[:13]
+    tname, record = item[Q.THREAD_NAME], item[Q.RECORD]
     attributes: dict[str, Any] = {
-        CODE_FILE_PATH: record.pathname,
-        CODE_FUNCTION_NAME: record.funcName,
-        CODE_LINE_NUMBER: record.lineno,
-        THREAD_ID: record.thread,
-        THREAD_NAME: record.threadName,
+        CODE_FILE_PATH: path,
+        CODE_FUNCTION_NAME: func,
+        CODE_LINE_NUMBER: line,
+        THREAD_ID: thread,
+        THREAD_NAME: tname,
     }
     exception: list[str] | None = None
+    extras = record is not None and has_extras(record)
     if message.__class__ is dict:
         body = _stringify(message.get("event", ""), limits.max_attribute_length)
         budget = _add_structlog(message, attributes, limits.max_attributes, limits.max_attribute_length)
         if isinstance(message.get("exception"), str):
             exception = ["", "", truncate_tail(message["exception"], limits.max_stacktrace_bytes)]
-        if item.has_extras:
+        if extras:
             _add_extras(record, attributes, budget, limits.max_attribute_length)
     else:
-        body = message if item.args is None else message % item.args
-        if item.has_extras:
+        body = message if args is None else message % args
+        if extras:
             _add_extras(record, attributes, limits.max_attributes, limits.max_attribute_length)
     if len(body) * 4 > limits.max_body_bytes:  # else it fits for sure: no need to encode it
         body, original = truncate_utf8(body, limits.max_body_bytes)
         if original:
             attributes[BODY_ORIGINAL_BYTES] = original
-    if record.exc_info or record.exc_text:
-        exception = _exception_of(record, exception, limits)
-    if record.stack_info:
-        attributes[STACKTRACE] = truncate_tail(record.stack_info, limits.max_stacktrace_bytes)
+    if record is not None:
+        if record.exc_info or record.exc_text:
+            exception = _exception_of(record, exception, limits)
+        if record.stack_info:
+            attributes[STACKTRACE] = truncate_tail(record.stack_info, limits.max_stacktrace_bytes)
     trace_id = span_id = None
     flags = 0
-    if item.context is not None:
-        span = span_ids(item.context)
+    if context is not None:
+        span = span_ids(context)
         if span is not None:
             trace_id = span.trace_id.to_bytes(16, "big")
             span_id = span.span_id.to_bytes(8, "big")
             flags = span.trace_flags
-    levelno = record.levelno
-    levelname = record.levelname
     return [
-        item.seq,
-        int(record.created * 1e9),
+        seq,
+        int(created * 1e9),
         observed_ns,
         _SEVERITY_NUMBER[levelno] if 0 <= levelno < 64 else severity_number(levelno),
         levelname if levelname.__class__ is str else str(levelname),
         body,
-        record.name,
+        name,
         attributes,
         trace_id,
         span_id,
@@ -129,6 +130,36 @@ def to_wire(item: QueuedRecord, limits: WireLimits, observed_ns: int) -> list[An
         exception,
         levelno,
     ]
+
+
+def record_of(item: QueuedRecord) -> logging.LogRecord:
+    """A ``LogRecord`` for a queued record: its own, or one remade from its fields (error reports)."""
+    record: logging.LogRecord | None = item[Q.RECORD]
+    if record is not None:
+        return record
+    return logging.makeLogRecord(
+        {
+            "name": item[Q.NAME],
+            "levelno": item[Q.LEVELNO],
+            "levelname": item[Q.LEVELNAME],
+            "msg": item[Q.MESSAGE],
+            "args": item[Q.ARGS],
+            "created": item[Q.CREATED],
+            "pathname": item[Q.PATHNAME],
+            "funcName": item[Q.FUNC_NAME],
+            "lineno": item[Q.LINENO],
+            "thread": item[Q.THREAD],
+            "threadName": item[Q.THREAD_NAME],
+        }
+    )
+
+
+def has_extras(record: logging.LogRecord) -> bool:
+    """Whether the caller passed attributes of its own (``extra=...``)."""
+    fields = record.__dict__
+    added = len(fields) - _PLAIN_RECORD_FIELDS
+    # A handler that formatted the record before this one added `message` (and `asctime`).
+    return added > 0 and added > ("message" in fields) + ("asctime" in fields)
 
 
 def _add_structlog(message: dict[Any, Any], attributes: dict[str, Any], budget: int, max_len: int) -> int:
@@ -196,16 +227,76 @@ def build_frames(
 
     A record that cannot be rendered or encoded is left out and reported to ``on_error``
     (inside the ``except``, before the header of its frame is taken, so that frame counts it).
+    A batch of plain records (no extras, exception or stack) that fits in one frame is packed
+    by a single msgpack call; any other goes row by row, each row checked against the bound.
     """
+    rows, plain = _rows(items, limits, on_error)
+    if plain and rows:
+        frame = _one_frame([row for _, row in rows], header(), max_batch_bytes)
+        if frame is not None:
+            return [SentFrame(rows[-1][0][Q.SEQ], frame)]
+    return _frames_row_by_row(rows, max_batch_bytes, header, on_error)
+
+
+def _rows(
+    items: list[QueuedRecord], limits: WireLimits, on_error: Callable[[QueuedRecord, Exception], None]
+) -> tuple[list[tuple[QueuedRecord, list[Any]]], bool]:
+    """The wire rows of ``items`` (those that can be rendered), and whether all are plain.
+
+    A plain record (no kept LogRecord, no span, a str message that fits) gets its row here
+    without a call to ``to_wire``, which gives the same row: this runs for every record.
+    """
+    observed_ns = time.time_ns()  # when the sender took the batch
+    max_body_chars = limits.max_body_bytes // 4
+    rows: list[tuple[QueuedRecord, list[Any]]] = []
+    plain = True
+    for item in items:
+        seq, _, levelno, created, level, name, msg, args, ctx, path, func, line, thread, tname, kept = item
+        try:
+            if kept is None and ctx is None and msg.__class__ is str and level.__class__ is str:
+                body = msg if args is None else msg % args
+                if len(body) <= max_body_chars and 0 <= levelno < 64:
+                    attributes = {
+                        CODE_FILE_PATH: path,
+                        CODE_FUNCTION_NAME: func,
+                        CODE_LINE_NUMBER: line,
+                        THREAD_ID: thread,
+                        THREAD_NAME: tname,
+                    }
+                    row = [seq, int(created * 1e9), observed_ns, _SEVERITY_NUMBER[levelno], level, body, name]
+                    row.extend((attributes, None, None, 0, None, levelno))
+                    rows.append((item, row))
+                    continue
+            plain = plain and kept is None
+            rows.append((item, to_wire(item, limits, observed_ns)))
+        except Exception as error:
+            on_error(item, error)
+    return rows, plain
+
+
+def _one_frame(rows: list[list[Any]], header: dict[str, Any], max_batch_bytes: int) -> bytes | None:
+    """The batch as one frame, or None if it is too big or needs the careful path (bad text)."""
+    try:
+        frame = encode_message({**header, "records": rows})
+    except Exception:  # lone surrogates and the like: the row-by-row path scrubs them
+        return None
+    return frame if len(frame) <= max_batch_bytes else None
+
+
+def _frames_row_by_row(
+    rows: list[tuple[QueuedRecord, list[Any]]],
+    max_batch_bytes: int,
+    header: Callable[[], dict[str, Any]],
+    on_error: Callable[[QueuedRecord, Exception], None],
+) -> list[SentFrame]:
     frames: list[SentFrame] = []
     packed: list[bytes] = []
     size = 0
     last = 0
     packer = msgpack.Packer(use_bin_type=True)  # one per batch: making one costs as much as a record
-    observed_ns = time.time_ns()  # when the sender took the batch
-    for item in items:
+    for item, row in rows:
         try:
-            body = pack_row(packer, to_wire(item, limits, observed_ns), max_batch_bytes)
+            body = pack_row(packer, row, max_batch_bytes)
         except Exception as error:
             packer.reset()
             on_error(item, error)
@@ -215,7 +306,7 @@ def build_frames(
             packed, size = [], 0
         packed.append(body)
         size += len(body)
-        last = item.seq
+        last = item[Q.SEQ]
     if packed:
         frames.append(SentFrame(last, encode_message_with_records(header(), packed)))
     return frames

@@ -9,7 +9,7 @@ from typing import Any, Final
 
 import msgpack
 
-from otel_plugin_logs.runner.buffer import QueuedRecord
+from otel_plugin_logs.runner.buffer import Q, QueuedRecord, queued_text
 from otel_plugin_logs.runner.ledger import Ledger
 from otel_plugin_logs.wire.drops import DropReason
 from otel_plugin_logs.wire.records import Rec
@@ -57,12 +57,11 @@ class StderrFallback:
 def give_up_records(items: list[QueuedRecord], fallback: StderrFallback) -> None:
     """Queued records that cannot reach the host, as lines (the caller counted them)."""
     for item in items:
-        record = item.record
         try:
-            text = item.text()
+            text = queued_text(item)
         except Exception:
-            text = item.message  # the format string, when its arguments do not fit it
-        fallback.record(record.levelname, record.name, text)
+            text = item[Q.MESSAGE]  # the format string, when its arguments do not fit it
+        fallback.record(item[Q.LEVELNAME], item[Q.NAME], text)
 
 
 def give_up_untransmitted(ledger: Ledger, fallback: StderrFallback) -> None:

@@ -23,7 +23,6 @@ from otel_plugin_logs.config.errors import ConfigError
 from otel_plugin_logs.config.fields import resolve
 from otel_plugin_logs.config.runner import RunnerConfig
 from otel_plugin_logs.runner import intake
-from otel_plugin_logs.runner.buffer import QueuedRecord
 from otel_plugin_logs.runner.clock import Clock, SystemClock
 from otel_plugin_logs.runner.ledger import Ledger
 from otel_plugin_logs.runner.sender import AckHook, Sender
@@ -86,6 +85,8 @@ class RunnerLogHandler(logging.Handler):
         self._exclude = (OWN_LOGGER_PREFIX, *config.exclude_loggers)
         self._wanted: dict[str, bool] = {}
         self._batch_records = config.max_batch_records
+        self._max_records = config.max_queue_records
+        self._max_bytes = config.max_queue_bytes
         self._start_stream()
         weak = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _call(weak, "_after_fork_in_child"))
@@ -144,32 +145,31 @@ class RunnerLogHandler(logging.Handler):
             sender = self._sender
             if not wanted or record.thread == sender.ident:
                 return False  # filtered, or something the sender called logged: never loop back
-            self._enqueue(intake.take(record))
-            return True
+            # Taken outside the lock: rendering a message runs the plugin's code, which may log.
+            fields = intake.take(record)
         except Exception:
             self.handleError(record)
             return False
-
-    def _enqueue(self, item: QueuedRecord) -> None:
         ledger = self._ledger
-        sender = self._sender
         buffer = ledger.buffer
         with ledger.lock:
-            seq = item.seq = ledger.last_seq = ledger.last_seq + 1
+            seq = ledger.last_seq = ledger.last_seq + 1
             counter = self._exit_counter
             if counter is None and not self._exit_counter_tried:
                 counter = self._open_exit_counter()
             if counter is not None:
                 counter.set(seq)  # survives a hard exit: the host counts what never arrived
+            item = (seq, *fields)
             if sender.deadline is not None:  # closing; checked under the lock: shutdown's drain has it or not
                 ledger.dropped[DropReason.SHUTDOWN] += 1
                 shed = [item]
                 wake = False
             else:
-                queued = buffer.append(item, item.record.levelno)
+                queued = buffer.append(item)
                 shed = []
-                if buffer.over_bounds(ledger.window.held_bytes):
-                    shed = buffer.shed(ledger.window.held_bytes)
+                held = ledger.window.held_bytes
+                if queued > self._max_records or buffer.size_bytes + held > self._max_bytes:
+                    shed = buffer.shed(held)
                     ledger.dropped[DropReason.QUEUE_FULL] += len(shed)
                     if sender.connected:
                         shed = []  # a host is there: it hears of them as counts, not lines
@@ -182,6 +182,7 @@ class RunnerLogHandler(logging.Handler):
         if wake or sender.thread is None:  # (after shutdown no thread is started)
             sender.ensure_thread()
             sender.wake()
+        return True
 
     def _report_bad_record(self, record: logging.LogRecord) -> None:
         # Looked up at each call: a plugin (or a test) may replace handleError on the instance.

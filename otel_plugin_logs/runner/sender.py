@@ -17,9 +17,9 @@ from typing import Any, Final
 
 from otel_plugin_logs.config.runner import RunnerConfig
 from otel_plugin_logs.runner.backoff import Backoff
-from otel_plugin_logs.runner.buffer import QueuedRecord
+from otel_plugin_logs.runner.buffer import Q, QueuedRecord
 from otel_plugin_logs.runner.clock import Clock
-from otel_plugin_logs.runner.encoding import WireLimits, build_frames
+from otel_plugin_logs.runner.encoding import WireLimits, build_frames, record_of
 from otel_plugin_logs.runner.fallback import (
     STDERR_MARKER,
     StderrFallback,
@@ -39,6 +39,10 @@ LINGER_SECONDS: Final = 0.005
 # How often the sender looks again while it waits for acknowledgements or a deadline.
 _POLL_SECONDS: Final = 0.02
 _CONNECT_TIMEOUT_SECONDS: Final = 5.0
+# Most bytes of batches in flight (sent, not acknowledged). Past it records wait here, where
+# they are shed by severity and counted, rather than in the host's intake, which drops what
+# waited there too long as host_overload: a few seconds of the host's work keep it busy.
+MAX_WINDOW_BYTES: Final = 4 * 1024 * 1024
 AckHook = Callable[[int], None]
 
 
@@ -81,7 +85,7 @@ class Sender:
         self._limits = WireLimits.of(config)
         self._batch_records = config.max_batch_records
         self._batch_bytes = min(1024 * 1024, config.max_frame_bytes // 4)
-        self._max_window_bytes = config.max_queue_bytes * 3 // 4
+        self._max_window_bytes = min(config.max_queue_bytes * 3 // 4, MAX_WINDOW_BYTES)
         self._delay_seconds = config.schedule_delay_millis / 1000.0
         self._fallback = StderrFallback(clock.monotonic)
         self.done = threading.Condition(threading.RLock())  # reentrant: a fatal signal flushes
@@ -265,7 +269,7 @@ class Sender:
             # half-way, the rest is already in the resend window instead of lost.
             frames = build_frames(items, self._limits, self._batch_bytes, self._header, self._encode_failed)
             with ledger.lock:
-                ledger.window.add(frames, items[-1].seq)
+                ledger.window.add(frames, items[-1][Q.SEQ])
             for frame in frames:
                 self._transport.send(frame.frame)
                 with ledger.lock:
@@ -278,7 +282,7 @@ class Sender:
         self._ledger.count_drop(DropReason.ENCODE)
         self.last_error = f"encode: {type(error).__name__}: {error}"
         if self.on_encode_error is not None:
-            self.on_encode_error(item.record)  # called inside the except: it may show the traceback
+            self.on_encode_error(record_of(item))  # inside the except: it may show the traceback
 
     def _header(self, *, bye: bool = False) -> dict[str, Any]:
         """A batch's (or the bye's) header; it answers the host's latest flush request."""
@@ -305,13 +309,16 @@ class Sender:
 
     def wait_sent(self, seq: int, deadline: float) -> bool:
         """Wait until every record up to ``seq`` was sent; False at ``deadline``."""
+        next_wake = 0.0  # paced: ``done`` is notified every cycle, a wake-up per notification would spin
         with self.done:
             while not self._ledger.sent_through(seq):
-                remaining = deadline - self._clock.monotonic()
-                if remaining <= 0:
+                now = self._clock.monotonic()
+                if now >= deadline:
                     return False
-                self._wake.set()
-                self.done.wait(min(remaining, 0.05))
+                if now >= next_wake:
+                    next_wake = now + _POLL_SECONDS
+                    self._wake.set()
+                self.done.wait(min(deadline - now, _POLL_SECONDS))
         return True
 
     def wait_acked(self, deadline: float) -> bool:

@@ -18,7 +18,7 @@ def test_an_argument_wins_over_the_environment_which_wins_over_the_default() -> 
     """Each setting's source is recorded with the variable it was read from."""
     env = {"OTEL_PLUGIN_LOGS_RUNNER_MAX_BATCH_RECORDS": "7", "OTEL_PLUGIN_LOGS_LEVEL": "info"}
     config, resolved = resolve(RunnerConfig, {"level": 40}, env)
-    assert (config.level, config.max_batch_records, config.max_queue_records) == (40, 7, 100_000)
+    assert (config.level, config.max_batch_records, config.max_queue_records) == (40, 7, 400_000)
     assert resolved.sources["level"] == ("argument", "")
     assert resolved.sources["max_batch_records"] == ("env", "OTEL_PLUGIN_LOGS_RUNNER_MAX_BATCH_RECORDS")
     assert resolved.sources["max_queue_records"] == ("default", "")

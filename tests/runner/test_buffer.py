@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import logging
 
-from otel_plugin_logs.runner.buffer import QueuedRecord, SeverityBuffer, level_class
+from otel_plugin_logs.runner import intake
+from otel_plugin_logs.runner.buffer import Q, QueuedRecord, SeverityBuffer, level_class
 
 
-def _item(seq: int, levelno: int, size_bytes: int = 100) -> tuple[QueuedRecord, int]:
-    record = logging.makeLogRecord({"levelno": levelno, "msg": f"r{seq}"})
-    return QueuedRecord(seq, record, f"r{seq}", None, None, size_bytes, False), levelno
+def _item(seq: int, levelno: int, size_bytes: int = 100) -> QueuedRecord:
+    """A queued record as emit makes it, with its byte count set to ``size_bytes``."""
+    fields = intake.take(logging.makeLogRecord({"levelno": levelno, "msg": f"r{seq}"}))
+    return (seq, size_bytes, *fields[Q.SIZE_BYTES :])
 
 
 def _fill(buffer: SeverityBuffer, levels: list[int], size_bytes: int = 100) -> None:
     for seq, levelno in enumerate(levels, start=1):
-        buffer.append(*_item(seq, levelno, size_bytes))
+        buffer.append(_item(seq, levelno, size_bytes))
 
 
 def test_level_classes_split_at_info_warning_and_error() -> None:
@@ -27,8 +29,8 @@ def test_over_the_count_bound_the_oldest_of_the_lowest_class_goes_first() -> Non
     buffer = SeverityBuffer(max_records=3, max_bytes=1 << 30)
     _fill(buffer, [logging.INFO, logging.DEBUG, logging.ERROR, logging.DEBUG])
     shed = buffer.shed(held_bytes=0)
-    assert [item.seq for item in shed] == [2]
-    assert [item.seq for item in buffer.take_all()] == [1, 3, 4]
+    assert [item[Q.SEQ] for item in shed] == [2]
+    assert [item[Q.SEQ] for item in buffer.take_all()] == [1, 3, 4]
 
 
 def test_over_the_byte_bound_records_are_shed_until_it_fits() -> None:
@@ -37,7 +39,7 @@ def test_over_the_byte_bound_records_are_shed_until_it_fits() -> None:
     _fill(buffer, [logging.INFO] * 5, size_bytes=150)
     assert not buffer.over_bounds(held_bytes=0)
     shed = buffer.shed(held_bytes=500)
-    assert [item.seq for item in shed] == [1, 2] and buffer.size_bytes == 450
+    assert [item[Q.SEQ] for item in shed] == [1, 2] and buffer.size_bytes == 450
     assert buffer.shed_total == 2
 
 
@@ -45,7 +47,7 @@ def test_take_returns_the_oldest_by_sequence_across_classes() -> None:
     """A batch is the lowest sequence numbers, whatever their severity."""
     buffer = SeverityBuffer(max_records=100, max_bytes=1 << 30)
     _fill(buffer, [logging.ERROR, logging.DEBUG, logging.WARNING, logging.INFO, logging.DEBUG])
-    assert [item.seq for item in buffer.take(3)] == [1, 2, 3]
+    assert [item[Q.SEQ] for item in buffer.take(3)] == [1, 2, 3]
     assert buffer.count == 2 and buffer.size_bytes == 200
 
 

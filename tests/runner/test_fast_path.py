@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +14,10 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
 from otel_plugin_logs import InMemoryTransport, RunnerLogHandler
+from otel_plugin_logs.config.runner import RunnerConfig
+from otel_plugin_logs.runner import intake
+from otel_plugin_logs.runner.encoding import WireLimits, build_frames, to_wire
+from otel_plugin_logs.wire.framing import encode_message_with_records
 from otel_plugin_logs.wire.records import Rec
 
 # Fields that differ between two runs of the same calls: the sequence number and the clocks.
@@ -137,21 +142,105 @@ def test_accepted_is_sent_plus_dropped_by_reason(capfd: pytest.CaptureFixture[st
     capfd.readouterr()
 
 
-def test_the_byte_bound_counts_about_what_records_take_on_the_wire() -> None:
-    """Queued records are counted at no less than their encoded size, and not far above it."""
-    host = Host()
-    transport = InMemoryTransport(host, fail=True)
+@pytest.mark.parametrize("extra", [False, True], ids=["plain", "with-extras"])
+def test_the_byte_bound_counts_the_memory_queued_records_hold(extra: bool) -> None:
+    """Queued records are counted at no less than the memory they hold (tracemalloc), and not far above it."""
+    transport = InMemoryTransport(Host(), fail=True)
     handler = RunnerLogHandler(transport)
     log = logging.getLogger("fast.bytes")
     log.handlers[:] = [handler]
     log.setLevel(logging.INFO)
     log.propagate = False
-    for i in range(1000):
-        log.info("user %s fetched %s", i, "berlin")
-        log.warning("städte %s", ["köln", i], extra={"user": "ann"})
-    estimated = handler.stats()["queued_bytes"]
+    fields: dict[str, Any] = {"extra": {"user": "ann", "tags": ["a", 1]}} if extra else {}
+    log.info("warm-up %s", "x", **fields)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        queued_before = handler.stats()["queued_bytes"]
+        for i in range(2000):
+            log.info("user %s fetched %s at %.1f", i + 1000, "berlin", i / 3, **fields)
+            log.warning("städte %s", ["köln", i])
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    counted = handler.stats()["queued_bytes"] - queued_before
     transport.fail = False
     assert handler.shutdown(10_000)
-    encoded = sum(len(msgpack.packb(row, use_bin_type=True)) for row in host.rows)
-    assert len(host.rows) == 2000
-    assert encoded <= estimated <= 1.6 * encoded
+    assert held <= counted <= 1.6 * held
+
+
+class Keep(logging.Handler):
+    """Keeps every LogRecord it is handed: the reference the decoded rows are compared with."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+        self.messages: list[str] = []  # rendered at the call, as the runner must keep them
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+        self.messages.append(record.getMessage())
+
+
+def test_rows_carry_each_records_fields_as_the_log_record_had_them() -> None:
+    """Field by field, every decoded row matches the LogRecord the call made (the compact queue loses nothing)."""
+    host = Host()
+    handler = RunnerLogHandler(InMemoryTransport(host))
+    keep = Keep()
+    log = logging.getLogger("fast.fields")
+    log.handlers[:] = [keep, handler]
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    _calls(log, _same, _same)
+    assert handler.shutdown(5000)
+    assert len(host.rows) == len(keep.records) == 11
+    pairs = zip(host.rows, keep.records, keep.messages, strict=True)
+    for seq, (row, record, message) in enumerate(pairs, start=1):
+        attributes = row[Rec.ATTRIBUTES]
+        assert row[Rec.SEQ] == seq
+        assert row[Rec.TIME] == int(record.created * 1e9)
+        assert (row[Rec.SEVERITY_TEXT], row[Rec.LEVELNO], row[Rec.LOGGER]) == (
+            record.levelname,
+            record.levelno,
+            record.name,
+        )
+        if not isinstance(record.msg, dict):
+            assert row[Rec.BODY] == message
+        assert (attributes["code.file.path"], attributes["code.function.name"]) == (
+            record.pathname,
+            record.funcName,
+        )
+        assert (attributes["code.line.number"], attributes["thread.id"]) == (record.lineno, record.thread)
+        assert attributes["thread.name"] == record.threadName
+        assert (row[Rec.EXCEPTION] is not None) == (record.exc_info is not None)
+        assert ("code.stacktrace" in attributes) == (record.stack_info is not None)
+        assert (row[Rec.TRACE_ID] is not None) == (
+            record.levelno == logging.ERROR and "span" in record.getMessage()
+        )
+    assert host.rows[4][Rec.ATTRIBUTES]["user"] == "ann"
+
+
+def test_a_plain_batch_frame_carries_the_rows_to_wire_makes() -> None:
+    """The one-call frame of plain records decodes to the rows ``to_wire`` gives, record by record."""
+    records = [
+        logging.LogRecord(
+            "fast.rows", logging.INFO, __file__, 7, "user %s fetched %s", (i, "berlin"), None, "f"
+        )
+        for i in range(40)
+    ]
+    records.append(logging.LogRecord("fast.rows", 25, __file__, 8, "custom level, no args", None, None))
+    records.append(logging.LogRecord("fast.rows", logging.INFO, __file__, 9, "long " * 20_000, None, None))
+    items = [(seq, *intake.take(record)) for seq, record in enumerate(records, start=1)]
+    limits = WireLimits.of(RunnerConfig())
+    frames = build_frames(items, limits, 1 << 20, lambda: {"t": "batch"}, lambda item, error: None)
+    decoded = [row for frame in frames for row in msgpack.unpackb(frame.frame[4:], raw=False)["records"]]
+    expected = [msgpack.unpackb(msgpack.packb(to_wire(item, limits, 0)), raw=False) for item in items]
+    assert len(frames) == 1 and len(decoded) == len(expected) == 42
+    # Byte for byte what the row-by-row path makes of the same rows: the wire format is unchanged.
+    rows = msgpack.unpackb(frames[0].frame[4:], raw=False)["records"]
+    packed = [msgpack.packb(row, use_bin_type=True) for row in rows]
+    assert frames[0].frame == encode_message_with_records({"t": "batch"}, packed)
+    for got, want in zip(decoded, expected, strict=True):
+        assert got[: Rec.OBSERVED_TIME] + got[Rec.OBSERVED_TIME + 1 :] == (
+            want[: Rec.OBSERVED_TIME] + want[Rec.OBSERVED_TIME + 1 :]
+        )

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from otel_plugin_logs import InMemoryTransport, RunnerLogHandler
-from otel_plugin_logs.runner.sender import TRANSITIONS, SenderState
+from otel_plugin_logs.runner.sender import MAX_WINDOW_BYTES, TRANSITIONS, SenderState
 from otel_plugin_logs.runner.transport import TransportError, TransportRejected
 
 from .clocks import FrozenClock
@@ -136,3 +136,37 @@ def test_wait_acked_returns_as_soon_as_the_host_acknowledged() -> None:
     assert time.monotonic() - started < 2.0
     assert handler.stats()["acked_seq"] >= 100 and handler.stats()["unacked_bytes"] == 0
     handler.shutdown(1000)
+
+
+class CountingTransport(InMemoryTransport):
+    """The in-memory double, counting how often the sender looks for acknowledgements."""
+
+    def __init__(self, deliver: Callable[[bytes], int]) -> None:
+        super().__init__(deliver)
+        self.receives = 0
+
+    def receive(self, timeout_seconds: float) -> list[dict[str, Any]]:
+        self.receives += 1
+        return super().receive(timeout_seconds)
+
+
+def test_a_flush_waiting_on_a_full_send_window_does_not_spin_the_sender() -> None:
+    """With the host acknowledging nothing, a flush times out after a paced number of sender cycles."""
+    transport = CountingTransport(lambda body: 0)
+    handler = RunnerLogHandler(transport, max_queue_bytes=64 * 1024 * 1024)
+    log = logging.getLogger("sender.window")
+    log.handlers[:] = [handler]
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    try:
+        for i in range(MAX_WINDOW_BYTES // 10_000 + 100):
+            log.info("%d %s", i, "x" * 10_000)  # more than the send window may hold
+        handler.force_flush(2000)  # whether all of it went or not, the window is full from now on
+        for i in range(100):
+            log.info("%d waits", i)
+        before = transport.receives
+        assert not handler.force_flush(400)
+        assert transport.receives - before < 100  # one cycle per poll, not one per notification
+        assert handler.stats()["queued"] > 0
+    finally:
+        handler.shutdown(5000)  # closing, the window no longer holds records back
