@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -149,6 +150,18 @@ def test_the_launched_command_gets_default_signal_dispositions(tmp_path: Path, h
     result = _run_cli(tmp_path, "/bin/sh", "-c", "grep SigIgn /proc/self/status >&2")
     assert result.returncode == 0
     assert "SigIgn:\t0000000000000000" in result.stderr.replace("\\t", "\t")
+
+
+def test_a_sigint_ignored_by_the_host_stays_ignored_in_the_launched_command(tmp_path: Path) -> None:
+    """The launcher restores SIGINT's default only over its own interpreter's handler."""
+    launch = plan_launch(["/bin/sh", "-c", "grep SigIgn /proc/self/status"], os.environ, die_with_parent=True)
+    popen = launch.popen(stdout=subprocess.PIPE, preexec_fn=_ignore_sigint)
+    output, _ = popen.communicate(timeout=60)
+    assert int(output.split()[-1], 16) == 1 << (signal.SIGINT - 1)
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def test_the_launched_command_gets_the_environment_as_given(tmp_path: Path, host_env: Path) -> None:

@@ -8,7 +8,9 @@ Without one, ``subprocess`` uses ``vfork``, which runs no handler. ``die_with_pa
 therefore requested after exec, by the plugin (see the bootstrap's
 ``otel_plugin_logs_die_with_parent``): a Python plugin that loads the bootstrap arms itself as
 it starts; any other command is started through that file run as a launcher, which arms and
-execs the command in its own place (about 20 ms more at start).
+execs the command in its own place (about 20 ms more at start). ``Launch.popen`` waits for that
+exec, so that a command that cannot start raises in the host as ``Popen`` would. Only an
+interpreter binary takes the first way: a ``python3`` wrapper script may fork it.
 """
 
 from __future__ import annotations

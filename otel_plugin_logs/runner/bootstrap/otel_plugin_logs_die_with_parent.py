@@ -65,7 +65,7 @@ def _launch(argv: list[str]) -> None:
     arm(parent_pid)
     # What this interpreter set up at its start and exec keeps: Popen had reset these
     # (restore_signals), a shell pipeline in the command expects them at their default.
-    import signal
+    import signal  # only here: the bootstrap imports this file in every Python plugin
 
     for name in ("SIGPIPE", "SIGXFSZ"):
         if hasattr(signal, name):
@@ -95,4 +95,10 @@ def _given_environment() -> dict[bytes, bytes]:
 
 
 if __name__ == "__main__":
+    # A SIGINT that `run` forwards before the exec ends this process as it would end the command,
+    # without a KeyboardInterrupt traceback; one the host ignored stays ignored.
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
     _launch(sys.argv)
