@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 import pytest
 from helpers import PYTHON, wait_until, write_plugin
 
-from otel_plugin_logs.host.launch import ENV_DIE_WITH_PARENT, loads_bootstrap, plan_launch
+from otel_plugin_logs.host.launch import BOOTSTRAP_DIR, ENV_DIE_WITH_PARENT, loads_bootstrap, plan_launch
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 
@@ -38,6 +40,25 @@ ctypes.CDLL(None).prctl(2, ctypes.byref(signal_number), 0, 0, 0)  # PR_GET_PDEAT
 with open(sys.argv[1], "w") as out:
     out.write(f"{signal_number.value} {os.environ.get('OTEL_PLUGIN_LOGS_DIE_WITH_PARENT', '')!r}")
 """
+
+
+# A host that spawns a plugin with die_with_parent in the directory it is given.
+CWD_HOST = """
+import sys
+from otel_plugin_logs import HostLogBridge
+bridge = HostLogBridge(exporter="none").start()
+try:
+    process = bridge.spawn_plugin("p", sys.argv[2:], die_with_parent=True, cwd=sys.argv[1])
+    assert process.wait(60) == 0
+finally:
+    bridge.shutdown()
+"""
+
+
+# The same, with an environment of PATH alone (no locale variable: the C locale).
+BARE_ENV_HOST = CWD_HOST.replace(
+    "cwd=sys.argv[1]", "cwd=sys.argv[1], env={'PATH': os.environ['PATH']}"
+).replace("import sys", "import os, sys")
 
 
 def _run_host(tmp_path: Path, *argv: str) -> str:
@@ -72,18 +93,114 @@ def test_the_launcher_arms_the_program_it_execs(tmp_path: Path, host_env: Path) 
     assert report.read_text().startswith("9 ")
 
 
-def test_a_missing_command_is_refused_as_popen_would() -> None:
-    """A command that is not on PATH raises FileNotFoundError before anything starts."""
-    with pytest.raises(FileNotFoundError):
-        plan_launch(["no-such-command-here"], {"PATH": "/nonexistent"}, die_with_parent=True)
+def _run_cli(cwd: Path, *command: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PYTHON, "-m", "otel_plugin_logs", "run", "-p", "x", "--", *command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        env=env,
+    )
 
 
-def test_a_file_without_the_execute_bit_is_refused_as_popen_would(tmp_path: Path) -> None:
-    """A path that cannot be executed raises PermissionError before anything starts."""
-    script = tmp_path / "script.sh"
-    script.write_text("exit 0\n")
-    with pytest.raises(PermissionError):
-        plan_launch([str(script)], {}, die_with_parent=True)
+@pytest.mark.parametrize(
+    ("script", "returncode", "reason"),
+    [
+        ("#!/no/such/interpreter\n", 127, "No such file or directory"),
+        ("echo no shebang line\n", 126, "Exec format error"),
+    ],
+)
+def test_a_script_that_exec_refuses_fails_in_the_host_as_popen_did(
+    tmp_path: Path, host_env: Path, script: str, returncode: int, reason: str
+) -> None:
+    """An exec failure in the launcher is raised by the host: `run` gives the code and its own message."""
+    path = tmp_path / "plugin.sh"
+    path.write_text(script)
+    path.chmod(0o755)
+    result = _run_cli(tmp_path, "./plugin.sh")
+    assert result.returncode == returncode
+    assert f"otel-plugin-logs: cannot run './plugin.sh': {reason}" in result.stderr
+
+
+@pytest.mark.parametrize("make", [lambda path: path.mkdir(), lambda path: path.write_text("exit 0\n")])
+def test_a_name_on_path_that_cannot_be_executed_exits_126(
+    tmp_path: Path, host_env: Path, make: Callable[[Path], None]
+) -> None:
+    """A directory or a file without the execute bit found on PATH: 126 (permission), not 127."""
+    make(tmp_path / "plugin-here")
+    env = {**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"}
+    result = _run_cli(tmp_path, "plugin-here", env=env)
+    assert result.returncode == 126 and "cannot run 'plugin-here': Permission denied" in result.stderr
+
+
+def test_a_relative_command_runs_from_cwd(tmp_path: Path, host_env: Path) -> None:
+    """A relative path is found from the plugin's ``cwd``, through the launcher as through Popen."""
+    (tmp_path / "sub").mkdir()
+    script = tmp_path / "sub" / "plugin.sh"
+    script.write_text("#!/bin/sh\npwd > where\n")
+    script.chmod(0o755)
+    host = write_plugin(tmp_path, "host", CWD_HOST)
+    subprocess.run([PYTHON, str(host), str(tmp_path / "sub"), "./plugin.sh"], timeout=120, check=True)
+    assert (tmp_path / "sub" / "where").read_text().strip() == str(tmp_path / "sub")
+
+
+def test_the_launched_command_gets_default_signal_dispositions(tmp_path: Path, host_env: Path) -> None:
+    """SIGPIPE and SIGXFSZ are not left ignored by the launcher's interpreter (a pipeline ends as usual)."""
+    result = _run_cli(tmp_path, "/bin/sh", "-c", "grep SigIgn /proc/self/status >&2")
+    assert result.returncode == 0
+    assert "SigIgn:\t0000000000000000" in result.stderr.replace("\\t", "\t")
+
+
+def test_a_sigint_ignored_by_the_host_stays_ignored_in_the_launched_command(tmp_path: Path) -> None:
+    """The launcher restores SIGINT's default only over its own interpreter's handler."""
+    launch = plan_launch(["/bin/sh", "-c", "grep SigIgn /proc/self/status"], os.environ, die_with_parent=True)
+    popen = launch.popen(stdout=subprocess.PIPE, preexec_fn=_ignore_sigint)
+    output, _ = popen.communicate(timeout=60)
+    assert int(output.split()[-1], 16) == 1 << (signal.SIGINT - 1)
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def test_the_launched_command_gets_the_environment_as_given(tmp_path: Path, host_env: Path) -> None:
+    """The launcher's interpreter coerces a C locale in its own environment; the command does not see it."""
+    host = write_plugin(tmp_path, "host", BARE_ENV_HOST)
+    command = ["/bin/sh", "-c", "echo ${LC_CTYPE-unset} > where"]
+    subprocess.run([PYTHON, str(host), str(tmp_path), *command], timeout=120, check=True)
+    assert (tmp_path / "where").read_text().strip() == "unset"
+
+
+def test_an_inherited_request_is_not_passed_on() -> None:
+    """A stale request in the host's environment names another process: the plugin never gets it."""
+    launch = plan_launch(["/bin/sh", "-c", "true"], {ENV_DIE_WITH_PARENT: "1"}, die_with_parent=False)
+    assert ENV_DIE_WITH_PARENT not in launch.env
+
+
+def test_a_python_wrapper_script_is_started_through_the_launcher(tmp_path: Path) -> None:
+    """A ``python3`` that is a script may fork the interpreter, whose parent is then not the host."""
+    wrapper = tmp_path / "python3"
+    wrapper.write_text(f'#!/bin/sh\n{PYTHON} "$@"\n')
+    wrapper.chmod(0o755)
+    env = {"OTEL_PLUGIN_LOGS_AUTO_INSTALL": "1", "PATH": str(tmp_path)}
+    launch = plan_launch(["python3", "plugin.py"], env, die_with_parent=True)
+    assert ENV_DIE_WITH_PARENT not in launch.env and launch.argv[-2:] == ["python3", "plugin.py"]
+    assert launch.argv[0] == sys.executable
+
+
+def test_a_request_for_another_live_parent_is_withdrawn(tmp_path: Path) -> None:
+    """A Python process asked to die with a live process that is not its parent runs, unarmed."""
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        env = {**os.environ, "PYTHONPATH": BOOTSTRAP_DIR, ENV_DIE_WITH_PARENT: str(other.pid)}
+        plugin = write_plugin(tmp_path, "plugin", REPORTS_ITS_ARMING)
+        report = tmp_path / "report"
+        subprocess.run([PYTHON, str(plugin), str(report)], env=env, timeout=60, check=True)
+        assert report.read_text() == "0 ''"
+    finally:
+        other.kill()
+        other.wait()
 
 
 def test_run_killed_by_sigkill_leaves_no_shell_child(tmp_path: Path, host_env: Path) -> None:

@@ -116,9 +116,7 @@ def child_env(
 
 def start_process(request: SpawnRequest) -> subprocess.Popen[bytes]:
     launch = plan_launch(request.argv, request.env, cwd=request.cwd, die_with_parent=request.die_with_parent)
-    return subprocess.Popen(
-        launch.argv,
-        env=launch.env,
+    return launch.popen(
         cwd=request.cwd,
         stdin=request.stdin,
         stdout=subprocess.PIPE if request.capture_stdout else request.stdout,

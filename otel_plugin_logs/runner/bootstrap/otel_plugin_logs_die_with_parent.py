@@ -23,7 +23,11 @@ _EXIT_NOT_EXECUTABLE = 126
 
 
 def arm(parent_pid: int) -> bool:
-    """Ask for SIGKILL when the parent ends; exit at once if it already has. False: no prctl here."""
+    """Ask for SIGKILL when the parent ends; exit at once if it already has. False: not armed.
+
+    A process whose parent is not ``parent_pid`` while that process still lives was not started
+    by it (a ``python3`` wrapper that forks, say): the request is not for it, and it is withdrawn.
+    """
     try:
         import ctypes
 
@@ -31,8 +35,21 @@ def arm(parent_pid: int) -> bool:
     except (ImportError, OSError, AttributeError):
         return False
     prctl(_PR_SET_PDEATHSIG, _SIGKILL, 0, 0, 0)
-    if os.getppid() != parent_pid:
+    if os.getppid() == parent_pid:
+        return True
+    if not _alive(parent_pid):
         os._exit(_EXIT_ORPHANED)
+    prctl(_PR_SET_PDEATHSIG, 0, 0, 0, 0)
+    return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
     return True
 
 
@@ -44,15 +61,44 @@ def arm_from_environment() -> None:
 
 
 def _launch(argv: list[str]) -> None:
-    parent_pid, program = int(argv[1]), argv[2:]
+    parent_pid, report_fd, program = int(argv[1]), int(argv[2]), argv[3:]
     arm(parent_pid)
+    # What this interpreter set up at its start and exec keeps: Popen had reset these
+    # (restore_signals), a shell pipeline in the command expects them at their default.
+    import signal  # only here: the bootstrap imports this file in every Python plugin
+
+    for name in ("SIGPIPE", "SIGXFSZ"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_DFL)
+    os.set_inheritable(report_fd, False)  # closed by a successful exec: the host reads its end
     try:
-        os.execvp(program[0], program)  # noqa: S606 (the host's own command line, as given)
+        os.execvpe(program[0], program, _given_environment())  # noqa: S606 (the host's command line)
     except OSError as error:
-        sys.stderr.write(f"[otel-plugin-logs] cannot start {program[0]!r}: {error}\n")
-        sys.stderr.flush()
+        # The host raises it as Popen would have (the same exception, the same message).
+        os.write(report_fd, str(error.errno or 0).encode("ascii"))
         os._exit(_EXIT_NOT_FOUND if isinstance(error, FileNotFoundError) else _EXIT_NOT_EXECUTABLE)
 
 
+def _given_environment() -> dict[bytes, bytes]:
+    """The environment this process was started with, before the interpreter changed it.
+
+    In a C locale the interpreter sets LC_CTYPE=C.UTF-8 in its own environment (PEP 538), which
+    the command would inherit; the kernel keeps the environment exec was given as it was.
+    """
+    try:
+        with open("/proc/self/environ", "rb") as given:
+            entries = given.read().split(b"\0")
+    except OSError:
+        return dict(os.environb)
+    pairs = (entry.partition(b"=") for entry in entries if entry)
+    return {name: value for name, _, value in pairs if name}
+
+
 if __name__ == "__main__":
+    # A SIGINT that `run` forwards before the exec ends this process as it would end the command,
+    # without a KeyboardInterrupt traceback; one the host ignored stays ignored.
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
     _launch(sys.argv)
