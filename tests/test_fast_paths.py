@@ -14,7 +14,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from otel_plugin_logs.export.batching import encoded_bytes, fit_record, resource_bytes
-from otel_plugin_logs.export.model import new_entry
+from otel_plugin_logs.export.model import Entry, new_entry
 from otel_plugin_logs.export.otlp import ResourceInfo, encode_request
 from otel_plugin_logs.host.replay import Replayer
 
@@ -108,18 +108,7 @@ _values |= (
 RESOURCE = ResourceInfo({"service.name": "bound", "plugin.name": "bound"})
 
 
-@example(body="0" * 6 + "\U00010000" * 30, attributes={}, scope="0", traced=True)
-@settings(max_examples=200, deadline=None)
-@given(
-    body=st.text(max_size=200),
-    attributes=st.dictionaries(st.text(min_size=1, max_size=20), _values, max_size=8),
-    scope=st.text(max_size=20),
-    traced=st.booleans(),
-)
-def test_encoded_bytes_bounds_the_real_encoding(
-    body: str, attributes: dict, scope: str, traced: bool
-) -> None:
-    """The batch cutter's per-record size is never below what encode_request really writes for the record."""
+def _random_entry(body: str, attributes: dict, scope: str, traced: bool) -> Entry:
     now = time.time_ns()
     entry = new_entry(
         seq=3,
@@ -135,7 +124,41 @@ def test_encoded_bytes_bounds_the_real_encoding(
         flags=1 if traced else 0,
     )
     entry.uid = "0123456789abcdef0123456789abcdef"
+    return entry
+
+
+_entries = {
+    "body": st.text(max_size=200),
+    "attributes": st.dictionaries(st.text(min_size=1, max_size=20), _values, max_size=8),
+    "scope": st.text(max_size=20),
+    "traced": st.booleans(),
+}
+
+
+@example(body="0" * 6 + "\U00010000" * 30, attributes={}, scope="0", traced=True)
+@settings(max_examples=200, deadline=None)
+@given(**_entries)
+def test_encoded_bytes_bounds_the_real_encoding(
+    body: str, attributes: dict, scope: str, traced: bool
+) -> None:
+    """The batch cutter's per-record size is never below what encode_request really writes for the record."""
+    entry = _random_entry(body, attributes, scope, traced)
     assert encoded_bytes(entry) + resource_bytes(RESOURCE) >= len(encode_request([(RESOURCE, entry)]))
+
+
+@settings(max_examples=100, deadline=None)
+@given(**_entries)
+def test_a_record_measured_for_its_batch_is_sent_as_a_fresh_encoding_would_be(
+    body: str, attributes: dict, scope: str, traced: bool
+) -> None:
+    """The encoding the batch cutter measured and kept is byte for byte what a never-measured entry encodes to."""
+    measured = _random_entry(body, attributes, scope, traced)
+    fresh = _random_entry(body, attributes, scope, traced)
+    fresh.time = fresh.observed_time = measured.time
+    encoded_bytes(measured)
+    assert encode_request([(RESOURCE, measured), (RESOURCE, measured)]) == encode_request(
+        [(RESOURCE, fresh), (RESOURCE, fresh)]
+    )
 
 
 def test_a_record_cut_to_fit_keeps_its_uid_and_event_name() -> None:

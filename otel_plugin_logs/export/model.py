@@ -23,13 +23,16 @@ class Entry:
     Build it with keywords: ``Entry(seq=..., time=..., ...)``, or ``new_entry(...)`` on the hot
     path; the positional order is kept for older callers. ``memory_bytes`` is the record's
     memory as ``measured_memory_bytes`` counts it: given by a builder that computed it, else
-    computed on first use.
+    computed on first use. ``encoded`` caches the record's protobuf (``otlp.record_bytes``), so
+    the batch cutter's size and the request are one encoding: an entry is not changed once
+    queued (a record cut down to fit is a new entry).
     """
 
     __slots__ = (
         "attributes",
         "body",
         "dropped_attributes",
+        "encoded",
         "event_name",
         "flags",
         "memory_bytes",
@@ -77,6 +80,7 @@ class Entry:
         self.event_name = event_name
         self.memory_bytes = memory_bytes
         self.uid = ""  # log.record.uid, set by the host when it enqueues the record for export
+        self.encoded = b""  # its OTLP LogRecord, written once by the first encoder that needs it
 
     def size_estimate(self) -> int:
         """Bytes this record holds in memory (what the export queue's byte bound counts)."""
@@ -127,6 +131,7 @@ def new_entry(
     entry.event_name = event_name
     entry.memory_bytes = memory_bytes
     entry.uid = ""
+    entry.encoded = b""
     return entry
 
 
