@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from otel_plugin_logs.export.batching import encoded_bytes, fit_record, resource_bytes
 from otel_plugin_logs.export.model import Entry, new_entry
 from otel_plugin_logs.export.otlp import ResourceInfo, encode_request
+from otel_plugin_logs.host.entries import Limits, build_entry
 from otel_plugin_logs.host.replay import Replayer
 
 OTEL = {"plugin": "lazy", "plugin_version": None, "runner_pid": 7, "resource": {}}
@@ -182,3 +183,32 @@ def test_a_record_cut_to_fit_keeps_its_uid_and_event_name() -> None:
     cut = fit_record(entry, 4096)
     assert encoded_bytes(cut) <= 4096
     assert (cut.uid, cut.event_name) == (entry.uid, entry.event_name)
+
+
+_plain_values = (
+    st.text(max_size=30)
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.integers(-(2**70), 2**70)
+    | st.booleans()
+    | st.floats()
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    attributes=st.dictionaries(st.text(max_size=300).filter(lambda k: k != "big"), _plain_values, max_size=10)
+)
+def test_attributes_that_need_no_cleaning_come_out_as_the_cleaning_path_makes_them(attributes: dict) -> None:
+    """A record's attributes without one that needs cleaning are built just as with it (the cleaning path)."""
+    now = time.time_ns()
+    limits = Limits(65536, 4096, 128)
+
+    def built(raw: dict) -> dict:
+        record = (1, now, now, 9, "INFO", "body", "app", raw, None, None, 0, None, 20)
+        return build_entry(record, limits, now)[0].attributes
+
+    plain = built(dict(attributes))
+    cleaned = built({"big": 2**64, **attributes})  # beyond int64: sent on as text
+    assert cleaned.pop("big") == str(2**64)
+    assert list(plain.items()) == list(cleaned.items())
+    assert [type(v) for v in plain.values()] == [type(v) for v in cleaned.values()]
