@@ -212,3 +212,43 @@ def test_attributes_that_need_no_cleaning_come_out_as_the_cleaning_path_makes_th
     assert cleaned.pop("big") == str(2**64)
     assert list(plain.items()) == list(cleaned.items())
     assert [type(v) for v in plain.values()] == [type(v) for v in cleaned.values()]
+
+
+def _made(replayer: Replayer, attributes: dict) -> logging.LogRecord:
+    now = time.time_ns()
+    entry = new_entry(
+        seq=1,
+        time=now,
+        observed_time=now,
+        severity_number=9,
+        severity_text="INFO",
+        body="hello",
+        scope="app",
+        attributes=attributes,
+        trace_id=None,
+        span_id=None,
+        flags=0,
+    )
+    return replayer.make_record("site.p.app", entry, logging.INFO, None, OTEL)
+
+
+def test_records_of_one_call_site_get_the_fields_a_fresh_replayer_gives() -> None:
+    """The second record of a call site (its fields copied from the first) equals one a fresh replayer makes."""
+    site = {"code.file.path": "/srv/app/jobs.py", "code.line.number": 12, "code.function.name": "run"}
+    warm = Replayer("site", "p")
+    _made(warm, dict(site))
+    second = _made(warm, dict(site)).__dict__
+    fresh = _made(Replayer("site", "p"), dict(site)).__dict__
+    for fields in (second, fresh):
+        del fields["otel"], fields["created"], fields["msecs"], fields["relativeCreated"]
+    assert list(second.items()) == list(fresh.items())
+
+
+def test_a_call_site_is_not_mistaken_for_one_with_equal_but_other_typed_values() -> None:
+    """A line number or thread id of True or 1.0 does not take the fields of 1, nor list values fail."""
+    replayer = Replayer("site", "q")
+    assert _made(replayer, {"code.line.number": 1, "thread.id": 1}).lineno == 1
+    odd = _made(replayer, {"code.line.number": True, "thread.id": 1.0})
+    assert (odd.lineno, odd.thread) == (0, None)
+    listed = _made(replayer, {"code.function.name": ["a"], "thread.name": {"b": 1}})
+    assert (listed.funcName, listed.threadName) == ("", None)
