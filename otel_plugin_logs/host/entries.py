@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from otel_plugin_logs.conventions import BRIDGE_SCOPE_NAME
-from otel_plugin_logs.export.model import ENTRY_OVERHEAD_BYTES, Entry, new_entry, value_memory_bytes
+from otel_plugin_logs.export.model import ENTRY_OVERHEAD_BYTES, Entry, built_entry, value_memory_bytes
 from otel_plugin_logs.wire.records import (
     BODY_ORIGINAL_BYTES,
     EXCEPTION_MESSAGE,
@@ -154,20 +154,20 @@ def build_entry(record: Any, limits: Limits, now_ns: int | None = None) -> tuple
     scope = logger if logger.isascii() and len(logger) <= _MAX_SCOPE_LENGTH else clean_text(logger, 256)
     if scope.startswith(BRIDGE_SCOPE_NAME):  # the bridge's notices: a runner cannot speak as the bridge
         scope = "runner:" + scope
-    entry = new_entry(
-        seq=seq,
-        time=time_ns,
-        observed_time=observed_ns,
-        severity_number=sev_number,
-        severity_text=text,
-        body=body,
-        scope=scope,
-        attributes=attributes,
-        trace_id=trace_id,
-        span_id=span_id,
-        flags=flags & 0xFF,
-        dropped_attributes=dropped,
-        memory_bytes=_memory_bytes(body, attributes, memory),
+    entry = built_entry(
+        seq,
+        time_ns,
+        observed_ns,
+        sev_number,
+        text,
+        body,
+        scope,
+        attributes,
+        trace_id,
+        span_id,
+        flags & 0xFF,
+        dropped,
+        _memory_bytes(body, attributes, memory),
     )
     return entry, level, stacktrace
 
