@@ -252,3 +252,47 @@ def test_a_call_site_is_not_mistaken_for_one_with_equal_but_other_typed_values()
     assert (odd.lineno, odd.thread) == (0, None)
     listed = _made(replayer, {"code.function.name": ["a"], "thread.name": {"b": 1}})
     assert (listed.funcName, listed.threadName) == ("", None)
+
+
+def test_a_batch_replayed_at_once_reaches_the_handlers_one_by_one_replay_reaches() -> None:
+    """replay_all (targets decided once per batch) hands logging the records, in order, that replay does."""
+    now = time.time_ns()
+    levels = [logging.INFO, logging.WARNING, logging.INFO, logging.ERROR, logging.DEBUG]
+    batch = [
+        (
+            new_entry(
+                seq=seq,
+                time=now,
+                observed_time=now,
+                severity_number=9,
+                severity_text=logging.getLevelName(level),
+                body=f"record {seq}",
+                scope=("app", "app.db")[seq % 2],
+                attributes={"code.line.number": seq},
+                trace_id=None,
+                span_id=None,
+                flags=0,
+            ),
+            level,
+            None,
+        )
+        for seq, level in enumerate(levels, 1)
+    ]
+    seen: dict[str, list[tuple[str, int, str]]] = {}
+    counts = []
+    for name, replay_batch in (
+        ("one", lambda r: sum(r.replay(e, lv, trace, OTEL) for e, lv, trace in batch)),
+        ("all", lambda r: r.replay_all(batch, OTEL)),
+    ):
+        capture = CaptureHandler()
+        capture.setLevel(logging.WARNING)
+        base = logging.getLogger(f"batch{name}")
+        base.handlers[:] = [capture]
+        base.propagate = False
+        base.setLevel(logging.DEBUG)
+        logging.getLogger(f"batch{name}.p.app.db").setLevel(logging.ERROR)
+        counts.append(replay_batch(Replayer(f"batch{name}", "p")))
+        seen[name] = [(r.name.split(".", 1)[1], r.levelno, r.getMessage()) for r in capture.records]
+    assert counts == [2, 2]
+    expected = [("p.app", logging.WARNING, "record 2"), ("p.app", logging.ERROR, "record 4")]
+    assert seen["one"] == seen["all"] == expected

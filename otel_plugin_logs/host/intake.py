@@ -7,7 +7,6 @@ replaying and exporting run outside it.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections import Counter
@@ -32,8 +31,6 @@ from otel_plugin_logs.host.streams import (
 )
 from otel_plugin_logs.wire.messages import BYE
 from otel_plugin_logs.wire.validate import BatchHeader, validate_records
-
-_log = logging.getLogger("otel_plugin_logs.bridge")
 
 ResourceMaker = Callable[[PluginState, int], ResourceInfo]
 
@@ -86,24 +83,8 @@ class Intake:
             return
         limits = self._limits
         built = [build_entry(record, limits, now_ns) for record in fresh]
-        replayed = self._replay(stream, built) if self._config.replay else 0
+        replayed = stream.plugin.replayer.replay_all(built, stream.otel) if self._config.replay else 0
         self._enqueue(stream, ticket, [entry for entry, _, _ in built], replayed)
-
-    @staticmethod
-    def _replay(stream: Stream, built: list[tuple[Entry, int, str | None]]) -> int:
-        """Hand the built records to the host's logging; how many some logger took."""
-        replay = stream.plugin.replayer.replay
-        otel = stream.otel
-        replayed = 0
-        for entry, levelno, stacktrace in built:
-            try:
-                if replay(entry, levelno, stacktrace, otel):
-                    replayed += 1
-            except Exception:
-                # A host handler failed; logging's own handleError already reported it
-                # for handler errors, so this is a bug in a filter or in ours.
-                _log.debug("replay failed", exc_info=True)
-        return replayed
 
     def _accept(
         self,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from otel_plugin_logs.config.text import escape_controls, escape_multiline
@@ -28,6 +28,8 @@ from otel_plugin_logs.wire.records import (
 REPLAY_ATTRIBUTE: Final = "otel"
 _START_TIME: Final[float] = logging._startTime  # type: ignore[attr-defined]
 MAX_LOGGERS_PER_PLUGIN: Final = 512
+_log = logging.getLogger("otel_plugin_logs.bridge")
+_UNDECIDED: Final = object()
 MAX_SITES_PER_PLUGIN: Final = 256
 
 
@@ -234,12 +236,40 @@ class Replayer:
     ) -> bool:
         """Hand the record to the host's logging; False when no logger level lets it through, or
         when no handler would take it (then no ``LogRecord`` is built at all)."""
-        logger = self.logger_for(entry.scope)
-        if not logger.isEnabledFor(levelno) or not would_be_handled(logger, levelno):
+        logger = self.target(entry.scope, levelno)
+        if logger is None:
             return False
-        record = self.make_record(logger.name, entry, levelno, stacktrace, otel)
-        logger.handle(record)
+        logger.handle(self.make_record(logger.name, entry, levelno, stacktrace, otel))
         return True
+
+    def target(self, scope: str, levelno: int) -> logging.Logger | None:
+        """The logger a record of ``scope`` at ``levelno`` is replayed on; None when no logger level
+        lets it through or no handler would take it."""
+        logger = self.logger_for(scope)
+        if not logger.isEnabledFor(levelno) or not would_be_handled(logger, levelno):
+            return None
+        return logger
+
+    def replay_all(self, built: Iterable[tuple[Entry, int, str | None]], otel: Mapping[str, Any]) -> int:
+        """``replay`` of a batch's records; how many were handed to logging. Where each (logger,
+        level) goes is decided once per batch, not once per record."""
+        targets: dict[tuple[str, int], Any] = {}
+        replayed = 0
+        for entry, levelno, stacktrace in built:
+            key = (entry.scope, levelno)
+            try:
+                logger = targets.get(key, _UNDECIDED)
+                if logger is _UNDECIDED:
+                    logger = targets[key] = self.target(entry.scope, levelno)
+                if logger is None:
+                    continue
+                logger.handle(self.make_record(logger.name, entry, levelno, stacktrace, otel))
+                replayed += 1
+            except Exception:
+                # A host handler failed; logging's own handleError already reported it
+                # for handler errors, so this is a bug in a filter or in ours.
+                _log.debug("replay failed", exc_info=True)
+        return replayed
 
     def _path_names(self, path: Any) -> tuple[str, str, str]:
         text = path if isinstance(path, str) else ""
