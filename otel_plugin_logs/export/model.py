@@ -23,9 +23,9 @@ class Entry:
     Build it with keywords: ``Entry(seq=..., time=..., ...)``, or ``new_entry(...)`` on the hot
     path; the positional order is kept for older callers. ``memory_bytes`` is the record's
     memory as ``measured_memory_bytes`` counts it: given by a builder that computed it, else
-    computed on first use. ``encoded`` caches the record's protobuf (``otlp.record_bytes``), so
-    the batch cutter's size and the request are one encoding: an entry is not changed once
-    queued (a record cut down to fit is a new entry).
+    computed on first use. ``encoded`` keeps the record's protobuf (``otlp.record_bytes``) when
+    it is small beside that memory, so the batch cutter's size and the request are one encoding:
+    an entry is not changed once queued (a record cut down to fit is a new entry).
     """
 
     __slots__ = (

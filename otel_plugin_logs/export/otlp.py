@@ -219,10 +219,18 @@ def _log_record(entry: Entry) -> bytes:
 
 
 def record_bytes(entry: Entry) -> bytes:
-    """The record's ``LogRecord`` as it appears in a ``ScopeLogs`` (field 2), encoded once per entry."""
+    """The record's ``LogRecord`` as it appears in a ``ScopeLogs`` (field 2), encoded once per entry.
+
+    A kept encoding is memory beside the record's counted memory (what the queue's byte bound
+    holds), so it is kept only when it adds at most a quarter of that: most records, whose
+    encoding is a few hundred bytes. A large one, whose encoding would double its memory, is
+    encoded again for its request instead.
+    """
     encoded = entry.encoded
     if not encoded:
-        encoded = entry.encoded = _log_record(entry)
+        encoded = _log_record(entry)
+        if len(encoded) * 4 <= entry.memory_bytes:
+            entry.encoded = encoded
     return encoded
 
 
