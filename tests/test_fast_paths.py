@@ -145,18 +145,20 @@ def test_encoded_bytes_bounds_the_real_encoding(
     """The batch cutter's per-record size is never below what encode_request really writes for the record."""
     entry = _random_entry(body, attributes, scope, traced)
     assert encoded_bytes(entry) + resource_bytes(RESOURCE) >= len(encode_request([(RESOURCE, entry)]))
+    # Once a request kept the record's encoding, the size comes from it.
+    assert encoded_bytes(entry) + resource_bytes(RESOURCE) >= len(encode_request([(RESOURCE, entry)]))
 
 
 @settings(max_examples=100, deadline=None)
 @given(**_entries)
-def test_a_record_measured_for_its_batch_is_sent_as_a_fresh_encoding_would_be(
+def test_a_request_reusing_a_kept_encoding_is_what_a_fresh_encoding_gives(
     body: str, attributes: dict, scope: str, traced: bool
 ) -> None:
-    """The encoding the batch cutter measured and kept is byte for byte what a never-measured entry encodes to."""
+    """A request that reuses a kept encoding is byte for byte what a never-encoded entry encodes to."""
     measured = _random_entry(body, attributes, scope, traced)
     fresh = _random_entry(body, attributes, scope, traced)
     fresh.time = fresh.observed_time = measured.time
-    encoded_bytes(measured)
+    encode_request([(RESOURCE, measured)])
     assert encode_request([(RESOURCE, measured), (RESOURCE, measured)]) == encode_request(
         [(RESOURCE, fresh), (RESOURCE, fresh)]
     )
@@ -307,7 +309,7 @@ def test_an_encoding_is_kept_only_while_small_beside_the_memory_the_queue_counts
         record = (1, now, now, 9, "INFO", "request 7 handled", "app", attributes, None, None, 0, None, 20)
         entry = build_entry(record, limits, now)[0]
         entry.uid = "0123456789abcdef0123456789abcdef"
-        encoded_bytes(entry)
+        encode_request([(RESOURCE, entry)])
         return entry
 
     usual = measured({"user_id": "u-1234", "http.status_code": 200, "code.line.number": 12})

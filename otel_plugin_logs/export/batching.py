@@ -3,8 +3,8 @@
 Collectors refuse a request above a size (gRPC's default 4 MiB, answered OUT_OF_RANGE or
 RESOURCE_EXHAUSTED; HTTP 413). The queue's byte bound counts memory, which says little about
 the encoded size (a CJK character is 2 bytes in memory and 3 in UTF-8), so batches are cut by
-each record's protobuf encoding instead (the one the request then carries). A record that
-alone exceeds a request is cut down (body truncated with a marker and its original size, then
+an upper bound of each record's protobuf size instead (its encoding, once a request kept it). A
+record that alone exceeds a request is cut down (body truncated with a marker and its original size, then
 attributes dropped and counted) rather than sent whole; a request refused anyway is split in
 halves, and a single record refused is cut down once more, then dropped and counted: never
 retried forever.
@@ -16,9 +16,12 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from otel_plugin_logs.export.model import Entry, new_entry
-from otel_plugin_logs.export.otlp import ResourceInfo, record_bytes
+from otel_plugin_logs.export.otlp import RECORD_UID_ATTRIBUTE, ResourceInfo
 from otel_plugin_logs.wire.records import BODY_ORIGINAL_BYTES, truncate_utf8
 
+# Per-record fields besides body and attributes: two timestamps, severity, ids, flags, tags.
+_RECORD_OVERHEAD_BYTES: Final = 96
+_UID_KEY_BYTES: Final = len(RECORD_UID_ATTRIBUTE)
 _FIELD_OVERHEAD_BYTES: Final = 12  # tag and length varints of one key/value pair, at most
 _GROUP_OVERHEAD_BYTES: Final = 32  # a ResourceLogs or ScopeLogs wrapper's tags and lengths
 _MIN_RECORD_BYTES: Final = 1024
@@ -53,11 +56,37 @@ def value_bytes(value: Any) -> int:
 def encoded_bytes(entry: Entry) -> int:
     """An upper bound of the record's size inside an OTLP protobuf request.
 
-    Its own encoding (kept on the entry, so the request reuses it: one encoding per record),
-    plus the ``ScopeLogs`` wrapper it may open alone.
+    Its own encoding when an earlier request kept it (plus the ``ScopeLogs`` wrapper it may open
+    alone), else an estimate from its fields: the queue serves sinks that never encode protobuf,
+    and encoding for them would only fill the encoder's caches.
     """
-    scope = entry.scope
-    return len(entry.encoded or record_bytes(entry)) + _text_bytes(scope) + _GROUP_OVERHEAD_BYTES
+    encoded = entry.encoded
+    if encoded:
+        return len(encoded) + _text_bytes(entry.scope) + _GROUP_OVERHEAD_BYTES
+    return _estimated_bytes(entry)
+
+
+def _estimated_bytes(entry: Entry) -> int:
+    """An upper bound of the record's size inside a request, from its fields, without encoding it."""
+    body = entry.body
+    size = _RECORD_OVERHEAD_BYTES + _text_bytes(entry.severity_text) + _text_bytes(entry.scope)
+    size += _text_bytes(body) if body.__class__ is str else value_bytes(body)
+    # The encoder adds these two beside the attributes; uncounted, a record could exceed its bound.
+    if entry.uid:
+        size += _UID_KEY_BYTES + _text_bytes(entry.uid) + 2 * _FIELD_OVERHEAD_BYTES
+    if entry.event_name:
+        size += _text_bytes(entry.event_name) + _FIELD_OVERHEAD_BYTES
+    # value_bytes' count, its common cases inline: a call per attribute is most of the cost.
+    for key, value in entry.attributes.items():
+        size += (len(key) if key.isascii() else _text_bytes(key)) + _FIELD_OVERHEAD_BYTES
+        kind = value.__class__
+        if kind is str and value.isascii():
+            size += len(value) + _FIELD_OVERHEAD_BYTES
+        elif kind is int or kind is float or kind is bool:
+            size += _FIELD_OVERHEAD_BYTES
+        else:
+            size += value_bytes(value)
+    return size
 
 
 def resource_bytes(resource: ResourceInfo) -> int:

@@ -34,10 +34,10 @@ MAX_SITES_PER_PLUGIN: Final = 256
 
 
 # What a replayed record's fixed fields depend on: logger name, level, severity text, code path,
-# line, function, thread id and name, runner pid, plugin; the ints as the record takes them (a
-# key must not take True or 1.0 for 1). A plain tuple: a NamedTuple costs ten times as much to
-# build, and one is built per record.
-_Site = tuple[str, int, str, Any, int, Any, "int | None", Any, Any, Any]
+# line (as the record takes it: a key must not take True or 1.0 for 1) and function; not the
+# runner's process or thread, or every runner that came and went would leave its own copies.
+# A plain tuple: a NamedTuple costs ten times as much to build, and one is built per record.
+_Site = tuple[str, int, str, Any, int, Any]
 
 
 # Lines a stdlib traceback starts at the margin that cannot pass for a record's first line.
@@ -303,7 +303,6 @@ class Replayer:
         get = attributes.get
         pid = otel["runner_pid"]
         line = get(CODE_LINE_NUMBER)
-        thread_id = get(THREAD_ID)
         site: _Site = (
             logger_name,
             levelno,
@@ -311,10 +310,6 @@ class Replayer:
             get(CODE_FILE_PATH),
             line if line.__class__ is int else 0,
             get(CODE_FUNCTION_NAME),
-            thread_id if thread_id.__class__ is int else None,
-            get(THREAD_NAME),
-            pid,
-            otel["plugin"],
         )
         try:
             fixed = self._sites.get(site)
@@ -325,6 +320,11 @@ class Replayer:
         record = self._record_class.__new__(self._record_class)
         fields = record.__dict__
         fields.update(fixed)
+        thread_id = get(THREAD_ID)
+        fields["thread"] = thread_id if thread_id.__class__ is int else None
+        fields["threadName"] = self._escaped(get(THREAD_NAME))
+        fields["process"] = pid
+        fields["processName"] = plugin = otel["plugin"]
         body = entry.body
         created = entry.time / 1e9
         fields["msg"] = body if body.isprintable() else escape_controls(body)
@@ -334,7 +334,7 @@ class Replayer:
         if stacktrace:  # as Formatter.formatException: no final newline, or format() ends blank
             fields["exc_text"] = indent_continuation(escape_multiline(stacktrace.rstrip("\r\n")))
         fields[REPLAY_ATTRIBUTE] = ReplayedRecord(
-            site[9],
+            plugin,
             otel["plugin_version"],
             pid,
             entry.scope,
@@ -353,9 +353,9 @@ class Replayer:
         return record
 
     def _site_fields(self, site: _Site) -> dict[str, Any]:
-        """The fields of a LogRecord that a call site fixes (logger, level, code, thread, process),
+        """The fields of a LogRecord that a call site fixes (logger, level, code path and function),
         escaped once per site: a fresh record copies them and adds the rest."""
-        logger_name, levelno, severity_text, path, line, function, thread_id, thread_name, pid, plugin = site
+        logger_name, levelno, severity_text, path, line, function = site
         fields = dict(self._template)
         names = self._paths.get(path) if path.__class__ is str else None
         if names is None:
@@ -371,10 +371,6 @@ class Replayer:
                 "module": names[2],
                 "lineno": line,
                 "funcName": self._escaped(function) or "",
-                "thread": thread_id,
-                "threadName": self._escaped(thread_name),
-                "process": pid,
-                "processName": plugin,
                 "exc_info": None,
                 "exc_text": None,
                 "stack_info": None,
