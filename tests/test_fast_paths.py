@@ -145,23 +145,6 @@ def test_encoded_bytes_bounds_the_real_encoding(
     """The batch cutter's per-record size is never below what encode_request really writes for the record."""
     entry = _random_entry(body, attributes, scope, traced)
     assert encoded_bytes(entry) + resource_bytes(RESOURCE) >= len(encode_request([(RESOURCE, entry)]))
-    # Once a request kept the record's encoding, the size comes from it.
-    assert encoded_bytes(entry) + resource_bytes(RESOURCE) >= len(encode_request([(RESOURCE, entry)]))
-
-
-@settings(max_examples=100, deadline=None)
-@given(**_entries)
-def test_a_request_reusing_a_kept_encoding_is_what_a_fresh_encoding_gives(
-    body: str, attributes: dict, scope: str, traced: bool
-) -> None:
-    """A request that reuses a kept encoding is byte for byte what a never-encoded entry encodes to."""
-    measured = _random_entry(body, attributes, scope, traced)
-    fresh = _random_entry(body, attributes, scope, traced)
-    fresh.time = fresh.observed_time = measured.time
-    encode_request([(RESOURCE, measured)])
-    assert encode_request([(RESOURCE, measured), (RESOURCE, measured)]) == encode_request(
-        [(RESOURCE, fresh), (RESOURCE, fresh)]
-    )
 
 
 def test_a_record_cut_to_fit_keeps_its_uid_and_event_name() -> None:
@@ -298,24 +281,3 @@ def test_a_batch_replayed_at_once_reaches_the_handlers_one_by_one_replay_reaches
     assert counts == [2, 2]
     expected = [("p.app", logging.WARNING, "record 2"), ("p.app", logging.ERROR, "record 4")]
     assert seen["one"] == seen["all"] == expected
-
-
-def test_an_encoding_is_kept_only_while_small_beside_the_memory_the_queue_counts() -> None:
-    """A usual record keeps its encoding for its request; one whose encoding would double its memory does not."""
-    limits = Limits(65536, 4096, 128)
-    now = time.time_ns()
-
-    def measured(attributes: dict) -> Entry:
-        record = (1, now, now, 9, "INFO", "request 7 handled", "app", attributes, None, None, 0, None, 20)
-        entry = build_entry(record, limits, now)[0]
-        entry.uid = "0123456789abcdef0123456789abcdef"
-        encode_request([(RESOURCE, entry)])
-        return entry
-
-    usual = measured({"user_id": "u-1234", "http.status_code": 200, "code.line.number": 12})
-    large = measured({f"field{k}": "v" * 2000 for k in range(16)})
-    assert len(usual.encoded) * 4 <= usual.size_estimate()
-    assert large.encoded == b""
-    assert encode_request([(RESOURCE, large)]) == encode_request(
-        [(RESOURCE, measured(dict(large.attributes)))]
-    )

@@ -3,11 +3,10 @@
 Collectors refuse a request above a size (gRPC's default 4 MiB, answered OUT_OF_RANGE or
 RESOURCE_EXHAUSTED; HTTP 413). The queue's byte bound counts memory, which says little about
 the encoded size (a CJK character is 2 bytes in memory and 3 in UTF-8), so batches are cut by
-an upper bound of each record's protobuf size instead (its encoding, once a request kept it). A
-record that alone exceeds a request is cut down (body truncated with a marker and its original size, then
-attributes dropped and counted) rather than sent whole; a request refused anyway is split in
-halves, and a single record refused is cut down once more, then dropped and counted: never
-retried forever.
+an upper bound of each record's protobuf size instead. A record that alone exceeds a request
+is cut down (body truncated with a marker and its original size, then attributes dropped and
+counted) rather than sent whole; a request refused anyway is split in halves, and a single
+record refused is cut down once more, then dropped and counted: never retried forever.
 """
 
 from __future__ import annotations
@@ -54,20 +53,7 @@ def value_bytes(value: Any) -> int:
 
 
 def encoded_bytes(entry: Entry) -> int:
-    """An upper bound of the record's size inside an OTLP protobuf request.
-
-    Its own encoding when an earlier request kept it (plus the ``ScopeLogs`` wrapper it may open
-    alone), else an estimate from its fields: the queue serves sinks that never encode protobuf,
-    and encoding for them would only fill the encoder's caches.
-    """
-    encoded = entry.encoded
-    if encoded:
-        return len(encoded) + _text_bytes(entry.scope) + _GROUP_OVERHEAD_BYTES
-    return _estimated_bytes(entry)
-
-
-def _estimated_bytes(entry: Entry) -> int:
-    """An upper bound of the record's size inside a request, from its fields, without encoding it."""
+    """An upper bound of the record's size inside an OTLP protobuf request."""
     body = entry.body
     size = _RECORD_OVERHEAD_BYTES + _text_bytes(entry.severity_text) + _text_bytes(entry.scope)
     size += _text_bytes(body) if body.__class__ is str else value_bytes(body)

@@ -23,16 +23,13 @@ class Entry:
     Build it with keywords: ``Entry(seq=..., time=..., ...)``, or ``new_entry(...)`` on the hot
     path; the positional order is kept for older callers. ``memory_bytes`` is the record's
     memory as ``measured_memory_bytes`` counts it: given by a builder that computed it, else
-    computed on first use. ``encoded`` keeps the record's protobuf (``otlp.record_bytes``) when
-    it is small beside that memory, so the batch cutter's size and the request are one encoding:
-    an entry is not changed once queued (a record cut down to fit is a new entry).
+    computed on first use.
     """
 
     __slots__ = (
         "attributes",
         "body",
         "dropped_attributes",
-        "encoded",
         "event_name",
         "flags",
         "memory_bytes",
@@ -80,7 +77,6 @@ class Entry:
         self.event_name = event_name
         self.memory_bytes = memory_bytes
         self.uid = ""  # log.record.uid, set by the host when it enqueues the record for export
-        self.encoded = b""  # its OTLP LogRecord, written once by the first encoder that needs it
 
     def size_estimate(self) -> int:
         """Bytes this record holds in memory (what the export queue's byte bound counts)."""
@@ -131,7 +127,6 @@ def new_entry(
     entry.event_name = event_name
     entry.memory_bytes = memory_bytes
     entry.uid = ""
-    entry.encoded = b""
     return entry
 
 
@@ -169,7 +164,6 @@ def built_entry(
     entry.event_name = ""
     entry.memory_bytes = memory_bytes
     entry.uid = ""
-    entry.encoded = b""
     return entry
 
 

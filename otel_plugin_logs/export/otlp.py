@@ -24,7 +24,7 @@ from typing import Any, Final
 
 from otel_plugin_logs.export.model import Entry
 
-__all__ = ["Entry", "ResourceInfo", "encode_json_line", "encode_request", "record_bytes"]
+__all__ = ["Entry", "ResourceInfo", "encode_json_line", "encode_request"]
 
 # A plugin names an event with ``extra={"event.name": ...}``: the host lifts it into the
 # LogRecord's event_name (proto field 12, OTLP/JSON ``eventName``), so runners need nothing new.
@@ -218,22 +218,6 @@ def _log_record(entry: Entry) -> bytes:
     return b"\x12" + (_SMALL_VARINTS[size] if size < 16384 else _varint(size)) + payload
 
 
-def record_bytes(entry: Entry) -> bytes:
-    """The record's ``LogRecord`` as it appears in a ``ScopeLogs`` (field 2), encoded once per entry.
-
-    A kept encoding is memory beside the record's counted memory (what the queue's byte bound
-    holds), so it is kept only when it adds at most a quarter of that: most records, whose
-    encoding is a few hundred bytes. A large one, whose encoding would double its memory, is
-    encoded again for its request instead.
-    """
-    encoded = entry.encoded
-    if not encoded:
-        encoded = _log_record(entry)
-        if len(encoded) * 4 <= entry.memory_bytes:
-            entry.encoded = encoded
-    return encoded
-
-
 def _scope(name: str) -> bytes:
     return _ld(b"\x0a", _ld(b"\x0a", name.encode("utf-8", "surrogatepass")) if name else b"")
 
@@ -257,7 +241,7 @@ def encode_request(items: Iterable[tuple[ResourceInfo, Entry]]) -> bytes:
     out = []
     for resource, scopes in group(items).items():
         scope_logs = [
-            _ld(b"\x12", _scope(scope) + b"".join([e.encoded or record_bytes(e) for e in entries]))
+            _ld(b"\x12", _scope(scope) + b"".join([_log_record(e) for e in entries]))
             for scope, entries in scopes.items()
         ]
         out.append(_ld(b"\x0a", _ld(b"\x0a", resource.pb) + b"".join(scope_logs)))
