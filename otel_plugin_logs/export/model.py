@@ -130,6 +130,43 @@ def new_entry(
     return entry
 
 
+def built_entry(
+    seq: int,
+    time: int,
+    observed_time: int,
+    severity_number: int,
+    severity_text: str,
+    body: str,
+    scope: str,
+    attributes: dict[str, Any],
+    trace_id: bytes | None,
+    span_id: bytes | None,
+    flags: int,
+    dropped_attributes: int,
+    memory_bytes: int,
+    /,
+) -> Entry:
+    """``new_entry`` for the host's builder, by position: binding thirteen keywords is most of
+    ``new_entry``'s cost."""
+    entry: Entry = _new(Entry)
+    entry.seq = seq
+    entry.time = time
+    entry.observed_time = observed_time
+    entry.severity_number = severity_number
+    entry.severity_text = severity_text
+    entry.body = body
+    entry.scope = scope
+    entry.attributes = attributes
+    entry.trace_id = trace_id
+    entry.span_id = span_id
+    entry.flags = flags
+    entry.dropped_attributes = dropped_attributes
+    entry.event_name = ""
+    entry.memory_bytes = memory_bytes
+    entry.uid = ""
+    return entry
+
+
 def measured_memory_bytes(body: Any, attributes: Mapping[str, Any]) -> int:
     """The reference count of a record's memory: every attribute key and value, walked."""
     return ENTRY_OVERHEAD_BYTES + _getsizeof(body) + value_memory_bytes(attributes)

@@ -164,11 +164,19 @@ def exported_attributes(entry: Entry) -> Iterable[tuple[str, Any]]:
 
 def _log_record(entry: Entry) -> bytes:
     body = entry.body
-    value = _ld(b"\x0a", body.encode("utf-8", "surrogatepass")) if body.__class__ is str else _any_value(body)
+    if body.__class__ is str:
+        data = body.encode("utf-8", "surrogatepass")
+        size = len(data)
+        if size < 126:  # the usual short body: its two lengths are one byte each
+            value = b"\x2a" + _SMALL_VARINTS[size + 2] + b"\x0a" + _SMALL_VARINTS[size] + data
+        else:
+            value = _ld(b"\x2a", _ld(b"\x0a", data))
+    else:
+        value = _ld(b"\x2a", _any_value(body))
     severity = _SEVERITIES.get((entry.severity_number, entry.severity_text))
     if severity is None:
         severity = _severity(entry.severity_number, entry.severity_text)
-    parts = [b"\x09" + _pack_fixed64(entry.time) + severity + _ld(b"\x2a", value)]
+    parts = [b"\x09", _pack_fixed64(entry.time), severity, value]
     attributes = entry.attributes
     event_name = event_name_of(entry) if entry.event_name or EVENT_NAME_ATTRIBUTE in attributes else ""
     items: Iterable[tuple[str, Any]] = attributes.items()
@@ -179,7 +187,7 @@ def _log_record(entry: Entry) -> bytes:
     try:
         parts += [get((k, v.__class__, v)) or _attribute(k, v) for k, v in items]
     except TypeError:  # a list or map value cannot be a cache key: each pair on its own
-        del parts[1:]
+        del parts[4:]
         parts += [_attribute(k, v) for k, v in items]
     uid = entry.uid
     if uid:  # unique per record: kept out of the pair cache; the host's are all 32 characters
@@ -202,7 +210,7 @@ def _log_record(entry: Entry) -> bytes:
         if span_id:
             parts.append(b"\x52\x08" + span_id)
     if entry.observed_time:
-        parts.append(b"\x59" + _pack_fixed64(entry.observed_time))
+        parts += (b"\x59", _pack_fixed64(entry.observed_time))
     if event_name:
         parts.append(_ld(b"\x62", event_name.encode("utf-8", "surrogatepass")))  # field 12
     payload = b"".join(parts)

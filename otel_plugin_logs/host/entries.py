@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from otel_plugin_logs.conventions import BRIDGE_SCOPE_NAME
-from otel_plugin_logs.export.model import ENTRY_OVERHEAD_BYTES, Entry, new_entry, value_memory_bytes
+from otel_plugin_logs.export.model import ENTRY_OVERHEAD_BYTES, Entry, built_entry, value_memory_bytes
 from otel_plugin_logs.wire.records import (
     BODY_ORIGINAL_BYTES,
     EXCEPTION_MESSAGE,
@@ -129,10 +129,11 @@ def build_entry(record: Any, limits: Limits, now_ns: int | None = None) -> tuple
                 time_ns if INT64_MIN <= time_ns <= INT64_MAX else str(time_ns),
             )
         time_ns = observed_ns
-    body = clean_text(body, len(body))
-    body, original = truncate_utf8(body, limits.max_body_bytes)
-    if original and BODY_ORIGINAL_BYTES not in attributes:
-        memory += _put(attributes, BODY_ORIGINAL_BYTES, original)
+    if not body.isascii() or len(body) > limits.max_body_bytes:  # most bodies are short ASCII text
+        body = clean_text(body, len(body))
+        body, original = truncate_utf8(body, limits.max_body_bytes)
+        if original and BODY_ORIGINAL_BYTES not in attributes:
+            memory += _put(attributes, BODY_ORIGINAL_BYTES, original)
     stacktrace = None
     if exception is not None:
         added, stacktrace = _add_exception(attributes, exception, limits.max_attribute_length)
@@ -150,23 +151,23 @@ def build_entry(record: Any, limits: Limits, now_ns: int | None = None) -> tuple
     if trace_id is None or span_id is None:
         trace_id = span_id = None
         flags = 0
-    scope = clean_text(logger, _MAX_SCOPE_LENGTH)
+    scope = logger if logger.isascii() and len(logger) <= _MAX_SCOPE_LENGTH else clean_text(logger, 256)
     if scope.startswith(BRIDGE_SCOPE_NAME):  # the bridge's notices: a runner cannot speak as the bridge
         scope = "runner:" + scope
-    entry = new_entry(
-        seq=seq,
-        time=time_ns,
-        observed_time=observed_ns,
-        severity_number=sev_number,
-        severity_text=text,
-        body=body,
-        scope=scope,
-        attributes=attributes,
-        trace_id=trace_id,
-        span_id=span_id,
-        flags=flags & 0xFF,
-        dropped_attributes=dropped,
-        memory_bytes=_memory_bytes(body, attributes, memory),
+    entry = built_entry(
+        seq,
+        time_ns,
+        observed_ns,
+        sev_number,
+        text,
+        body,
+        scope,
+        attributes,
+        trace_id,
+        span_id,
+        flags & 0xFF,
+        dropped,
+        _memory_bytes(body, attributes, memory),
     )
     return entry, level, stacktrace
 
@@ -211,6 +212,42 @@ def _clean_attributes(raw: Mapping[str, Any], limits: Limits) -> tuple[dict[str,
     The memory is ``value_memory_bytes``'s count, summed here while each value is at hand; it
     is negative when two keys were cleaned to one name (the caller then counts the result).
     """
+    if len(raw) <= limits.max_attribute_count:
+        plain = _plain_attributes(raw, limits.max_attribute_length)
+        if plain is not None:
+            return plain
+    return _cleaned_attributes(raw, limits)
+
+
+def _plain_attributes(raw: Mapping[str, Any], max_len: int) -> tuple[dict[str, Any], int, int] | None:
+    """``_cleaned_attributes``' result when nothing needs cleaning (short ASCII keys, plain scalars),
+    from a pass that only checks and counts (a quarter cheaper); None as soon as something does."""
+    memory = 0
+    for key, value in raw.items():
+        if not key or len(key) > _MAX_KEY_LENGTH or not key.isascii():
+            return None
+        # The constant of the pair's two ASCII strings is added once for all pairs, below.
+        kind = value.__class__
+        if kind is str:
+            if len(value) > max_len or not value.isascii():
+                return None
+            memory += len(key) + len(value)
+        elif kind is int:
+            if not INT64_MIN <= value <= INT64_MAX:
+                return None
+            small = value and -_SMALL_INT < value < _SMALL_INT
+            memory += len(key) + (_SMALL_INT_BYTES if small else _getsizeof(value)) - _ASCII_STR_BYTES
+        elif kind is bool:
+            memory += len(key) + _BOOL_BYTES - _ASCII_STR_BYTES
+        elif kind is float and math.isfinite(value):
+            memory += len(key) + _FLOAT_BYTES - _ASCII_STR_BYTES
+        else:
+            return None
+    return dict(raw), 0, memory + 2 * _ASCII_STR_BYTES * len(raw)
+
+
+def _cleaned_attributes(raw: Mapping[str, Any], limits: Limits) -> tuple[dict[str, Any], int, int]:
+    """``_clean_attributes`` of any attributes: keys and values cleaned, their count capped."""
     attributes: dict[str, Any] = {}
     dropped = memory = 0
     max_len = limits.max_attribute_length

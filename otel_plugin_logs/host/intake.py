@@ -7,9 +7,9 @@ replaying and exporting run outside it.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -31,8 +31,6 @@ from otel_plugin_logs.host.streams import (
 )
 from otel_plugin_logs.wire.messages import BYE
 from otel_plugin_logs.wire.validate import BatchHeader, validate_records
-
-_log = logging.getLogger("otel_plugin_logs.bridge")
 
 ResourceMaker = Callable[[PluginState, int], ResourceInfo]
 
@@ -83,20 +81,10 @@ class Intake:
             with self._lock:  # nothing to export: settled once every earlier record is
                 self._ledger.advance(stream)
             return
-        entries = []
-        replayed = 0
-        for record in fresh:
-            entry, levelno, stacktrace = build_entry(record, self._limits, now_ns)
-            entries.append(entry)
-            if self._config.replay:
-                try:
-                    if plugin.replayer.replay(entry, levelno, stacktrace, stream.otel):
-                        replayed += 1
-                except Exception:
-                    # A host handler failed; logging's own handleError already reported it
-                    # for handler errors, so this is a bug in a filter or in ours.
-                    _log.debug("replay failed", exc_info=True)
-        self._enqueue(stream, ticket, entries, replayed)
+        limits = self._limits
+        built = [build_entry(record, limits, now_ns) for record in fresh]
+        replayed = stream.plugin.replayer.replay_all(built, stream.otel) if self._config.replay else 0
+        self._enqueue(stream, ticket, [entry for entry, _, _ in built], replayed)
 
     def _accept(
         self,
@@ -166,27 +154,31 @@ class Intake:
                 self._ledger.advance(stream)
                 return
         prefix = stream.key.record_uid_prefix(plugin.name)
+        resource = stream.resource
+        items = []
         for entry in entries:
             entry.uid = f"{prefix}{entry.seq:016x}"
-        items = [Item.of(stream.resource, entry, ticket) for entry in entries]
+            items.append(Item(resource, entry, ticket, entry.size_estimate()))  # Item.of, inline
         refused = pipeline.offer(items)
         if refused:
             self.settle(refused, DROP_EXPORT_QUEUE_FULL)
 
     def settle(self, items: Sequence[Item], reason: str | None) -> None:
         """Called once per record as it leaves the export queue (exported, or dropped)."""
+        # Counted per ticket first (a batch holds a few runner batches), outside the lock.
+        counts = Counter([item.ticket for item in items])
         with self._lock:
             streams = set()
-            for ticket in (item.ticket for item in items):
+            for ticket, count in counts.items():
                 if not isinstance(ticket, Ticket):
                     continue  # a bridge notice or a stderr line, outside the per-record accounting
-                ticket.pending -= 1
+                ticket.pending -= count
                 plugin = ticket.stream.plugin
-                plugin.pending -= 1
+                plugin.pending -= count
                 if reason is None:
-                    plugin.counters.exported += 1
+                    plugin.counters.exported += count
                 else:
-                    plugin.counters.host_dropped[reason] += 1
+                    plugin.counters.host_dropped[reason] += count
                 streams.add(ticket.stream)
             for stream in streams:
                 self._ledger.advance(stream)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from otel_plugin_logs.config.text import escape_controls, escape_multiline
@@ -28,6 +28,16 @@ from otel_plugin_logs.wire.records import (
 REPLAY_ATTRIBUTE: Final = "otel"
 _START_TIME: Final[float] = logging._startTime  # type: ignore[attr-defined]
 MAX_LOGGERS_PER_PLUGIN: Final = 512
+_log = logging.getLogger("otel_plugin_logs.bridge")
+_UNDECIDED: Final = object()
+MAX_SITES_PER_PLUGIN: Final = 256
+
+
+# What a replayed record's fixed fields depend on: logger name, level, severity text, code path,
+# line (as the record takes it: a key must not take True or 1.0 for 1) and function; not the
+# runner's process or thread, or every runner that came and went would leave its own copies.
+# A plain tuple: a NamedTuple costs ten times as much to build, and one is built per record.
+_Site = tuple[str, int, str, Any, int, Any]
 
 
 # Lines a stdlib traceback starts at the margin that cannot pass for a record's first line.
@@ -193,6 +203,7 @@ class Replayer:
         self._loggers: dict[str, logging.Logger] = {}
         self._paths: dict[Any, tuple[str, str, str]] = {}
         self._names: dict[str, str] = {}
+        self._sites: dict[_Site, dict[str, Any]] = {}
         factory = logging.getLogRecordFactory()
         # One real record per plugin is the template: a fresh record copies its __dict__, so it
         # has every attribute this Python's LogRecord (and the host's record factory) defines.
@@ -225,12 +236,40 @@ class Replayer:
     ) -> bool:
         """Hand the record to the host's logging; False when no logger level lets it through, or
         when no handler would take it (then no ``LogRecord`` is built at all)."""
-        logger = self.logger_for(entry.scope)
-        if not logger.isEnabledFor(levelno) or not would_be_handled(logger, levelno):
+        logger = self.target(entry.scope, levelno)
+        if logger is None:
             return False
-        record = self.make_record(logger.name, entry, levelno, stacktrace, otel)
-        logger.handle(record)
+        logger.handle(self.make_record(logger.name, entry, levelno, stacktrace, otel))
         return True
+
+    def target(self, scope: str, levelno: int) -> logging.Logger | None:
+        """The logger a record of ``scope`` at ``levelno`` is replayed on; None when no logger level
+        lets it through or no handler would take it."""
+        logger = self.logger_for(scope)
+        if not logger.isEnabledFor(levelno) or not would_be_handled(logger, levelno):
+            return None
+        return logger
+
+    def replay_all(self, built: Iterable[tuple[Entry, int, str | None]], otel: Mapping[str, Any]) -> int:
+        """``replay`` of a batch's records; how many were handed to logging. Where each (logger,
+        level) goes is decided once per batch, not once per record."""
+        targets: dict[tuple[str, int], Any] = {}
+        replayed = 0
+        for entry, levelno, stacktrace in built:
+            key = (entry.scope, levelno)
+            try:
+                logger = targets.get(key, _UNDECIDED)
+                if logger is _UNDECIDED:
+                    logger = targets[key] = self.target(entry.scope, levelno)
+                if logger is None:
+                    continue
+                logger.handle(self.make_record(logger.name, entry, levelno, stacktrace, otel))
+                replayed += 1
+            except Exception:
+                # A host handler failed; logging's own handleError already reported it
+                # for handler errors, so this is a bug in a filter or in ours.
+                _log.debug("replay failed", exc_info=True)
+        return replayed
 
     def _path_names(self, path: Any) -> tuple[str, str, str]:
         text = path if isinstance(path, str) else ""
@@ -260,45 +299,47 @@ class Replayer:
         stacktrace: str | None,
         otel: Mapping[str, Any],
     ) -> logging.LogRecord:
+        attributes = entry.attributes
+        get = attributes.get
+        pid = otel["runner_pid"]
+        line = get(CODE_LINE_NUMBER)
+        site: _Site = (
+            logger_name,
+            levelno,
+            entry.severity_text,
+            get(CODE_FILE_PATH),
+            line if line.__class__ is int else 0,
+            get(CODE_FUNCTION_NAME),
+        )
+        try:
+            fixed = self._sites.get(site)
+        except TypeError:  # a list or map where a name was expected: not cached
+            fixed = None
+        if fixed is None:
+            fixed = self._site_fields(site)
         record = self._record_class.__new__(self._record_class)
         fields = record.__dict__
-        fields.update(self._template)
-        attributes = entry.attributes
-        path = attributes.get(CODE_FILE_PATH)
-        names = self._paths.get(path) if path.__class__ is str else None
-        if names is None:
-            names = self._path_names(path)
-        line = attributes.get(CODE_LINE_NUMBER)
+        fields.update(fixed)
+        thread_id = get(THREAD_ID)
+        fields["thread"] = thread_id if thread_id.__class__ is int else None
+        fields["threadName"] = self._escaped(get(THREAD_NAME))
+        fields["process"] = pid
+        fields["processName"] = plugin = otel["plugin"]
+        body = entry.body
         created = entry.time / 1e9
-        fields["name"] = logger_name
-        fields["msg"] = escape_controls(entry.body)
-        fields["args"] = ()
-        fields["levelno"] = levelno
-        fields["levelname"] = self._escaped(entry.severity_text)
-        fields["pathname"], fields["filename"], fields["module"] = names
-        fields["lineno"] = line if line.__class__ is int else 0
-        fields["funcName"] = self._escaped(attributes.get(CODE_FUNCTION_NAME)) or ""
+        fields["msg"] = body if body.isprintable() else escape_controls(body)
         fields["created"] = created
         fields["msecs"] = int((created - int(created)) * 1000) + 0.0
         fields["relativeCreated"] = (created - _START_TIME) * 1000
-        thread_id = attributes.get(THREAD_ID)
-        fields["thread"] = thread_id if thread_id.__class__ is int else None
-        fields["threadName"] = self._escaped(attributes.get(THREAD_NAME))
-        fields["process"] = otel["runner_pid"]
-        fields["processName"] = otel["plugin"]
-        fields["exc_info"] = None
-        # As Formatter.formatException does: no final newline, or format() ends with a blank line.
-        fields["exc_text"] = (
-            indent_continuation(escape_multiline(stacktrace.rstrip("\r\n"))) if stacktrace else None
-        )
-        fields["stack_info"] = None
+        if stacktrace:  # as Formatter.formatException: no final newline, or format() ends blank
+            fields["exc_text"] = indent_continuation(escape_multiline(stacktrace.rstrip("\r\n")))
         fields[REPLAY_ATTRIBUTE] = ReplayedRecord(
-            otel["plugin"],
+            plugin,
             otel["plugin_version"],
-            otel["runner_pid"],
+            pid,
             entry.scope,
             entry.seq,
-            entry.body,
+            body,
             entry.severity_number,
             entry.severity_text,
             entry.time,
@@ -310,3 +351,35 @@ class Replayer:
             otel["resource"],
         )
         return record
+
+    def _site_fields(self, site: _Site) -> dict[str, Any]:
+        """The fields of a LogRecord that a call site fixes (logger, level, code path and function),
+        escaped once per site: a fresh record copies them and adds the rest."""
+        logger_name, levelno, severity_text, path, line, function = site
+        fields = dict(self._template)
+        names = self._paths.get(path) if path.__class__ is str else None
+        if names is None:
+            names = self._path_names(path)
+        fields.update(
+            {
+                "name": logger_name,
+                "args": (),
+                "levelno": levelno,
+                "levelname": self._escaped(severity_text),
+                "pathname": names[0],
+                "filename": names[1],
+                "module": names[2],
+                "lineno": line,
+                "funcName": self._escaped(function) or "",
+                "exc_info": None,
+                "exc_text": None,
+                "stack_info": None,
+            }
+        )
+        try:
+            if len(self._sites) >= MAX_SITES_PER_PLUGIN:
+                self._sites.clear()
+            self._sites[site] = fields
+        except TypeError:  # unhashable: built again next time
+            pass
+        return fields
