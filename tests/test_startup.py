@@ -57,9 +57,10 @@ HEAVY_MODULES = frozenset(
 )
 # Modules the runner's whole path (bootstrap, first record, sender, acknowledgement, exit) must not
 # load: each costs every plugin its import and again its interpreter teardown, after the last
-# acknowledgement (typing; dataclasses with inspect, ast and dis; secrets with hmac and random).
+# acknowledgement (typing; dataclasses with inspect, ast and dis; secrets with hmac and random;
+# hashlib, which loads OpenSSL).
 RUNNER_PATH_EXCLUDED_MODULES = frozenset(
-    {"ast", "base64", "dataclasses", "dis", "hmac", "inspect", "random", "secrets", "typing"}
+    {"ast", "base64", "dataclasses", "dis", "hashlib", "hmac", "inspect", "random", "secrets", "typing"}
 )
 # Registered before logging is imported, so that atexit runs it last: after the runner's flush.
 MODULES_AT_EXIT = """
