@@ -55,6 +55,23 @@ HEAVY_MODULES = frozenset(
         "urllib.parse",
     }
 )
+# Modules the runner's whole path (bootstrap, first record, sender, acknowledgement, exit) must not
+# load: each costs every plugin its import and again its interpreter teardown, after the last
+# acknowledgement (typing; dataclasses with inspect, ast and dis; secrets with hmac and random;
+# hashlib, which loads OpenSSL).
+RUNNER_PATH_EXCLUDED_MODULES = frozenset(
+    {"ast", "base64", "dataclasses", "dis", "hashlib", "hmac", "inspect", "random", "secrets", "typing"}
+)
+# Registered before logging is imported, so that atexit runs it last: after the runner's flush.
+MODULES_AT_EXIT = """
+import atexit, os, sys
+
+def _show_modules():
+    with open(os.environ["MODULES_FILE"], "w") as out:
+        out.write(repr(sorted(sys.modules)))
+
+atexit.register(_show_modules)
+"""
 
 
 def _plain_env() -> dict[str, str]:
@@ -182,3 +199,29 @@ def test_uninstall_before_any_record_makes_no_handler(tmp_path: Path) -> None:
     )
     assert "otel_plugin_logs.runner.handler" not in ast.literal_eval(result.stdout.strip())
     assert result.stderr == "mine\n"
+
+
+def test_the_runner_path_to_exit_loads_no_costly_module(
+    tmp_path: Path, host_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plugin whose record reaches the host has loaded neither typing, dataclasses nor secrets at its exit."""
+    code = "import logging\nlogging.getLogger('app').warning('one')\n"
+    plain_file, booted_file = tmp_path / "plain-modules", tmp_path / "booted-modules"
+    subprocess.run(
+        [PYTHON, "-c", MODULES_AT_EXIT + code],
+        env={**_plain_env(), "MODULES_FILE": str(plain_file)},
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    script = write_plugin(tmp_path, "footprint", MODULES_AT_EXIT + code)
+    monkeypatch.setenv("MODULES_FILE", str(booted_file))
+    sink = MemorySink()
+    with HostLogBridge(sink=sink) as bridge:
+        assert bridge.spawn_plugin("footprint", [PYTHON, str(script)]).wait(30) == 0
+        assert bridge.force_flush(10_000)
+    assert [entry.body for entry in sink.entries("footprint")] == ["one"]
+    plain = set(ast.literal_eval(plain_file.read_text()))
+    booted = set(ast.literal_eval(booted_file.read_text()))
+    assert {"otel_plugin_logs.runner.sender", "otel_plugin_logs.runner.transport"} <= booted
+    assert not (booted - plain) & RUNNER_PATH_EXCLUDED_MODULES

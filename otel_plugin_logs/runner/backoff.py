@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import secrets
-from typing import Final
+import os
 
-from otel_plugin_logs.runner.clock import Clock
+TYPE_CHECKING = False  # not typing's: importing typing costs every plugin start
+if TYPE_CHECKING:
+    from typing import Final
+
+    from otel_plugin_logs.runner.clock import Clock
 
 MIN_BACKOFF_SECONDS: Final = 0.05
 
@@ -25,7 +28,8 @@ class Backoff:
         """An attempt failed: the next one waits twice as long (at least the minimum)."""
         self.seconds = min(self._cap_seconds, max(MIN_BACKOFF_SECONDS, self.seconds * 2))
         # Jitter, so that runners of a restarted host do not reconnect in lockstep.
-        jitter = 0.8 + 0.4 * (secrets.randbelow(1000) / 1000)
+        # os.urandom, not secrets or random: either costs every plugin its import and its teardown.
+        jitter = 0.8 + 0.4 * (int.from_bytes(os.urandom(2), "big") / 0x10000)
         self._next_attempt = self._clock.monotonic() + self.seconds * jitter
 
     def reset(self) -> None:

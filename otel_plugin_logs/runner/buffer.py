@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from typing import Any, Final
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every plugin start
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 
 class Q:
@@ -38,7 +41,7 @@ class Q:
     FIELDS: Final = 15
 
 
-QueuedRecord = tuple[Any, ...]  # laid out as ``Q``
+QueuedRecord = tuple["Any", ...]  # laid out as ``Q``; quoted: typing is not imported at run time
 
 
 def queued_text(item: QueuedRecord) -> Any:

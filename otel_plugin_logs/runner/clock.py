@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Protocol
 
+TYPE_CHECKING = False  # not typing's: importing typing costs every plugin start
+if TYPE_CHECKING:
+    from typing import Protocol
 
-class Clock(Protocol):
-    """Monotonic time, and waiting on an event for at most some seconds of it."""
+    # Only a type: the clocks given are checked by mypy, not at run time.
+    class Clock(Protocol):
+        """Monotonic time, and waiting on an event for at most some seconds of it."""
 
-    def monotonic(self) -> float:
-        """Seconds since an arbitrary point; never goes back."""
-        ...
+        def monotonic(self) -> float:
+            """Seconds since an arbitrary point; never goes back."""
+            ...
 
-    def wait(self, event: threading.Event, timeout_seconds: float) -> bool:
-        """Wait until ``event`` is set or the timeout passes; True if it was set."""
-        ...
+        def wait(self, event: threading.Event, timeout_seconds: float) -> bool:
+            """Wait until ``event`` is set or the timeout passes; True if it was set."""
+            ...
 
 
 class SystemClock:

@@ -10,8 +10,6 @@ import logging
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Final
 
 import msgpack
 
@@ -35,6 +33,10 @@ from otel_plugin_logs.wire.records import (
     truncate_utf8,
 )
 
+TYPE_CHECKING = False  # not typing's: importing typing costs every plugin start
+if TYPE_CHECKING:
+    from typing import Any, Final
+
 # Attributes of a stdlib LogRecord that are not "extras" passed by the caller.
 RECORD_FIELDS: Final = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
 # Keys of a structlog event dict that duplicate what the record already carries.
@@ -52,14 +54,22 @@ class EncodeError(Exception):
     """A record that cannot be encoded within a frame (counted as ``encode_error``)."""
 
 
-@dataclass(frozen=True, slots=True)
 class WireLimits:
-    """The caps a record is cut to before it goes out."""
+    """The caps a record is cut to before it goes out.
 
-    max_attribute_length: int
-    max_attributes: int
-    max_body_bytes: int
-    max_stacktrace_bytes: int
+    A slotted class, not a dataclass: the runner's path does not import dataclasses (it loads
+    inspect and ast, which every plugin would pay for at start and again at exit).
+    """
+
+    __slots__ = ("max_attribute_length", "max_attributes", "max_body_bytes", "max_stacktrace_bytes")
+
+    def __init__(
+        self, max_attribute_length: int, max_attributes: int, max_body_bytes: int, max_stacktrace_bytes: int
+    ) -> None:
+        self.max_attribute_length = max_attribute_length
+        self.max_attributes = max_attributes
+        self.max_body_bytes = max_body_bytes
+        self.max_stacktrace_bytes = max_stacktrace_bytes
 
     @classmethod
     def of(cls, config: RunnerConfig) -> WireLimits:

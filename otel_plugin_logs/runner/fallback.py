@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, Final
 
 import msgpack
 
@@ -13,6 +12,10 @@ from otel_plugin_logs.runner.buffer import Q, QueuedRecord, queued_text
 from otel_plugin_logs.runner.ledger import Ledger
 from otel_plugin_logs.wire.drops import DropReason
 from otel_plugin_logs.wire.records import Rec
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every plugin start
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 STDERR_MARKER: Final = "[otel-plugin-logs gave up]"
 MAX_STDERR_LINES_PER_SECOND: Final = 200

@@ -17,18 +17,23 @@ import logging
 import os
 import weakref
 from collections.abc import Callable
-from typing import Any, Final
 
 from otel_plugin_logs.config.errors import ConfigError
 from otel_plugin_logs.config.fields import resolve
 from otel_plugin_logs.config.runner import RunnerConfig
 from otel_plugin_logs.runner import intake
-from otel_plugin_logs.runner.clock import Clock, SystemClock
+from otel_plugin_logs.runner.clock import SystemClock
 from otel_plugin_logs.runner.ledger import Ledger
 from otel_plugin_logs.runner.sender import AckHook, Sender
 from otel_plugin_logs.runner.transport import Transport, UnixSocketTransport, as_transport
 from otel_plugin_logs.wire.drops import DropReason
 from otel_plugin_logs.wire.exit_counter import ExitCounter, open_for_stream
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every plugin start
+if TYPE_CHECKING:
+    from typing import Any, Final
+
+    from otel_plugin_logs.runner.clock import Clock
 
 __all__ = ["OWN_LOGGER_PREFIX", "RunnerLogHandler"]
 

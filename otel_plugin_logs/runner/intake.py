@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any, Final
 
 from otel_plugin_logs.runner import trace_context
 from otel_plugin_logs.runner.buffer import Q
 from otel_plugin_logs.runner.encoding import RECORD_FIELDS, has_extras
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every plugin start
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 # Arguments whose text cannot change after the call: the sender may render them later.
 _IMMUTABLE_ARGS: Final = frozenset({str, int, float, bool, type(None)})

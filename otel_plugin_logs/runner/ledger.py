@@ -6,15 +6,18 @@ is inside ``emit``'s critical section).
 
 from __future__ import annotations
 
-import secrets
+import os
 import threading
 from collections import Counter
-from typing import Any
 
 from otel_plugin_logs.runner.buffer import QueuedRecord, SeverityBuffer
 from otel_plugin_logs.runner.window import SendWindow
 from otel_plugin_logs.wire import messages
 from otel_plugin_logs.wire.drops import DropReason
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every plugin start
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Ledger:
@@ -28,7 +31,8 @@ class Ledger:
         self.window = SendWindow()
         self.dropped: Counter[DropReason] = Counter()
         self.last_seq = 0  # records accepted (numbered) so far
-        self.stream = secrets.randbits(63)
+        # secrets.randbits(63) without importing secrets (hmac, hashlib, random): 63 bits of os.urandom.
+        self.stream = int.from_bytes(os.urandom(8), "big") >> 1
         self.sender_idle = False  # the sender waits for work: the next record wakes it
 
     def count_drop(self, reason: DropReason, count: int = 1) -> None:

@@ -13,12 +13,10 @@ import os
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any, Final
 
 from otel_plugin_logs.config.runner import RunnerConfig
 from otel_plugin_logs.runner.backoff import Backoff
 from otel_plugin_logs.runner.buffer import Q, QueuedRecord
-from otel_plugin_logs.runner.clock import Clock
 from otel_plugin_logs.runner.encoding import WireLimits, build_frames, record_of
 from otel_plugin_logs.runner.fallback import (
     STDERR_MARKER,
@@ -33,6 +31,12 @@ from otel_plugin_logs.wire import messages
 from otel_plugin_logs.wire.drops import DropReason
 from otel_plugin_logs.wire.framing import encode_message, encode_message_with_records
 from otel_plugin_logs.wire.messages import ACK, FLUSH
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every plugin start
+if TYPE_CHECKING:
+    from typing import Any, Final
+
+    from otel_plugin_logs.runner.clock import Clock
 
 # How long a batch gathers after a send before the next one goes (unless it fills up first).
 LINGER_SECONDS: Final = 0.005

@@ -17,7 +17,6 @@ import select
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
 
 from otel_plugin_logs.wire import messages
 from otel_plugin_logs.wire.framing import (
@@ -29,6 +28,10 @@ from otel_plugin_logs.wire.framing import (
 )
 from otel_plugin_logs.wire.limits import DEFAULT_MAX_FRAME_BYTES
 from otel_plugin_logs.wire.messages import PROTOCOL_VERSION, REJECT, WELCOME
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every plugin start
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class TransportError(Exception):

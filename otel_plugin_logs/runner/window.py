@@ -10,15 +10,20 @@ Not thread-safe by itself: the handler's lock guards it.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
 
 
-@dataclass(frozen=True, slots=True)
 class SentFrame:
-    """One encoded batch frame and the sequence number of its last record."""
+    """One encoded batch frame and the sequence number of its last record.
 
-    last_seq: int
-    frame: bytes
+    A slotted class, not a dataclass: the runner's path does not import dataclasses (it loads
+    inspect and ast, which every plugin would pay for at start and again at exit).
+    """
+
+    __slots__ = ("frame", "last_seq")
+
+    def __init__(self, last_seq: int, frame: bytes) -> None:
+        self.last_seq = last_seq
+        self.frame = frame
 
 
 class SendWindow:

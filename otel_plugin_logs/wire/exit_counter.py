@@ -20,12 +20,24 @@ Standard library only: both the runner and the host import it.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import mmap
 import os
 import struct
-from dataclasses import dataclass
-from typing import Final
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every plugin start
+if TYPE_CHECKING:
+    from hashlib import sha256
+    from typing import Final
+else:
+    # CPython's built-in SHA-256, the same digest: hashlib loads OpenSSL for it, ~5 ms of every
+    # plugin's start. hashlib only where the built-in is absent (another interpreter).
+    try:
+        from _sha256 import sha256  # Python 3.11
+    except ImportError:
+        try:
+            from _sha2 import sha256  # Python 3.12 and later
+        except ImportError:
+            from hashlib import sha256
 
 MAGIC: Final = b"OPLEXIT1"
 FILE_BYTES: Final = 32
@@ -40,7 +52,7 @@ MAX_ACCEPTED: Final = 1 << 48
 
 def token_digest(token: str) -> str:
     """How both sides name a runner identity without its secret: in a counter file's name, in the registry."""
-    return hashlib.sha256(token.encode()).hexdigest()
+    return sha256(token.encode()).hexdigest()
 
 
 def counter_dir(socket_path: str) -> str:
@@ -88,14 +100,20 @@ def open_for_stream(socket_path: str, token: str, stream: int) -> ExitCounter | 
         return None
 
 
-@dataclass(slots=True, frozen=True)
 class CounterReading:
-    """What the host reads from one counter file."""
+    """What the host reads from one counter file.
 
-    path: str
-    stream: int
-    accepted: int
-    accounted: int
+    A slotted class, not a dataclass: the runner imports this module, and its path does not import
+    dataclasses (it loads inspect and ast, which every plugin would pay for at start and at exit).
+    """
+
+    __slots__ = ("accepted", "accounted", "path", "stream")
+
+    def __init__(self, path: str, stream: int, accepted: int, accounted: int) -> None:
+        self.path = path
+        self.stream = stream
+        self.accepted = accepted
+        self.accounted = accounted
 
     @property
     def unaccounted(self) -> int:

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator, Mapping
-from typing import Any, Final
 
 import msgpack
 
 from otel_plugin_logs.wire.limits import DEFAULT_MAX_FRAME_BYTES
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every plugin start
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 _HEADER: Final = struct.Struct(">I")
 HEADER_BYTES: Final = _HEADER.size

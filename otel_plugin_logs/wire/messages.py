@@ -16,7 +16,10 @@ models in ``wire.validate`` are the only place one is checked.
 
 from __future__ import annotations
 
-from typing import Any, Final
+TYPE_CHECKING = False  # not typing's: importing typing costs every plugin start
+if TYPE_CHECKING:
+    from typing import Any, Final
+
 
 PROTOCOL_VERSION: Final = 1
 
