@@ -47,7 +47,6 @@ class Stage:
 
 _HANDLER = "otel_plugin_logs/runner/handler.py"
 _ENCODING = "otel_plugin_logs/runner/encoding.py"
-_FRAMING = "otel_plugin_logs/wire/framing.py"
 _CONSOLE = "otel_plugin_logs/cli/console.py"
 # The functions that enter each stage, by side. The entries of one stage must not call each
 # other; an entry that a refactor renamed or moved counts 0 (n/a when none matches).
@@ -55,13 +54,7 @@ STAGES: dict[str, dict[str, Stage]] = {
     "runner": {
         "caller: Logger.info, whole call": Stage((Entry("logging/__init__.py", "info"),)),
         "caller: the runner's capture": Stage((Entry(_HANDLER, "capture"),)),
-        "sender: encode (records to wire)": Stage(
-            (
-                Entry(_ENCODING, "to_wire"),
-                Entry(_ENCODING, "pack_row"),
-                Entry(_FRAMING, "encode_message_with_records"),
-            )
-        ),
+        "sender: encode (records to wire)": Stage((Entry(_ENCODING, "build_frames"),)),
         "sender: send (socket, reply wait incl.)": Stage(
             (Entry("otel_plugin_logs/runner/transport.py", "send"),)
         ),
@@ -78,7 +71,11 @@ STAGES: dict[str, dict[str, Stage]] = {
         "encode (protobuf)": Stage((Entry("otel_plugin_logs/export/otlp.py", "encode_request"),)),
         "export (gRPC call)": Stage((Entry("grpc/_channel.py", "__call__"),)),
         "replay (into logging, console excl.)": Stage(
-            (Entry("otel_plugin_logs/host/replay.py", "replay"),), minus=(Entry(_CONSOLE, "emit"),)
+            (
+                Entry("otel_plugin_logs/host/replay.py", "replay"),
+                Entry("otel_plugin_logs/host/replay.py", "replay_all"),
+            ),
+            minus=(Entry(_CONSOLE, "emit"),),
         ),
         "console (hold, format, write)": Stage((Entry(_CONSOLE, "emit"), Entry(_CONSOLE, "write"))),
     },
