@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from benchmarks._common import Rotel
 from otel_plugin_logs.testing import MemorySink
 
@@ -189,3 +191,19 @@ def parse_rotel_logs(text: str) -> list[dict[str, Any]]:
                 current["flags"] = int(line.split(":", 1)[1])
         index += 1
     return records
+
+
+def process_gone(pid: int) -> bool:
+    """The process has ended (a zombie not yet reaped counts as ended)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def kill_pid(pid: int) -> None:
+    """SIGKILL ``pid`` if it still runs (fixtures' clean-up)."""
+    try:
+        psutil.Process(pid).kill()
+    except psutil.Error:
+        pass

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from helpers import PYTHON, wait_until, write_plugin
+from helpers import PYTHON, kill_pid, process_gone, wait_until, write_plugin
 
 from otel_plugin_logs.host.launch import BOOTSTRAP_DIR, ENV_DIE_WITH_PARENT, loads_bootstrap, plan_launch
 
@@ -219,26 +219,12 @@ def test_run_killed_by_sigkill_leaves_no_shell_child(tmp_path: Path, host_env: P
         child = int(pid_file.read_text())
         popen.kill()
         popen.wait(30)
-        assert wait_until(lambda: not psutil.pid_exists(child) or _zombie(child), 30)
+        assert wait_until(lambda: not psutil.pid_exists(child) or process_gone(child), 30)
     finally:
         if child:
-            _kill(child)
+            kill_pid(child)
         popen.kill()
         popen.wait(10)
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
-def _kill(pid: int) -> None:
-    try:
-        psutil.Process(pid).kill()
-    except psutil.Error:
-        pass
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from helpers import PYTHON, CaptureHandler, wait_until, write_plugin
+from helpers import PYTHON, CaptureHandler, process_gone, wait_until, write_plugin
 
 from otel_plugin_logs import HostLogBridge
 from otel_plugin_logs.testing import MemorySink
@@ -29,20 +29,13 @@ while True:
 """
 
 
-def _gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
 def test_leaving_the_with_block_stops_a_running_plugin(tmp_path: Path, capture: CaptureHandler) -> None:
     """A plugin still running when the `with HostLogBridge()` block ends is terminated and reaped."""
     script = write_plugin(tmp_path, "forever", FOREVER)
     with HostLogBridge(sink=MemorySink()) as bridge:
         process = bridge.spawn_plugin("forever", [PYTHON, str(script)])
         assert capture.wait_for(lambda records: any(r.getMessage() == "started" for r in records))
-    assert _gone(process.pid)
+    assert process_gone(process.pid)
     assert bridge.stats().plugins["forever"].exits == (-signal.SIGTERM,)
 
 
@@ -55,7 +48,7 @@ def test_shutdown_kills_a_plugin_that_ignores_sigterm(
     process = bridge.spawn_plugin("stubborn", [PYTHON, str(script)])
     assert capture.wait_for(lambda records: any(r.getMessage() == "started" for r in records))
     bridge.shutdown(10_000)
-    assert _gone(process.pid) and process.killed
+    assert process_gone(process.pid) and process.killed
     assert any("killed them (SIGKILL): stubborn" in r.getMessage() for r in caplog.records)
     assert any(r.getMessage() == "SIGTERM ignored" for r in capture.records)
 
@@ -78,9 +71,9 @@ def test_shutdown_reaches_the_plugins_own_children(tmp_path: Path) -> None:
         assert wait_until(lambda: pid_file.exists() and pid_file.read_text() != "", 60)
     grandchild = int(pid_file.read_text())
     try:
-        assert wait_until(lambda: _gone(grandchild), 10)
+        assert wait_until(lambda: process_gone(grandchild), 10)
     finally:
-        if not _gone(grandchild):
+        if not process_gone(grandchild):
             psutil.Process(grandchild).kill()
 
 

@@ -8,9 +8,8 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
-from helpers import PYTHON, wait_until, write_plugin
+from helpers import PYTHON, kill_pid, process_gone, wait_until, write_plugin
 
 # A plugin that writes a line to a file for each signal it gets, so the test counts them.
 SIGNAL_COUNTER = """
@@ -72,7 +71,7 @@ def run_process(tmp_path: Path, host_env: Path) -> Iterator[RunProcess]:
     finally:
         for pid in (started.popen.pid, _read_pid(started.pid_file)):
             if pid:
-                _kill_pid(pid)
+                kill_pid(pid)
         started.popen.kill()
         started.popen.wait(10)
 
@@ -84,20 +83,6 @@ def _read_pid(path: Path) -> int:
         return 0
 
 
-def _kill_pid(pid: int) -> None:
-    try:
-        psutil.Process(pid).kill()
-    except psutil.Error:
-        pass
-
-
-def _gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
 def test_child_ignoring_sigterm_is_killed_after_the_deadline(run_process: RunProcess) -> None:
     """SIGTERM reaches the child once; it ignores it; `run` kills it after the deadline and says so."""
     child = run_process.child_pid()
@@ -106,7 +91,7 @@ def test_child_ignoring_sigterm_is_killed_after_the_deadline(run_process: RunPro
     assert code == 128 + signal.SIGKILL
     assert run_process.signals_seen() == ["SIGTERM"]
     assert "killing plugin counter" in err and "SIGKILL" in err and "did not exit 0.5 s after SIGTERM" in err
-    assert _gone(child)
+    assert process_gone(child)
 
 
 def test_sigint_to_the_process_group_reaches_the_child_once(run_process: RunProcess) -> None:
@@ -116,7 +101,7 @@ def test_sigint_to_the_process_group_reaches_the_child_once(run_process: RunProc
     assert wait_until(lambda: run_process.signals_seen() != [], 30)
     code, _ = run_process.finish()
     assert run_process.signals_seen() == ["SIGINT"]
-    assert code == 128 + signal.SIGKILL and _gone(child)
+    assert code == 128 + signal.SIGKILL and process_gone(child)
 
 
 def test_a_second_signal_kills_at_once(run_process: RunProcess) -> None:
@@ -149,7 +134,7 @@ def test_run_killed_by_sigkill_leaves_no_child(run_process: RunProcess) -> None:
     child = run_process.child_pid()
     run_process.popen.kill()
     run_process.popen.wait(30)
-    assert wait_until(lambda: _gone(child), 30)
+    assert wait_until(lambda: process_gone(child), 30)
 
 
 def test_signal_reaches_the_childs_own_children(tmp_path: Path, host_env: Path) -> None:
@@ -178,9 +163,9 @@ def test_signal_reaches_the_childs_own_children(tmp_path: Path, host_env: Path) 
         popen.send_signal(signal.SIGTERM)
         popen.communicate(timeout=60)
         assert popen.returncode == 128 + signal.SIGTERM
-        assert wait_until(lambda: _gone(grandchild), 30)
+        assert wait_until(lambda: process_gone(grandchild), 30)
     finally:
-        _kill_pid(_read_pid(pid_file))
+        kill_pid(_read_pid(pid_file))
         popen.kill()
         popen.wait(10)
 
@@ -217,7 +202,7 @@ def test_ctrl_c_in_a_terminal_reaches_the_child_once(tmp_path: Path, host_env: P
         assert popen.wait(60) == 3
         assert seen.read_text().split() == ["SIGINT"]
     finally:
-        _kill_pid(_read_pid(pid_file))
+        kill_pid(_read_pid(pid_file))
         popen.kill()
         popen.wait(10)
         os.close(master)

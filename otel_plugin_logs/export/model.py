@@ -109,24 +109,23 @@ def new_entry(
     event_name: str = "",
     memory_bytes: int = 0,
 ) -> Entry:
-    """An ``Entry`` from keywords, for the hot path: a class called with keywords builds a dict
-    of them first and costs twice as much as this."""
-    entry: Entry = _new(Entry)
-    entry.seq = seq
-    entry.time = time
-    entry.observed_time = observed_time
-    entry.severity_number = severity_number
-    entry.severity_text = severity_text
-    entry.body = body
-    entry.scope = scope
-    entry.attributes = attributes
-    entry.trace_id = trace_id
-    entry.span_id = span_id
-    entry.flags = flags
-    entry.dropped_attributes = dropped_attributes
+    """An ``Entry`` from keywords (``built_entry`` by position is the host's hot path)."""
+    entry = built_entry(
+        seq,
+        time,
+        observed_time,
+        severity_number,
+        severity_text,
+        body,
+        scope,
+        attributes,
+        trace_id,
+        span_id,
+        flags,
+        dropped_attributes,
+        memory_bytes,
+    )
     entry.event_name = event_name
-    entry.memory_bytes = memory_bytes
-    entry.uid = ""
     return entry
 
 
