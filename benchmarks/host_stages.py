@@ -25,7 +25,9 @@ def _discard_logger(name: str, handler: logging.Handler | None) -> None:
     logger.propagate = False
 
 
-def stages(count: int) -> dict[str, Callable[[], Any]]:
+def stages(count: int) -> tuple[int, dict[str, Callable[[], Any]]]:
+    """The stages over one real frame, and how many records that frame holds (a frame is
+    capped by the runner's batch limits, so it may hold fewer than ``count``)."""
     from otel_plugin_logs.cli.console import PluginConsoleFormatter, PluginConsoleHandler
     from otel_plugin_logs.config.fields import resolve
     from otel_plugin_logs.config.host import HostConfig
@@ -71,7 +73,7 @@ def stages(count: int) -> dict[str, Callable[[], Any]]:
         handler.flush()
         handler.stream = io.StringIO()
 
-    return {
+    return len(records), {
         "decode (msgpack)": lambda: decode_message(body),
         "validate (header + records)": lambda: validate_records(BatchHeader.model_validate(message).records),
         "build_entry": lambda: [build_entry(r, limits, now) for r in records],
@@ -89,7 +91,7 @@ def stages(count: int) -> dict[str, Callable[[], Any]]:
 def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 512
     repeats = int(sys.argv[2]) if len(sys.argv) > 2 else 20
-    timed = stages(count)
+    count, timed = stages(count)
     samples: dict[str, list[float]] = {name: [] for name in timed}
     for _ in range(repeats):
         for name, function in timed.items():
