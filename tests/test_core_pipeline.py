@@ -351,3 +351,14 @@ def test_handle_batch_takes_batches_from_the_hosts_own_rpc(host_env: Path, captu
     assert stats.exported == 10 and stats.uncounted == 0
     with HostLogBridge(sink=MemorySink()) as bridge, pytest.raises(ProtocolError, match="malformed"):
         bridge.handle_batch("x", b"\xc1")
+
+
+def test_handle_batch_counts_a_malformed_payload_in_bad_input(host_env: Path) -> None:
+    """A payload handle_batch refuses is counted in the plugin's bad_input, not only raised."""
+    with HostLogBridge(sink=MemorySink()) as bridge:
+        with pytest.raises(ProtocolError):
+            bridge.handle_batch("rpcplugin", b"\xc1")
+        with pytest.raises(ProtocolError):
+            bridge.handle_batch("rpcplugin", {"t": "batch", "stream": "not a number"})
+        bad_input = bridge.stats().plugins["rpcplugin"].bad_input
+    assert sum(bad_input.values()) == 2 and set(bad_input) == {"malformed", "malformed_batch"}

@@ -105,7 +105,7 @@ class HostLogBridge:
         self._ledger = parts.ledger
         self._runtime = parts.runtime
         self._engine = HostEngine(parts)
-        self._legacy = LegacyIngest(self.handle_batch, self._count_rpc_bad_input, self.config.max_frame_bytes)
+        self._legacy = LegacyIngest(self._take_batch, self._count_rpc_bad_input, self.config.max_frame_bytes)
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -310,9 +310,18 @@ class HostLogBridge:
 
         ``payload`` is a batch frame body (msgpack bytes, as a runner's ``Transport`` sends it)
         or its decoded map. ``plugin`` is who the host knows sent it; it is not read from the
-        payload. Raises ``ProtocolError`` for a malformed payload (nothing else is affected).
+        payload. Raises ``ProtocolError`` for a malformed payload (nothing else is affected),
+        counted in the plugin's ``bad_input`` like a bad frame on a socket.
         """
         self._check_running("handing it batches")
+        try:
+            return self._take_batch(plugin, payload, pid)
+        except ProtocolError as error:
+            self._count_rpc_bad_input(plugin, error.reason, 1, error.detail)
+            raise
+
+    def _take_batch(self, plugin: str, payload: bytes | Mapping[str, Any], pid: int | None) -> int:
+        """``handle_batch`` without counting a refusal (the legacy path counts its own)."""
         message = (
             decode_message(payload, self.config.max_frame_bytes)
             if isinstance(payload, bytes)
