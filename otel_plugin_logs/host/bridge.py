@@ -40,6 +40,7 @@ from otel_plugin_logs.host.guards import guard_otel_handlers
 from otel_plugin_logs.host.legacy import LegacyBatchResult, LegacyIngest
 from otel_plugin_logs.host.process import PluginProcess
 from otel_plugin_logs.host.reports import ReportHook, bridge_stats
+from otel_plugin_logs.host.runtime import RuntimeDir
 from otel_plugin_logs.host.stats import BridgeStats
 from otel_plugin_logs.host.streams import Registration
 from otel_plugin_logs.host.supervisor import SpawnHooks, SpawnRequest, child_env
@@ -184,20 +185,24 @@ class HostLogBridge:
         parts.drain.flush_runners(time.monotonic() + (deadline - time.monotonic()) / 2)
         if spawned:
             parts.supervisor.stop(spawned, deadline, self.wait_for_plugin)
+        # Their exits are counted (and a failed one's notice queued) before the export's last round.
+        for process in parts.supervisor.every():
+            process.exited.wait(min(0.2, max(0.0, deadline - time.monotonic())))
         parts.inputs_closed.set()
         engine.close_inputs(deadline)
         # Nothing arrives any more: the last gaps and drops are known now, and their notices
         # go into the export queue ahead of its shutdown, so they are exported like the rest.
         with self._lock:
             self._ledger.finalize()
+        # The loop has nothing left to serve, nothing reads the runtime dir any more: stopping
+        # one and removing the other (thread hand-offs, disk) overlap the export's last round.
+        closer = threading.Thread(target=_close_loop_and_dir, args=(engine, self._runtime, deadline))
+        closer.start()
         parts.reporter.report(final=True)
         left = engine.stop_export(deadline)
         parts.reporter.report(final=True)  # what the export queue had to drop: logged, nowhere left to export
         self._runtime.save()
-        engine.stop_loop(deadline)
-        for process in parts.supervisor.every():
-            process.exited.wait(min(0.2, max(0.0, deadline - time.monotonic())))
-        self._runtime.clean_up()
+        closer.join()  # as before: the loop is stopped and the dir is gone when shutdown returns
         return left == 0
 
     def force_flush(self, timeout_millis: int = 10_000) -> bool:
@@ -374,6 +379,11 @@ class HostLogBridge:
         or in its handshake may be theirs, so those are waited for too.
         """
         return self._parts.drain.wait_for_plugin(name, timeout_seconds)
+
+
+def _close_loop_and_dir(engine: HostEngine, runtime: RuntimeDir, deadline: float) -> None:
+    engine.stop_loop(deadline)
+    runtime.clean_up()
 
 
 __all__ = ["HostLogBridge", "HostState", "PluginProcess"]
