@@ -14,6 +14,7 @@ them lives in the ledger under one lock, touched only for short, I/O-free update
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import os
 import subprocess
@@ -40,7 +41,7 @@ from otel_plugin_logs.host.guards import guard_otel_handlers
 from otel_plugin_logs.host.legacy import LegacyBatchResult, LegacyIngest
 from otel_plugin_logs.host.process import PluginProcess
 from otel_plugin_logs.host.reports import ReportHook, bridge_stats
-from otel_plugin_logs.host.runtime import RuntimeDir
+from otel_plugin_logs.host.runtime import alongside
 from otel_plugin_logs.host.stats import BridgeStats
 from otel_plugin_logs.host.streams import Registration
 from otel_plugin_logs.host.supervisor import SpawnHooks, SpawnRequest, child_env
@@ -196,13 +197,12 @@ class HostLogBridge:
             self._ledger.finalize()
         # The loop has nothing left to serve, nothing reads the runtime dir any more: stopping
         # one and removing the other (thread hand-offs, disk) overlap the export's last round.
-        closer = threading.Thread(target=_close_loop_and_dir, args=(engine, self._runtime, deadline))
-        closer.start()
+        finish_closing = alongside(functools.partial(engine.stop_loop, deadline), self._runtime.clean_up)
         parts.reporter.report(final=True)
         left = engine.stop_export(deadline)
         parts.reporter.report(final=True)  # what the export queue had to drop: logged, nowhere left to export
         self._runtime.save()
-        closer.join()  # as before: the loop is stopped and the dir is gone when shutdown returns
+        finish_closing()  # as before: the loop is stopped and the dir is gone when shutdown returns
         return left == 0
 
     def force_flush(self, timeout_millis: int = 10_000) -> bool:
@@ -379,11 +379,6 @@ class HostLogBridge:
         or in its handshake may be theirs, so those are waited for too.
         """
         return self._parts.drain.wait_for_plugin(name, timeout_seconds)
-
-
-def _close_loop_and_dir(engine: HostEngine, runtime: RuntimeDir, deadline: float) -> None:
-    engine.stop_loop(deadline)
-    runtime.clean_up()
 
 
 __all__ = ["HostLogBridge", "HostState", "PluginProcess"]
