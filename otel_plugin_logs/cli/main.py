@@ -38,8 +38,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """The command with ``argv`` (default: this process's arguments); returns its exit status.
 
-    As the process's entry point (``argv`` None), ``run`` ends the process itself as soon as
-    everything is flushed (``run.exit_now``) rather than returning into interpreter teardown.
+    As the process's entry point (``argv`` None), ``run`` tunes the process's garbage
+    collector (``run.tune_gc_for_run``) and ends the process itself as soon as everything is
+    flushed (``run.exit_now``) rather than returning into interpreter teardown.
     """
     parser = _parser()
     args, unknown = parser.parse_known_args(argv)
@@ -50,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             from otel_plugin_logs.cli.run import exit_now, run_command
 
-            code = run_command(args, args.subparser)
+            code = run_command(args, args.subparser, own_process=argv is None)
             if argv is None:
                 exit_now(code)
             return code

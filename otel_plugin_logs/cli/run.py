@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import gc
 import logging
 import os
 import signal
@@ -33,6 +34,9 @@ _FORWARDED: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _RUN_REORDER_MILLIS: Final = 400
 _REAP_POLL_SECONDS: Final = 0.05
 _EXIT_FLUSH_FAILED: Final = 120  # what Python exits with when flushing stdout fails at exit
+# A batch pipeline: records live in queues until exported (survivors, traversed again by each
+# older generation's collection) and are freed by reference counting, not by the collector.
+_RUN_GC_THRESHOLDS: Final = (10_000, 50, 100)
 
 _RUN_EPILOG = """\
 key variables (every one: 'otel-plugin-logs run --help-variables'; the values in effect and
@@ -90,8 +94,12 @@ def add_run_parser(commands: Any) -> None:
     run.set_defaults(subparser=run)
 
 
-def run_command(args: Any, parser: argparse.ArgumentParser) -> int:
-    """Run the plugin command; returns its exit code (128+N when signal N ended it)."""
+def run_command(args: Any, parser: argparse.ArgumentParser, *, own_process: bool = False) -> int:
+    """Run the plugin command; returns its exit code (128+N when signal N ended it).
+
+    ``own_process``: ``run`` is the process's entry point, so it may tune the process's
+    garbage collector (``tune_gc_for_run``); never in a caller's process.
+    """
     from otel_plugin_logs.cli.console import install_console
     from otel_plugin_logs.host.bridge import HostLogBridge
 
@@ -103,6 +111,8 @@ def run_command(args: Any, parser: argparse.ArgumentParser) -> int:
     console = install_console(level, reorder_millis=_RUN_REORDER_MILLIS)
     bridge = HostLogBridge(otlp_endpoint=args.endpoint, otlp_protocol=args.protocol)
     bridge.start()
+    if own_process:
+        tune_gc_for_run()
     interactive = _in_terminal_foreground()
     supervisor = _Supervisor(bridge.config.kill_timeout_millis / 1000.0, interactive)
     previous = {sig: signal.signal(sig, supervisor.on_signal) for sig in _FORWARDED}
@@ -115,7 +125,8 @@ def run_command(args: Any, parser: argparse.ArgumentParser) -> int:
         read_them = " (read them with: otel-plugin-logs logs)" if settings.exporter == "file" else ""
         _log.info("logs of plugin %s go to %s%s", args.plugin, settings.destination(), read_them)
         _wait_for_exit(process, supervisor, console)
-        returncode = process.wait(bridge.config.shutdown_timeout_millis / 1000.0)
+        # Not settled here: the bridge's shutdown exports what is left within its own deadline.
+        returncode = process.wait(bridge.config.shutdown_timeout_millis / 1000.0, settle=False)
         complete = bridge.shutdown()
     finally:
         for sig, handler in previous.items():
@@ -128,6 +139,21 @@ def run_command(args: Any, parser: argparse.ArgumentParser) -> int:
         _log.warning("some records of plugin %s could not be exported before the deadline", args.plugin)
     code = returncode if returncode is not None else 1
     return 128 - code if code < 0 else code
+
+
+def tune_gc_for_run() -> None:
+    """Keep the garbage collector off what ``run`` loaded, and let it run less often.
+
+    Once the bridge has started, the ~35,000 objects of what it imported (pydantic's core,
+    gRPC, protobuf) live as long as the process: every full collection traversed them
+    again, ~50 ms each on a test machine, 4 of them in a 60,000-record burst. Frozen, they
+    are left out of every collection (they are still freed by reference counting). The
+    thresholds suit a pipeline whose records are freed by reference counting: a young
+    collection every 10,000 allocations instead of 700, older ones hardly ever. Only for
+    ``run``'s own process: a library user's application keeps its settings.
+    """
+    gc.freeze()
+    gc.set_threshold(*_RUN_GC_THRESHOLDS)
 
 
 def _wait_for_exit(process: PluginProcess, supervisor: _Supervisor, console: PluginConsoleHandler) -> None:

@@ -14,6 +14,7 @@ them lives in the ledger under one lock, touched only for short, I/O-free update
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import os
 import subprocess
@@ -40,6 +41,7 @@ from otel_plugin_logs.host.guards import guard_otel_handlers
 from otel_plugin_logs.host.legacy import LegacyBatchResult, LegacyIngest
 from otel_plugin_logs.host.process import PluginProcess
 from otel_plugin_logs.host.reports import ReportHook, bridge_stats
+from otel_plugin_logs.host.runtime import alongside
 from otel_plugin_logs.host.stats import BridgeStats
 from otel_plugin_logs.host.streams import Registration
 from otel_plugin_logs.host.supervisor import SpawnHooks, SpawnRequest, child_env
@@ -184,20 +186,23 @@ class HostLogBridge:
         parts.drain.flush_runners(time.monotonic() + (deadline - time.monotonic()) / 2)
         if spawned:
             parts.supervisor.stop(spawned, deadline, self.wait_for_plugin)
+        # Their exits are counted (and a failed one's notice queued) before the export's last round.
+        for process in parts.supervisor.every():
+            process.exited.wait(min(0.2, max(0.0, deadline - time.monotonic())))
         parts.inputs_closed.set()
         engine.close_inputs(deadline)
         # Nothing arrives any more: the last gaps and drops are known now, and their notices
         # go into the export queue ahead of its shutdown, so they are exported like the rest.
         with self._lock:
             self._ledger.finalize()
+        # The loop has nothing left to serve, nothing reads the runtime dir any more: stopping
+        # one and removing the other (thread hand-offs, disk) overlap the export's last round.
+        finish_closing = alongside(functools.partial(engine.stop_loop, deadline), self._runtime.clean_up)
         parts.reporter.report(final=True)
         left = engine.stop_export(deadline)
         parts.reporter.report(final=True)  # what the export queue had to drop: logged, nowhere left to export
         self._runtime.save()
-        engine.stop_loop(deadline)
-        for process in parts.supervisor.every():
-            process.exited.wait(min(0.2, max(0.0, deadline - time.monotonic())))
-        self._runtime.clean_up()
+        finish_closing()  # as before: the loop is stopped and the dir is gone when shutdown returns
         return left == 0
 
     def force_flush(self, timeout_millis: int = 10_000) -> bool:
