@@ -14,7 +14,6 @@ them lives in the ledger under one lock, touched only for short, I/O-free update
 from __future__ import annotations
 
 import enum
-import functools
 import logging
 import os
 import subprocess
@@ -41,7 +40,6 @@ from otel_plugin_logs.host.guards import guard_otel_handlers
 from otel_plugin_logs.host.legacy import LegacyBatchResult, LegacyIngest
 from otel_plugin_logs.host.process import PluginProcess
 from otel_plugin_logs.host.reports import ReportHook, bridge_stats
-from otel_plugin_logs.host.runtime import alongside
 from otel_plugin_logs.host.stats import BridgeStats
 from otel_plugin_logs.host.streams import Registration
 from otel_plugin_logs.host.supervisor import SpawnHooks, SpawnRequest, child_env
@@ -195,14 +193,12 @@ class HostLogBridge:
         # go into the export queue ahead of its shutdown, so they are exported like the rest.
         with self._lock:
             self._ledger.finalize()
-        # The loop has nothing left to serve, nothing reads the runtime dir any more: stopping
-        # one and removing the other (thread hand-offs, disk) overlap the export's last round.
-        finish_closing = alongside(functools.partial(engine.stop_loop, deadline), self._runtime.clean_up)
         parts.reporter.report(final=True)
         left = engine.stop_export(deadline)
         parts.reporter.report(final=True)  # what the export queue had to drop: logged, nowhere left to export
         self._runtime.save()
-        finish_closing()  # as before: the loop is stopped and the dir is gone when shutdown returns
+        engine.stop_loop(deadline)
+        self._runtime.clean_up()
         return left == 0
 
     def force_flush(self, timeout_millis: int = 10_000) -> bool:

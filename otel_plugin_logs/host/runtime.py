@@ -12,7 +12,6 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable
 
 from otel_plugin_logs.host import auth, registry
 from otel_plugin_logs.host.ledger import Ledger
@@ -103,22 +102,3 @@ class RuntimeDir:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.socket_path)
 
-
-def alongside(*steps: Callable[[], object]) -> Callable[[], None]:
-    """Run ``steps`` in order in a thread; the returned function waits until they are done.
-
-    For shutdown work that may overlap other work. Where no thread can start (Python 3.12+
-    refuses one at interpreter shutdown: a shutdown called from an atexit function), the
-    returned function runs the steps itself.
-    """
-
-    def run() -> None:
-        for step in steps:
-            step()
-
-    worker = threading.Thread(target=run, name="otel-plugin-logs-alongside")
-    try:
-        worker.start()
-    except RuntimeError:
-        return run
-    return worker.join
