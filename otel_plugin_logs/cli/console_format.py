@@ -16,7 +16,9 @@ from typing import Any, Final
 
 from otel_plugin_logs.cli.terminal import ASCII_SYMBOLS, UNICODE_SYMBOLS
 from otel_plugin_logs.config.text import escape_controls, escape_multiline
+from otel_plugin_logs.export.otlp import Entry
 from otel_plugin_logs.host.replay import REPLAY_ATTRIBUTE, ReplayedRecord
+from otel_plugin_logs.host.replay_routes import replayed_exc_text
 from otel_plugin_logs.wire.records import EXCEPTION_STACKTRACE
 
 _HIDDEN_PREFIXES: Final = ("code.", "thread.", "exception.", "otel_plugin_logs.", "log.")
@@ -102,20 +104,50 @@ class PluginConsoleFormatter(logging.Formatter):
         """``format``'s text of a replayed record whose ``record.otel`` the caller has already read."""
         # The stack as sent: exc_text is indented for plain handlers; here the gutter does that.
         raw_stack = info.attributes.get(EXCEPTION_STACKTRACE)
-        stack = raw_stack if isinstance(raw_stack, str) else record.exc_text
-        body = info.body
-        if body.isprintable():  # one line with nothing to escape: the common record, fast
-            return self._format_line(record.created, record.levelname, info, stack)
-        return self.format_fields(
+        return self._replayed_text(
             record.created,
             record.levelname,
             info.plugin,
             info.logger_name,
-            body,
+            info.body,
             info.attributes,
             info.trace_id or "",
-            stack,
+            raw_stack if isinstance(raw_stack, str) else record.exc_text,
         )
+
+    def format_entry(self, entry: Entry, plugin: str, stacktrace: str | None) -> str:
+        """``format_replayed``'s text of the record the bridge replays for ``entry``, without
+        building it: the same fields, read straight from the entry."""
+        attributes = entry.attributes
+        raw_stack = attributes.get(EXCEPTION_STACKTRACE)
+        trace_id = entry.trace_id
+        return self._replayed_text(
+            entry.time / 1e9,
+            escape_controls(entry.severity_text),  # the record's levelname
+            plugin,
+            entry.scope,
+            entry.body,
+            attributes,
+            trace_id.hex() if trace_id else "",
+            raw_stack if isinstance(raw_stack, str) else replayed_exc_text(stacktrace),
+        )
+
+    def _replayed_text(
+        self,
+        created: float,
+        level_name: str,
+        plugin: str,
+        logger_name: str,
+        body: str,
+        attributes: Mapping[str, Any],
+        trace_id: str,
+        stack: str | None,
+    ) -> str:
+        if body.isprintable():  # one line with nothing to escape: the common record, fast
+            return self._format_line(
+                created, level_name, plugin, logger_name, body, attributes, trace_id, stack
+            )
+        return self.format_fields(created, level_name, plugin, logger_name, body, attributes, trace_id, stack)
 
     def format_fields(
         self,
@@ -157,24 +189,33 @@ class PluginConsoleFormatter(logging.Formatter):
         self._clock_second, self._clock_text = second, time.strftime("%H:%M:%S", time.localtime(second))
         self._clock_head = f"{_DIM if self.colour else ''}{self._clock_text}."
 
-    def _format_line(self, created: float, level_name: str, info: ReplayedRecord, stack: str | None) -> str:
+    def _format_line(
+        self,
+        created: float,
+        level_name: str,
+        plugin: str,
+        logger_name: str,
+        body: str,
+        attributes: Mapping[str, Any],
+        trace_id: str,
+        stack: str | None,
+    ) -> str:
         """``format_fields``' text for a printable one-line body, from cached columns."""
         second = int(created)
         if second != self._clock_second:
             self._set_clock(second)
         millis = int((created - second) * 1000)
-        key = (level_name, info.plugin, info.logger_name)
+        key = (level_name, plugin, logger_name)
         columns = self._columns.get(key)
         if columns is None:
             columns = self._columns_for(*key)
         line = (
             f"{self._clock_head}{_MILLIS[millis] if 0 <= millis < 1000 else f'{millis:03d}'}"
-            f"{self._clock_tail} {columns} {info.body}"
+            f"{self._clock_tail} {columns} {body}"
         )
-        extras = self._shown_attributes(info.attributes) if info.attributes else ""
+        extras = self._shown_attributes(attributes) if attributes else ""
         if extras:
             line = f"{line} {self._paint(_DIM, extras)}"
-        trace_id = info.trace_id
         if trace_id:
             line = f"{line} {self._paint(_DIM, f'trace={trace_id[:8]}')}"
         return line + self._stack(stack) if stack else line

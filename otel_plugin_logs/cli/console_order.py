@@ -83,6 +83,19 @@ class TimeOrderedRelease(Generic[T]):
         if self._idle:
             self._wake.set()
 
+    def push_many(self, items: list[tuple[float, T]]) -> None:
+        """``push`` of each ``(at_seconds, item)`` in turn, pushed at one instant: one append of them
+        all, one wake-up."""
+        due = self._clock() + self.window_seconds
+        self._incoming.extend([(due, at_seconds, item) for at_seconds, item in items])
+        if self._closed:
+            self.drain()
+            return
+        if self._thread is None:
+            self._start()
+        if self._idle:
+            self._wake.set()
+
     def held(self) -> int:
         with self._releasing:
             self._collect()
