@@ -147,24 +147,20 @@ class PluginConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
         assert isinstance(formatter, PluginConsoleFormatter)
         plugin = batch.plugin
         records = batch.records
-        terminator = self.terminator
         with self.lock:  # type: ignore[union-attr]  # Handler.__init__ always creates it
             admitted = self._admit_batch(plugin, records)
-            lines: list[tuple[float, str]] = []
-            last = -1
-            for index in admitted if admitted is not None else range(len(records)):
-                entry, _, stacktrace = records[index]
-                try:
-                    line = formatter.format_entry(entry, plugin, stacktrace) + terminator
-                except RecursionError:
-                    raise
-                except Exception:
-                    self.handleError(batch.log_record(index))
-                    continue
-                lines.append((entry.time / 1e9, line))
-                last = index
+            failures: list[int] = []
+            lines = formatter.format_entries(
+                records,
+                admitted if admitted is not None else range(len(records)),
+                plugin,
+                self.terminator,
+                failures.append,
+            )
+            for index in failures:
+                self.handleError(batch.log_record(index))
             if lines:
-                self._last_held = _HeldEntry(batch, last)
+                self._last_held = _HeldEntry(batch, admitted[-1] if admitted else len(records) - 1)
                 in_order.push_many(lines)
             if self._unannounced:
                 self._maybe_announce()

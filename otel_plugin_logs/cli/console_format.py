@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from otel_plugin_logs.cli.terminal import ASCII_SYMBOLS, UNICODE_SYMBOLS
 from otel_plugin_logs.config.text import escape_controls, escape_multiline
 from otel_plugin_logs.export.otlp import Entry
 from otel_plugin_logs.host.replay import REPLAY_ATTRIBUTE, ReplayedRecord
-from otel_plugin_logs.host.replay_routes import replayed_exc_text
+from otel_plugin_logs.host.replay_routes import BuiltRecord, replayed_exc_text
 from otel_plugin_logs.wire.records import EXCEPTION_STACKTRACE
 
 _HIDDEN_PREFIXES: Final = ("code.", "thread.", "exception.", "otel_plugin_logs.", "log.")
@@ -131,6 +131,63 @@ class PluginConsoleFormatter(logging.Formatter):
             trace_id.hex() if trace_id else "",
             raw_stack if isinstance(raw_stack, str) else replayed_exc_text(stacktrace),
         )
+
+    def format_entries(
+        self,
+        records: Sequence[BuiltRecord],
+        indices: Iterable[int],
+        plugin: str,
+        suffix: str,
+        failed: Callable[[int], None],
+    ) -> list[tuple[float, str]]:
+        """``format_entry`` of the records at ``indices`` (each text ending in ``suffix``), with
+        the record's time in seconds; the index of a record that cannot be formatted goes to
+        ``failed``. A printable one-line record with no stack trace, the common one, is made here
+        without a call per field."""
+        lines: list[tuple[float, str]] = []
+        append = lines.append
+        columns_of = self._columns
+        dim, undim = (_DIM, _RESET) if self.colour else ("", "")
+        for index in indices:
+            entry, _, stacktrace = records[index]
+            created = entry.time / 1e9
+            try:
+                body = entry.body
+                attributes = entry.attributes
+                level_name = entry.severity_text
+                if (
+                    stacktrace is not None
+                    or not body.isprintable()
+                    or not level_name.isprintable()
+                    or EXCEPTION_STACKTRACE in attributes
+                ):
+                    append((created, self.format_entry(entry, plugin, stacktrace) + suffix))
+                    continue
+                second = int(created)
+                if second != self._clock_second:
+                    self._set_clock(second)
+                millis = int((created - second) * 1000)
+                key = (level_name, plugin, entry.scope)
+                columns = columns_of.get(key)
+                if columns is None:
+                    columns = self._columns_for(*key)
+                line = (
+                    f"{self._clock_head}{_MILLIS[millis] if 0 <= millis < 1000 else f'{millis:03d}'}"
+                    f"{self._clock_tail} {columns} {body}"
+                )
+                extras = self._shown_attributes(attributes) if attributes else ""
+                if extras:
+                    line = f"{line} {dim}{extras}{undim}"
+                trace_id = entry.trace_id
+                if trace_id:  # the first 8 hex digits are the first 4 bytes'
+                    line = f"{line} {dim}trace={trace_id[:4].hex()}{undim}"
+            except RecursionError:
+                raise
+            except Exception:
+                failed(index)
+                continue
+            append((created, line + suffix))
+        return lines
 
     def _replayed_text(
         self,
