@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
+from otel_plugin_logs.cli.console_attributes import AttributeTexts
 from otel_plugin_logs.cli.terminal import ASCII_SYMBOLS, UNICODE_SYMBOLS
 from otel_plugin_logs.config.text import escape_controls, escape_multiline
 from otel_plugin_logs.export.otlp import Entry
@@ -21,7 +22,6 @@ from otel_plugin_logs.host.replay import REPLAY_ATTRIBUTE, ReplayedRecord
 from otel_plugin_logs.host.replay_routes import BuiltRecord, replayed_exc_text
 from otel_plugin_logs.wire.records import EXCEPTION_STACKTRACE
 
-_HIDDEN_PREFIXES: Final = ("code.", "thread.", "exception.", "otel_plugin_logs.", "log.")
 _OWN_PREFIX: Final = "otel_plugin_logs."
 _LEVEL_COLOURS: Final = {
     "DEBUG": "\x1b[2m",
@@ -44,7 +44,6 @@ _DIM: Final = "\x1b[2m"
 _BOLD: Final = "\x1b[1m"
 _RESET: Final = "\x1b[0m"
 _SHORT_LEVELS: Final = {"WARNING": "WARN", "CRITICAL": "CRIT"}
-_MAX_VALUE_CHARS: Final = 40
 _MAX_CACHED: Final = 4096
 _MILLIS: Final = tuple(f"{millis:03d}" for millis in range(1000))  # a clock's milliseconds, made once
 
@@ -87,8 +86,7 @@ class PluginConsoleFormatter(logging.Formatter):
         self._clock_tail = _RESET if colour else ""
         # Replayed records repeat their level, plugin, logger and most attributes: their text is kept.
         self._columns: dict[tuple[str, str, str], str] = {}
-        self._shown_keys: dict[tuple[str, ...], tuple[str, ...]] = {}
-        self._pairs: dict[tuple[str, type, Any], str] = {}
+        self._attribute_texts = AttributeTexts(self.symbols.ellipsis)
 
     def format(self, record: logging.LogRecord) -> str:
         info = getattr(record, REPLAY_ATTRIBUTE, None)
@@ -142,12 +140,10 @@ class PluginConsoleFormatter(logging.Formatter):
     ) -> list[tuple[float, str]]:
         """``format_entry`` of the records at ``indices`` (each text ending in ``suffix``), with
         the record's time in seconds; the index of a record that cannot be formatted goes to
-        ``failed``. A printable one-line record with no stack trace, the common one, is made here
-        without a call per field."""
+        ``failed``. A printable one-line record with no stack trace, the common one, goes
+        straight to the one-line text."""
         lines: list[tuple[float, str]] = []
         append = lines.append
-        columns_of = self._columns
-        dim, undim = (_DIM, _RESET) if self.colour else ("", "")
         for index in indices:
             entry, _, stacktrace = records[index]
             created = entry.time / 1e9
@@ -163,24 +159,17 @@ class PluginConsoleFormatter(logging.Formatter):
                 ):
                     append((created, self.format_entry(entry, plugin, stacktrace) + suffix))
                     continue
-                second = int(created)
-                if second != self._clock_second:
-                    self._set_clock(second)
-                millis = int((created - second) * 1000)
-                key = (level_name, plugin, entry.scope)
-                columns = columns_of.get(key)
-                if columns is None:
-                    columns = self._columns_for(*key)
-                line = (
-                    f"{self._clock_head}{_MILLIS[millis] if 0 <= millis < 1000 else f'{millis:03d}'}"
-                    f"{self._clock_tail} {columns} {body}"
+                trace_id = entry.trace_id  # the first 8 hex digits are the first 4 bytes'
+                line = self._format_line(
+                    created,
+                    level_name,
+                    plugin,
+                    entry.scope,
+                    body,
+                    attributes,
+                    trace_id[:4].hex() if trace_id else "",
+                    None,
                 )
-                extras = self._shown_attributes(attributes) if attributes else ""
-                if extras:
-                    line = f"{line} {dim}{extras}{undim}"
-                trace_id = entry.trace_id
-                if trace_id:  # the first 8 hex digits are the first 4 bytes'
-                    line = f"{line} {dim}trace={trace_id[:4].hex()}{undim}"
             except RecursionError:
                 raise
             except Exception:
@@ -225,7 +214,7 @@ class PluginConsoleFormatter(logging.Formatter):
         level = escape_controls(level_name)
         level = _SHORT_LEVELS.get(level, level)[:5]
         logger = escape_controls(logger_name) or "root"
-        extras = self._attributes(attributes)
+        extras = self._attribute_texts.text(attributes, self.max_attributes)
         first, *more = message.rstrip("\r\n").split("\n") or [""]
         ellipsis = self.symbols.ellipsis
         parts = [
@@ -270,7 +259,7 @@ class PluginConsoleFormatter(logging.Formatter):
             f"{self._clock_head}{_MILLIS[millis] if 0 <= millis < 1000 else f'{millis:03d}'}"
             f"{self._clock_tail} {columns} {body}"
         )
-        extras = self._shown_attributes(attributes) if attributes else ""
+        extras = self._attribute_texts.cached_text(attributes, self.max_attributes) if attributes else ""
         if extras:
             line = f"{line} {self._paint(_DIM, extras)}"
         if trace_id:
@@ -293,42 +282,6 @@ class PluginConsoleFormatter(logging.Formatter):
         if len(self._columns) < _MAX_CACHED:
             self._columns[(level_name, source, logger_name)] = columns
         return columns
-
-    def _shown_attributes(self, attributes: Mapping[str, Any]) -> str:
-        """``_attributes``' text; shown keys per set of keys and scalar pairs' texts are cached."""
-        keys = tuple(attributes)  # records of one call site have the same keys, in the same order
-        shown_keys = self._shown_keys.get(keys)
-        if shown_keys is None:
-            shown_keys = tuple(key for key in keys if not key.startswith(_HIDDEN_PREFIXES))
-            shown_keys = shown_keys[: self.max_attributes]
-            if len(self._shown_keys) >= _MAX_CACHED:
-                self._shown_keys.clear()
-            self._shown_keys[keys] = shown_keys
-        if not shown_keys:
-            return ""
-        pairs = self._pairs
-        shown = []
-        for key in shown_keys:
-            value = attributes[key]
-            kind = value.__class__
-            if kind is str or kind is int or kind is float or kind is bool:
-                pair_key = (key, kind, value)  # the class too: True, 1 and 1.0 are one dict key
-                text = pairs.get(pair_key)
-                if text is None:
-                    text = self._pair_text(key, value)
-                    if len(pairs) >= _MAX_CACHED:
-                        pairs.clear()
-                    pairs[pair_key] = text
-            else:
-                text = self._pair_text(key, value)
-            shown.append(text)
-        return " ".join(shown)
-
-    def _pair_text(self, key: str, value: Any) -> str:
-        text = escape_controls(str(value))
-        if len(text) > _MAX_VALUE_CHARS:
-            text = text[: _MAX_VALUE_CHARS - 1] + self.symbols.ellipsis
-        return f"{escape_controls(key)}={text}"
 
     def format_note(self, text: str) -> str:
         """A line of the console's own (sampling notes), dim and marked as such."""
@@ -354,16 +307,6 @@ class PluginConsoleFormatter(logging.Formatter):
         # Every continuation line starts with the gutter, so a stack trace cannot pass for records.
         shown.extend(f"\n{gutter}{escape_multiline(text)}" for text in lines)
         return "".join(shown)
-
-    def _attributes(self, attributes: Mapping[str, Any]) -> str:
-        shown = []
-        for key, value in attributes.items():
-            if key.startswith(_HIDDEN_PREFIXES):
-                continue
-            shown.append(self._pair_text(key, value))
-            if len(shown) >= self.max_attributes:
-                break
-        return " ".join(shown)
 
     def _plugin_colour(self, name: str) -> str:
         if name == "host":
