@@ -306,6 +306,49 @@ def test_a_failing_format_is_reported_with_its_log_record(
     assert "fine" in shown(console) and "bad" not in shown(console)
 
 
+def test_a_console_that_writes_at_once_gets_log_records_and_shows_the_same(
+    consoles: list[PluginConsoleHandler],
+) -> None:
+    """Without a reorder window the console takes LogRecords as ever; its text is the held console's."""
+    fast, _ = replay_both(consoles, "atonceref", [varied()])
+    direct = CountingConsole(io.StringIO())
+    direct.setFormatter(PluginConsoleFormatter(max_stack_lines=3))
+    consoles.append(direct)
+    logger = logging.getLogger("atonce")
+    logger.handlers[:] = [direct]
+    logger.setLevel(1)
+    logger.propagate = False
+    Replayer("atonce", "p").replay_all(sorted(varied(), key=lambda built: built[0].time), OTEL)
+    assert direct.batches == 0 and shown(direct) == shown(fast)
+
+
+class EmitsItsOwnWay(CountingConsole):
+    """A console whose emit a user replaced: it must see every LogRecord."""
+
+    def __init__(self, stream: io.StringIO, **options: Any) -> None:
+        super().__init__(stream, **options)
+        self.emitted: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.emitted.append(record)
+        super().emit(record)
+
+
+def test_a_console_subclass_with_its_own_emit_gets_log_records(consoles: list[PluginConsoleHandler]) -> None:
+    """A subclass that replaces emit is given LogRecords, one per record, and shows the same text."""
+    fast, _ = replay_both(consoles, "ownemitref", [varied()])
+    own = EmitsItsOwnWay(io.StringIO(), reorder_millis=60_000)
+    own.setFormatter(PluginConsoleFormatter(max_stack_lines=3))
+    consoles.append(own)
+    logger = logging.getLogger("ownemit")
+    logger.handlers[:] = [own]
+    logger.setLevel(1)
+    logger.propagate = False
+    Replayer("ownemit", "p").replay_all(varied(), OTEL)
+    assert own.batches == 0 and [r.otel.seq for r in own.emitted] == [e.seq for e, _, _ in varied()]
+    assert shown(own) == shown(fast)
+
+
 class Unprintable:
     def __str__(self) -> str:
         raise RuntimeError("no text")
