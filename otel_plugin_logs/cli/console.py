@@ -20,7 +20,7 @@ from otel_plugin_logs.cli.console_format import PluginConsoleFormatter
 from otel_plugin_logs.cli.console_order import TimeOrderedRelease
 from otel_plugin_logs.cli.terminal import ASCII_SYMBOLS, StatusLine, symbols_for, use_colour
 from otel_plugin_logs.host.replay import REPLAY_ATTRIBUTE, ReplayedRecord
-from otel_plugin_logs.host.replay_routes import ReplayBatch
+from otel_plugin_logs.host.replay_routes import BuiltRecord, ReplayBatch
 
 __all__ = ["PluginConsoleFormatter", "PluginConsoleHandler", "install_console"]
 
@@ -165,7 +165,7 @@ class PluginConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
             if self._unannounced:
                 self._maybe_announce()
 
-    def _admit_batch(self, plugin: str, records: list[tuple[Any, int, Any]]) -> list[int] | None:
+    def _admit_batch(self, plugin: str, records: list[BuiltRecord]) -> list[int] | None:
         """The indices of the records the rate gate lets through (None: all), counted in ``shown``
         and ``hidden`` as ``emit`` counts them one by one."""
         shown = self.shown
