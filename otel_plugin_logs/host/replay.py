@@ -6,6 +6,8 @@ A record arrives as data; it leaves as a fresh ``logging.LogRecord`` on
 applied to remote data (``args`` is always empty), and control characters in the message and
 names are escaped so that one record stays one line in any text handler: CWE-117.
 Downstream handlers find everything else on ``record.otel`` (a ``ReplayedRecord``).
+When the only handlers a batch's records would reach take the bridge's entries themselves (the
+CLI's console; see ``replay_routes``) and nothing else could see a record, no record is built.
 """
 
 from __future__ import annotations
