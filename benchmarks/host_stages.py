@@ -85,6 +85,42 @@ def stages(count: int) -> tuple[int, dict[str, Callable[[], Any]]]:
         "console format": lambda: [formatter.format(r) for r in made],
         "console handle (StringIO)": lambda: console_emit(console),
         "console handle, reordered as run": lambda: console_emit(held),
+        **_replay_console_stages(built, otel),
+    }
+
+
+def _replay_console_stages(built: list[Any], otel: dict[str, Any]) -> dict[str, Callable[[], Any]]:
+    """replay_all of the frame into a console set up as `run` sets it up: the console alone on
+    the records' way (it takes the bridge's entries), and with a filter on the logger (every
+    record a LogRecord, as before); and replay_all when nothing takes the records."""
+    from otel_plugin_logs.cli.console import PluginConsoleFormatter, PluginConsoleHandler
+    from otel_plugin_logs.host.replay import Replayer
+
+    def console_logger(name: str, with_filter: bool) -> PluginConsoleHandler:
+        handler = PluginConsoleHandler(io.StringIO(), reorder_millis=400)
+        handler.setFormatter(PluginConsoleFormatter())
+        _discard_logger(name, handler)
+        if with_filter:
+            logging.getLogger(name).addFilter(lambda record: True)
+        return handler
+
+    def replay_into(replayer: Replayer, handler: PluginConsoleHandler) -> None:
+        replayer.replay_all(built, otel)
+        handler.flush()
+        handler.stream = io.StringIO()
+
+    fast = console_logger("fields", False)
+    slow = console_logger("records", True)
+    _discard_logger("nobody", None)
+    fields, records, nobody = (
+        Replayer("fields", "bench"),
+        Replayer("records", "bench"),
+        Replayer("nobody", "bench"),
+    )
+    return {
+        "replay_all (no handler)": lambda: nobody.replay_all(built, otel),
+        "replay_all+console, as run": lambda: replay_into(fields, fast),
+        "replay_all+console, LogRecords": lambda: replay_into(records, slow),
     }
 
 

@@ -20,10 +20,24 @@ from otel_plugin_logs.cli.console_format import PluginConsoleFormatter
 from otel_plugin_logs.cli.console_order import TimeOrderedRelease
 from otel_plugin_logs.cli.terminal import ASCII_SYMBOLS, StatusLine, symbols_for, use_colour
 from otel_plugin_logs.host.replay import REPLAY_ATTRIBUTE, ReplayedRecord
+from otel_plugin_logs.host.replay_routes import BuiltRecord, ReplayBatch
 
 __all__ = ["PluginConsoleFormatter", "PluginConsoleHandler", "install_console"]
 
 _NOTE_INTERVAL_SECONDS: Final = 5.0
+
+
+class _HeldEntry:
+    """A record of a ``ReplayBatch`` that was held, to build its ``LogRecord`` only if needed."""
+
+    __slots__ = ("batch", "index")
+
+    def __init__(self, batch: ReplayBatch, index: int) -> None:
+        self.batch = batch
+        self.index = index
+
+    def log_record(self) -> logging.LogRecord:
+        return self.batch.log_record(self.index)
 
 
 class PluginConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -55,7 +69,8 @@ class PluginConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self._in_order: TimeOrderedRelease[str] | None = None
         if reorder_millis > 0:
             self._in_order = TimeOrderedRelease(reorder_millis / 1000.0, self._write_lines)
-        self._last_held: logging.LogRecord | None = None  # the record a failed write reports
+        # The record a failed write reports: a LogRecord, or where to build one from.
+        self._last_held: logging.LogRecord | _HeldEntry | None = None
         self.shown: dict[str, int] = {}
         self.hidden: dict[str, int] = {}
         self._tokens: dict[str, tuple[float, float]] = {}  # plugin -> (tokens, at)
@@ -107,6 +122,77 @@ class PluginConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
         if self._unannounced:
             self._maybe_announce()
 
+    def takes_replayed_fields(self) -> bool:
+        """True when ``handle_replayed`` shows what ``handle`` of the records would (asked once per
+        batch by the bridge's replay): records held in time order, this module's formatter, no
+        filter, and ``handle`` and ``emit`` as defined here."""
+        kind = type(self)
+        return (
+            self._in_order is not None
+            and not self.filters
+            and self.formatter.__class__ is PluginConsoleFormatter
+            and kind.handle is PluginConsoleHandler.handle
+            and kind.emit is PluginConsoleHandler.emit
+        )
+
+    def handle_replayed(self, batch: ReplayBatch) -> None:
+        """``handle`` of each of the batch's records, read from the bridge's entries: the same text,
+        counts and sampling, one lock, one clock reading and one push for the whole batch."""
+        formatter = self.formatter
+        in_order = self._in_order
+        if in_order is None or formatter.__class__ is not PluginConsoleFormatter or self.filters:
+            for index in range(len(batch.records)):  # set up otherwise since asked: the record path
+                self.handle(batch.log_record(index))
+            return
+        assert isinstance(formatter, PluginConsoleFormatter)
+        plugin = batch.plugin
+        records = batch.records
+        with self.lock:  # type: ignore[union-attr]  # Handler.__init__ always creates it
+            admitted = self._admit_batch(plugin, records)
+            failures: list[int] = []
+            lines = formatter.format_entries(
+                records,
+                admitted if admitted is not None else range(len(records)),
+                plugin,
+                self.terminator,
+                failures.append,
+            )
+            for index in failures:
+                self.handleError(batch.log_record(index))
+            if lines:
+                self._last_held = _HeldEntry(batch, admitted[-1] if admitted else len(records) - 1)
+                in_order.push_many(lines)
+            if self._unannounced:
+                self._maybe_announce()
+
+    def _admit_batch(self, plugin: str, records: list[BuiltRecord]) -> list[int] | None:
+        """The indices of the records the rate gate lets through (None: all), counted in ``shown``
+        and ``hidden`` as ``emit`` counts them one by one."""
+        shown = self.shown
+        rate = self.max_lines_per_second
+        if rate <= 0:
+            shown[plugin] = shown.get(plugin, 0) + len(records)
+            return None
+        now = time.monotonic()
+        burst = max(1.0, rate)
+        tokens, at = self._tokens.get(plugin, (burst, now))
+        tokens = min(burst, tokens + (now - at) * rate)
+        admitted = []
+        for index, (_, levelno, _) in enumerate(records):
+            if levelno >= logging.WARNING:
+                admitted.append(index)
+            elif tokens >= 1.0:
+                tokens -= 1.0
+                admitted.append(index)
+        self._tokens[plugin] = (tokens, now)
+        if admitted:
+            shown[plugin] = shown.get(plugin, 0) + len(admitted)
+        hidden = len(records) - len(admitted)
+        if hidden:
+            self.hidden[plugin] = self.hidden.get(plugin, 0) + hidden
+            self._unannounced[plugin] = self._unannounced.get(plugin, 0) + hidden
+        return admitted
+
     def flush(self) -> None:
         if self._in_order is not None:
             self._in_order.drain()
@@ -131,7 +217,7 @@ class PluginConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
                 raise
             except Exception:
                 if last is not None:
-                    self.handleError(last)
+                    self.handleError(last.log_record() if isinstance(last, _HeldEntry) else last)
 
         self._write_with_status(write)
 

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
+from otel_plugin_logs.cli.console_attributes import AttributeTexts
 from otel_plugin_logs.cli.terminal import ASCII_SYMBOLS, UNICODE_SYMBOLS
 from otel_plugin_logs.config.text import escape_controls, escape_multiline
+from otel_plugin_logs.export.otlp import Entry
 from otel_plugin_logs.host.replay import REPLAY_ATTRIBUTE, ReplayedRecord
+from otel_plugin_logs.host.replay_routes import BuiltRecord, replayed_exc_text
 from otel_plugin_logs.wire.records import EXCEPTION_STACKTRACE
 
-_HIDDEN_PREFIXES: Final = ("code.", "thread.", "exception.", "otel_plugin_logs.", "log.")
 _OWN_PREFIX: Final = "otel_plugin_logs."
 _LEVEL_COLOURS: Final = {
     "DEBUG": "\x1b[2m",
@@ -42,7 +44,6 @@ _DIM: Final = "\x1b[2m"
 _BOLD: Final = "\x1b[1m"
 _RESET: Final = "\x1b[0m"
 _SHORT_LEVELS: Final = {"WARNING": "WARN", "CRITICAL": "CRIT"}
-_MAX_VALUE_CHARS: Final = 40
 _MAX_CACHED: Final = 4096
 _MILLIS: Final = tuple(f"{millis:03d}" for millis in range(1000))  # a clock's milliseconds, made once
 
@@ -85,8 +86,7 @@ class PluginConsoleFormatter(logging.Formatter):
         self._clock_tail = _RESET if colour else ""
         # Replayed records repeat their level, plugin, logger and most attributes: their text is kept.
         self._columns: dict[tuple[str, str, str], str] = {}
-        self._shown_keys: dict[tuple[str, ...], tuple[str, ...]] = {}
-        self._pairs: dict[tuple[str, type, Any], str] = {}
+        self._attribute_texts = AttributeTexts(self.symbols.ellipsis)
 
     def format(self, record: logging.LogRecord) -> str:
         info = getattr(record, REPLAY_ATTRIBUTE, None)
@@ -102,20 +102,98 @@ class PluginConsoleFormatter(logging.Formatter):
         """``format``'s text of a replayed record whose ``record.otel`` the caller has already read."""
         # The stack as sent: exc_text is indented for plain handlers; here the gutter does that.
         raw_stack = info.attributes.get(EXCEPTION_STACKTRACE)
-        stack = raw_stack if isinstance(raw_stack, str) else record.exc_text
-        body = info.body
-        if body.isprintable():  # one line with nothing to escape: the common record, fast
-            return self._format_line(record.created, record.levelname, info, stack)
-        return self.format_fields(
+        return self._replayed_text(
             record.created,
             record.levelname,
             info.plugin,
             info.logger_name,
-            body,
+            info.body,
             info.attributes,
             info.trace_id or "",
-            stack,
+            raw_stack if isinstance(raw_stack, str) else record.exc_text,
         )
+
+    def format_entry(self, entry: Entry, plugin: str, stacktrace: str | None) -> str:
+        """``format_replayed``'s text of the record the bridge replays for ``entry``, without
+        building it: the same fields, read straight from the entry."""
+        attributes = entry.attributes
+        raw_stack = attributes.get(EXCEPTION_STACKTRACE)
+        trace_id = entry.trace_id
+        return self._replayed_text(
+            entry.time / 1e9,
+            escape_controls(entry.severity_text),  # the record's levelname
+            plugin,
+            entry.scope,
+            entry.body,
+            attributes,
+            trace_id.hex() if trace_id else "",
+            raw_stack if isinstance(raw_stack, str) else replayed_exc_text(stacktrace),
+        )
+
+    def format_entries(
+        self,
+        records: Sequence[BuiltRecord],
+        indices: Iterable[int],
+        plugin: str,
+        suffix: str,
+        failed: Callable[[int], None],
+    ) -> list[tuple[float, str]]:
+        """``format_entry`` of the records at ``indices`` (each text ending in ``suffix``), with
+        the record's time in seconds; the index of a record that cannot be formatted goes to
+        ``failed``. A printable one-line record with no stack trace, the common one, goes
+        straight to the one-line text."""
+        lines: list[tuple[float, str]] = []
+        append = lines.append
+        for index in indices:
+            entry, _, stacktrace = records[index]
+            created = entry.time / 1e9
+            try:
+                body = entry.body
+                attributes = entry.attributes
+                level_name = entry.severity_text
+                if (
+                    stacktrace is not None
+                    or not body.isprintable()
+                    or not level_name.isprintable()
+                    or EXCEPTION_STACKTRACE in attributes
+                ):
+                    append((created, self.format_entry(entry, plugin, stacktrace) + suffix))
+                    continue
+                trace_id = entry.trace_id  # the first 8 hex digits are the first 4 bytes'
+                line = self._format_line(
+                    created,
+                    level_name,
+                    plugin,
+                    entry.scope,
+                    body,
+                    attributes,
+                    trace_id[:4].hex() if trace_id else "",
+                    None,
+                )
+            except RecursionError:
+                raise
+            except Exception:
+                failed(index)
+                continue
+            append((created, line + suffix))
+        return lines
+
+    def _replayed_text(
+        self,
+        created: float,
+        level_name: str,
+        plugin: str,
+        logger_name: str,
+        body: str,
+        attributes: Mapping[str, Any],
+        trace_id: str,
+        stack: str | None,
+    ) -> str:
+        if body.isprintable():  # one line with nothing to escape: the common record, fast
+            return self._format_line(
+                created, level_name, plugin, logger_name, body, attributes, trace_id, stack
+            )
+        return self.format_fields(created, level_name, plugin, logger_name, body, attributes, trace_id, stack)
 
     def format_fields(
         self,
@@ -136,7 +214,7 @@ class PluginConsoleFormatter(logging.Formatter):
         level = escape_controls(level_name)
         level = _SHORT_LEVELS.get(level, level)[:5]
         logger = escape_controls(logger_name) or "root"
-        extras = self._attributes(attributes)
+        extras = self._attribute_texts.text(attributes, self.max_attributes)
         first, *more = message.rstrip("\r\n").split("\n") or [""]
         ellipsis = self.symbols.ellipsis
         parts = [
@@ -157,24 +235,33 @@ class PluginConsoleFormatter(logging.Formatter):
         self._clock_second, self._clock_text = second, time.strftime("%H:%M:%S", time.localtime(second))
         self._clock_head = f"{_DIM if self.colour else ''}{self._clock_text}."
 
-    def _format_line(self, created: float, level_name: str, info: ReplayedRecord, stack: str | None) -> str:
+    def _format_line(
+        self,
+        created: float,
+        level_name: str,
+        plugin: str,
+        logger_name: str,
+        body: str,
+        attributes: Mapping[str, Any],
+        trace_id: str,
+        stack: str | None,
+    ) -> str:
         """``format_fields``' text for a printable one-line body, from cached columns."""
         second = int(created)
         if second != self._clock_second:
             self._set_clock(second)
         millis = int((created - second) * 1000)
-        key = (level_name, info.plugin, info.logger_name)
+        key = (level_name, plugin, logger_name)
         columns = self._columns.get(key)
         if columns is None:
             columns = self._columns_for(*key)
         line = (
             f"{self._clock_head}{_MILLIS[millis] if 0 <= millis < 1000 else f'{millis:03d}'}"
-            f"{self._clock_tail} {columns} {info.body}"
+            f"{self._clock_tail} {columns} {body}"
         )
-        extras = self._shown_attributes(info.attributes) if info.attributes else ""
+        extras = self._attribute_texts.cached_text(attributes, self.max_attributes) if attributes else ""
         if extras:
             line = f"{line} {self._paint(_DIM, extras)}"
-        trace_id = info.trace_id
         if trace_id:
             line = f"{line} {self._paint(_DIM, f'trace={trace_id[:8]}')}"
         return line + self._stack(stack) if stack else line
@@ -195,42 +282,6 @@ class PluginConsoleFormatter(logging.Formatter):
         if len(self._columns) < _MAX_CACHED:
             self._columns[(level_name, source, logger_name)] = columns
         return columns
-
-    def _shown_attributes(self, attributes: Mapping[str, Any]) -> str:
-        """``_attributes``' text; shown keys per set of keys and scalar pairs' texts are cached."""
-        keys = tuple(attributes)  # records of one call site have the same keys, in the same order
-        shown_keys = self._shown_keys.get(keys)
-        if shown_keys is None:
-            shown_keys = tuple(key for key in keys if not key.startswith(_HIDDEN_PREFIXES))
-            shown_keys = shown_keys[: self.max_attributes]
-            if len(self._shown_keys) >= _MAX_CACHED:
-                self._shown_keys.clear()
-            self._shown_keys[keys] = shown_keys
-        if not shown_keys:
-            return ""
-        pairs = self._pairs
-        shown = []
-        for key in shown_keys:
-            value = attributes[key]
-            kind = value.__class__
-            if kind is str or kind is int or kind is float or kind is bool:
-                pair_key = (key, kind, value)  # the class too: True, 1 and 1.0 are one dict key
-                text = pairs.get(pair_key)
-                if text is None:
-                    text = self._pair_text(key, value)
-                    if len(pairs) >= _MAX_CACHED:
-                        pairs.clear()
-                    pairs[pair_key] = text
-            else:
-                text = self._pair_text(key, value)
-            shown.append(text)
-        return " ".join(shown)
-
-    def _pair_text(self, key: str, value: Any) -> str:
-        text = escape_controls(str(value))
-        if len(text) > _MAX_VALUE_CHARS:
-            text = text[: _MAX_VALUE_CHARS - 1] + self.symbols.ellipsis
-        return f"{escape_controls(key)}={text}"
 
     def format_note(self, text: str) -> str:
         """A line of the console's own (sampling notes), dim and marked as such."""
@@ -256,16 +307,6 @@ class PluginConsoleFormatter(logging.Formatter):
         # Every continuation line starts with the gutter, so a stack trace cannot pass for records.
         shown.extend(f"\n{gutter}{escape_multiline(text)}" for text in lines)
         return "".join(shown)
-
-    def _attributes(self, attributes: Mapping[str, Any]) -> str:
-        shown = []
-        for key, value in attributes.items():
-            if key.startswith(_HIDDEN_PREFIXES):
-                continue
-            shown.append(self._pair_text(key, value))
-            if len(shown) >= self.max_attributes:
-                break
-        return " ".join(shown)
 
     def _plugin_colour(self, name: str) -> str:
         if name == "host":

@@ -75,6 +75,16 @@ class TimeOrderedRelease(Generic[T]):
     def push(self, at_seconds: float, item: T) -> None:
         # deque.append is atomic: the pusher never waits for the release thread.
         self._incoming.append((self._clock() + self.window_seconds, at_seconds, item))
+        self._pushed()
+
+    def push_many(self, items: list[tuple[float, T]]) -> None:
+        """``push`` of each ``(at_seconds, item)`` in turn, pushed at one instant: one append of them
+        all, one wake-up."""
+        due = self._clock() + self.window_seconds
+        self._incoming.extend([(due, at_seconds, item) for at_seconds, item in items])
+        self._pushed()
+
+    def _pushed(self) -> None:
         if self._closed:  # nothing is held any more (or close's drain may have missed it): shown at once
             self.drain()
             return

@@ -6,17 +6,27 @@ A record arrives as data; it leaves as a fresh ``logging.LogRecord`` on
 applied to remote data (``args`` is always empty), and control characters in the message and
 names are escaped so that one record stays one line in any text handler: CWE-117.
 Downstream handlers find everything else on ``record.otel`` (a ``ReplayedRecord``).
+When the only handlers a batch's records would reach take the bridge's entries themselves (the
+CLI's console; see ``replay_routes``) and nothing else could see a record, no record is built.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
-from otel_plugin_logs.config.text import escape_controls, escape_multiline
+from otel_plugin_logs.config.text import escape_controls
 from otel_plugin_logs.export.otlp import Entry
+from otel_plugin_logs.host.replay_routes import (
+    BuiltRecord,
+    FieldsHandler,
+    ReplayBatch,
+    fields_handlers,
+    replayed_exc_text,
+    would_be_handled,
+)
 from otel_plugin_logs.wire.records import (
     CODE_FILE_PATH,
     CODE_FUNCTION_NAME,
@@ -38,31 +48,6 @@ MAX_SITES_PER_PLUGIN: Final = 256
 # runner's process or thread, or every runner that came and went would leave its own copies.
 # A plain tuple: a NamedTuple costs ten times as much to build, and one is built per record.
 _Site = tuple[str, int, str, Any, int, Any]
-
-
-# Lines a stdlib traceback starts at the margin that cannot pass for a record's first line.
-_TRACEBACK_HEADERS: Final = frozenset(
-    {
-        "Traceback (most recent call last):",
-        "During handling of the above exception, another exception occurred:",
-        "The above exception was the direct cause of the following exception:",
-    }
-)
-
-
-def indent_continuation(text: str) -> str:
-    """Indent the lines of a stack trace that start at the margin (bar the stdlib headers).
-
-    A Formatter writes ``exc_text`` after the message, one line per line, and a host's plain
-    format (``LEVEL:logger:message``) tells records apart only by what starts at the margin: a
-    plugin's exception message must not start a line that reads as another record.
-    """
-    if "\n" not in text and text in _TRACEBACK_HEADERS:
-        return text
-    return "\n".join(
-        line if not line or line[0] == " " or line in _TRACEBACK_HEADERS else "  " + line
-        for line in text.split("\n")
-    )
 
 
 class ReplayedRecord:
@@ -169,31 +154,6 @@ def safe_logger_suffix(name: str) -> str:
     return ".".join(cleaned)[:200]
 
 
-def would_be_handled(logger: logging.Logger, levelno: int) -> bool:
-    """Whether ``logger.handle`` of a record at ``levelno`` would reach a handler, as
-    ``Logger.callHandlers`` decides: a handler on the way up whose level lets it through, or, with
-    no handler at all, ``logging.lastResort``. True whenever it cannot tell without the record
-    (a filter on the logger may count what it sees; the one-time "no handlers" warning)."""
-    if logger.disabled:
-        return False
-    if logger.filters:
-        return True
-    found = False
-    current: logging.Logger | None = logger
-    while current is not None:
-        for handler in current.handlers:
-            if levelno >= handler.level:
-                return True
-            found = True
-        current = current.parent if current.propagate else None
-    if found:
-        return False
-    last_resort = logging.lastResort
-    if last_resort is None:
-        return bool(logging.raiseExceptions)
-    return levelno >= last_resort.level
-
-
 class Replayer:
     """Replays the records of one plugin. Owned by the bridge; used under its lock."""
 
@@ -250,26 +210,67 @@ class Replayer:
             return None
         return logger
 
-    def replay_all(self, built: Iterable[tuple[Entry, int, str | None]], otel: Mapping[str, Any]) -> int:
+    def replay_all(self, built: Iterable[BuiltRecord], otel: Mapping[str, Any]) -> int:
         """``replay`` of a batch's records; how many were handed to logging. Where each (logger,
-        level) goes is decided once per batch, not once per record."""
-        targets: dict[tuple[str, int], Any] = {}
+        level) goes is decided once per batch, not once per record; runs of records that go only
+        to handlers taking replayed fields reach them as one ``ReplayBatch``, no ``LogRecord``."""
+        routes: dict[tuple[str, int], Any] = {}
         replayed = 0
-        for entry, levelno, stacktrace in built:
+        run: list[BuiltRecord] = []  # records for the handlers in run_handlers, not yet given
+        run_handlers: tuple[FieldsHandler, ...] = ()
+        for record in built:
+            entry, levelno, stacktrace = record
             key = (entry.scope, levelno)
             try:
-                logger = targets.get(key, _UNDECIDED)
-                if logger is _UNDECIDED:
-                    logger = targets[key] = self.target(entry.scope, levelno)
-                if logger is None:
+                route = routes.get(key, _UNDECIDED)
+                if route is _UNDECIDED:
+                    route = routes[key] = self._route(entry.scope, levelno)
+                if route is None:
                     continue
-                logger.handle(self.make_record(logger.name, entry, levelno, stacktrace, otel))
+                if route.__class__ is tuple:
+                    if route != run_handlers:
+                        replayed += self._give(run, run_handlers, otel)
+                        run, run_handlers = [], route
+                    run.append(record)
+                    continue
+                if run:  # in the order sent: the run so far goes before this record
+                    replayed += self._give(run, run_handlers, otel)
+                    run = []
+                route.handle(self.make_record(route.name, entry, levelno, stacktrace, otel))
                 replayed += 1
             except Exception:
                 # A host handler failed; logging's own handleError already reported it
                 # for handler errors, so this is a bug in a filter or in ours.
                 _log.debug("replay failed", exc_info=True)
-        return replayed
+        return replayed + self._give(run, run_handlers, otel)
+
+    def _route(self, scope: str, levelno: int) -> logging.Logger | tuple[FieldsHandler, ...] | None:
+        """None (no one takes it), the handlers taking replayed fields, or the logger to hand a
+        ``LogRecord`` to."""
+        logger = self.target(scope, levelno)
+        if logger is None:
+            return None
+        handlers = fields_handlers(logger, levelno)
+        return handlers if handlers is not None else logger
+
+    def _give(
+        self, run: list[BuiltRecord], handlers: tuple[FieldsHandler, ...], otel: Mapping[str, Any]
+    ) -> int:
+        if not run:
+            return 0
+        batch = ReplayBatch(run, otel, self._record_for(otel))
+        for handler in handlers:
+            try:
+                handler.handle_replayed(batch)
+            except Exception:
+                _log.debug("replay failed", exc_info=True)
+        return len(run)
+
+    def _record_for(self, otel: Mapping[str, Any]) -> Callable[[Entry, int, str | None], logging.LogRecord]:
+        def record_for(entry: Entry, levelno: int, stacktrace: str | None) -> logging.LogRecord:
+            return self.make_record(self.logger_for(entry.scope).name, entry, levelno, stacktrace, otel)
+
+        return record_for
 
     def _path_names(self, path: Any) -> tuple[str, str, str]:
         text = path if isinstance(path, str) else ""
@@ -331,8 +332,8 @@ class Replayer:
         fields["created"] = created
         fields["msecs"] = int((created - int(created)) * 1000) + 0.0
         fields["relativeCreated"] = (created - _START_TIME) * 1000
-        if stacktrace:  # as Formatter.formatException: no final newline, or format() ends blank
-            fields["exc_text"] = indent_continuation(escape_multiline(stacktrace.rstrip("\r\n")))
+        if stacktrace:
+            fields["exc_text"] = replayed_exc_text(stacktrace)
         fields[REPLAY_ATTRIBUTE] = ReplayedRecord(
             plugin,
             otel["plugin_version"],

@@ -162,3 +162,23 @@ def test_items_pushed_from_many_threads_all_come_out_once(clock: Clock, runs: Ru
         thread.join()
     released.close()
     assert sorted(runs.items) == sorted(f"{p}{i}" for p in "abcd" for i in range(2000))
+
+
+def test_items_pushed_together_come_out_as_if_pushed_one_by_one(
+    clock: Clock, runs: Runs, order: TimeOrderedRelease[str]
+) -> None:
+    """push_many holds each item its window from now and merges it, ties in push order, with the rest."""
+    order.push(2.0, "single")
+    order.push_many([(3.0, "c"), (1.0, "a"), (2.0, "b, pushed after single")])
+    assert order.held() == 4 and not runs.wait(1, 0.2)
+    clock.now += 1.5
+    assert runs.wait(1)
+    assert runs.items == ["a", "single", "b, pushed after single", "c"]
+
+
+def test_items_pushed_together_after_close_are_released_at_once(clock: Clock, runs: Runs) -> None:
+    """Closed, a push of several items comes out straight away, in time order."""
+    released = TimeOrderedRelease(1.0, runs, clock=clock)
+    released.close()
+    released.push_many([(2.0, "second"), (1.0, "first")])
+    assert runs.runs == [["first", "second"]]
