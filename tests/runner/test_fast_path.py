@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from otel_plugin_logs import InMemoryTransport, RunnerLogHandler
 from otel_plugin_logs.config.runner import RunnerConfig
 from otel_plugin_logs.runner import intake
-from otel_plugin_logs.runner.encoding import WireLimits, build_frames, to_wire
+from otel_plugin_logs.runner.encoding import WireLimits, build_frames, pack_row, to_wire
 from otel_plugin_logs.wire.framing import encode_message_with_records
 from otel_plugin_logs.wire.records import Rec
 
@@ -244,3 +244,31 @@ def test_a_plain_batch_frame_carries_the_rows_to_wire_makes() -> None:
         assert got[: Rec.OBSERVED_TIME] + got[Rec.OBSERVED_TIME + 1 :] == (
             want[: Rec.OBSERVED_TIME] + want[Rec.OBSERVED_TIME + 1 :]
         )
+
+
+def _record(body: str, seq: int, **fields: Any) -> logging.LogRecord:
+    record = logging.LogRecord("fast.sites", logging.INFO, __file__, 11, body, None, None, func="site")
+    record.__dict__.update(fields)
+    return record
+
+
+# Sequence numbers at each edge of msgpack's int formats; bodies at each edge of its str formats.
+_EDGE_SEQS = (1, 127, 128, 255, 256, 65_535, 65_536, 2**32 - 1, 2**32, 2**40)
+_EDGE_BODIES = ("", "a" * 31, "b" * 32, "c" * 255, "d" * 256, "e" * 16_384, "é ü ß", "😀" * 40, "lone \udc80")
+
+
+def test_plain_rows_packed_by_site_are_byte_for_byte_msgpacks_of_the_row() -> None:
+    """Rows packed from their site's bytes equal the general path's (``to_wire`` + msgpack), at every edge."""
+    records = [_record(body, 0) for body in _EDGE_BODIES]
+    records += [_record("custom level", 0, levelno=25, levelname="Level 25"), _record("odd", 0, levelno=99)]
+    records += [_record("no thread", 0, thread=None, threadName=None), _record("early", 0, created=1.5)]
+    # Every record at every sequence number: sites repeat, as in a burst.
+    items = [(seq, *intake.take(record)) for seq in _EDGE_SEQS for record in records]
+    limits = WireLimits.of(RunnerConfig())
+    errors: list[Exception] = []
+    frames = build_frames(items, limits, 1 << 23, lambda: {"t": "batch"}, lambda item, e: errors.append(e))
+    assert len(frames) == 1 and not errors
+    observed = msgpack.unpackb(frames[0].frame[4:], raw=False)["records"][0][Rec.OBSERVED_TIME]
+    packer = msgpack.Packer(use_bin_type=True)
+    expected = [pack_row(packer, to_wire(item, limits, observed), 1 << 23) for item in items]
+    assert frames[0].frame == encode_message_with_records({"t": "batch"}, expected)
