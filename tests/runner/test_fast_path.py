@@ -80,16 +80,26 @@ def _calls(log: logging.Logger, text: Callable[[str], str], number: Callable[[in
         log.error("inside a span %s", text("dave"))
 
 
-def _rows(wrap_text: Callable[[str], str], wrap_number: Callable[[int], int]) -> list[list[Any]]:
+def _rows(
+    wrap_text: Callable[[str], str], wrap_number: Callable[[int], int], after: int = 0
+) -> list[list[Any]]:
+    """The rows of ``_calls`` (run fields left out), logged after ``after`` other records."""
     host = Host()
     handler = RunnerLogHandler(InMemoryTransport(host))
     log = logging.getLogger("fast.path")
     log.handlers[:] = [handler]
     log.setLevel(logging.INFO)
     log.propagate = False
+    warm_up = logging.getLogger("fast.warm-up")
+    warm_up.handlers[:] = [handler]
+    warm_up.setLevel(logging.INFO)
+    warm_up.propagate = False
+    for i in range(after):
+        warm_up.info("warm-up %d", i)
     _calls(log, wrap_text, wrap_number)
     assert handler.shutdown(5000)
-    return [[value for index, value in enumerate(row) if index not in _RUN_FIELDS] for row in host.rows]
+    rows = host.rows[after:]
+    return [[value for index, value in enumerate(row) if index not in _RUN_FIELDS] for row in rows]
 
 
 def _same(value: Any) -> Any:
@@ -102,6 +112,14 @@ def test_kept_arguments_give_the_same_wire_rows_as_rendering_at_the_call() -> No
     fast, rendered = [_rows(text, number) for text, number in ((_same, _same), (Text, Number))]
     assert len(fast) == 11
     assert fast == rendered
+
+
+def test_records_packed_by_call_site_give_the_rows_of_the_general_path() -> None:
+    """Logged past sequence number 128 (plain rows packed from their site's bytes), every kind of
+    record (plain, mutable argument, extras, exception, stack, traced) decodes to the same row."""
+    general, by_site = _rows(_same, _same), _rows(_same, _same, after=200)
+    assert len(by_site) == 11
+    assert by_site == general
 
 
 def test_rows_carry_the_text_as_logged() -> None:
