@@ -50,7 +50,6 @@ STRUCTLOG_SKIP: Final = frozenset(
 _KEPT_PREFIXES: Final = ("code.", "thread.")
 ATTRIBUTES_DROPPED_BYTES: Final = "otel_plugin_logs.attributes.dropped_bytes"
 STACKTRACE: Final = "code.stacktrace"
-_ROW_ARRAY: Final = 0x9D  # a fixed array of Rec.FIELDS (13)
 _UINT64: Final = 0xCF
 
 
@@ -277,6 +276,7 @@ def _packed_rows(
     head = rows.NO_HEAD
     str_headers = rows.STR_HEADERS
     min_ns, max_ns = rows.packed_times(observed_ns)
+    observed = rows.packed_uint64(observed_ns) if min_ns <= max_ns else b""
     packed: list[tuple[int, bytes]] = []
     packer: msgpack.Packer | None = None  # made for the first record that needs it: it costs a record
     for item in items:
@@ -301,7 +301,9 @@ def _packed_rows(
                         n = len(data)
                         row = b"".join(
                             (
-                                head.pack(_ROW_ARRAY, head.code, seq, _UINT64, time_ns, _UINT64, observed_ns),
+                                head.prefix,
+                                head.pack(seq, _UINT64, time_ns),
+                                observed,
                                 site.before_body,
                                 str_headers[n] if n < 256 else rows.str_header(n),
                                 data,

@@ -44,13 +44,15 @@ _MAX_SITES: Final = 4096
 
 
 class RowHead:
-    """How the head of a row is packed for sequence numbers in ``[low, high)``."""
+    """How the head of a row is packed for sequence numbers in ``[low, high)``: ``prefix`` (the
+    array marker, the uint format), then ``pack(seq, _UINT64, time_ns)``; the observed time follows."""
 
-    __slots__ = ("code", "high", "low", "pack")
+    __slots__ = ("code", "high", "low", "pack", "prefix")
 
     def __init__(self, code: int, layout: str, low: int, high: int) -> None:
         self.code = code
-        self.pack = struct.Struct(">BB" + layout + "BQBQ").pack
+        self.prefix = bytes((_ROW_ARRAY, code))
+        self.pack = struct.Struct(">" + layout + "BQ").pack
         self.low = low
         self.high = high
 
@@ -147,6 +149,11 @@ def _packed_site(key: SiteKey) -> PackedSite:
 NO_HEAD: Final = RowHead(0, "B", 0, 0)
 _SMALL_SEQ_HEAD: Final = RowHead(0, "B", 0, MIN_PACKED_SEQ)
 _HUGE_SEQ_HEAD: Final = RowHead(0, "Q", 1 << 64, 1 << 128)
+
+
+def packed_uint64(value: int) -> bytes:
+    """``value`` (in the range of ``packed_times``) as msgpack writes it."""
+    return bytes((_UINT64,)) + value.to_bytes(8, "big")
 
 
 def packed_times(observed_ns: int) -> tuple[int, int]:
