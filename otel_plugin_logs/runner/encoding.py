@@ -15,10 +15,12 @@ import msgpack
 
 from otel_plugin_logs.config.runner import RunnerConfig
 from otel_plugin_logs.config.text import scrub_surrogates
+from otel_plugin_logs.runner import rows
 from otel_plugin_logs.runner.buffer import Q, QueuedRecord
+from otel_plugin_logs.runner.rows import SiteCache
 from otel_plugin_logs.runner.trace_context import span_ids
 from otel_plugin_logs.runner.window import SentFrame
-from otel_plugin_logs.wire.framing import encode_message, encode_message_with_records
+from otel_plugin_logs.wire.framing import encode_message_with_records
 from otel_plugin_logs.wire.records import (
     BODY_ORIGINAL_BYTES,
     CODE_FILE_PATH,
@@ -48,6 +50,7 @@ STRUCTLOG_SKIP: Final = frozenset(
 _KEPT_PREFIXES: Final = ("code.", "thread.")
 ATTRIBUTES_DROPPED_BYTES: Final = "otel_plugin_logs.attributes.dropped_bytes"
 STACKTRACE: Final = "code.stacktrace"
+_UINT64: Final = 0xCF
 
 
 class EncodeError(Exception):
@@ -232,94 +235,92 @@ def build_frames(
     max_batch_bytes: int,
     header: Callable[[], dict[str, Any]],
     on_error: Callable[[QueuedRecord, Exception], None],
+    sites: SiteCache | None = None,
 ) -> list[SentFrame]:
     """Records as batch frames of at most ``max_batch_bytes`` of records each.
 
     A record that cannot be rendered or encoded is left out and reported to ``on_error``
     (inside the ``except``, before the header of its frame is taken, so that frame counts it).
-    A batch of plain records (no extras, exception or stack) that fits in one frame is packed
-    by a single msgpack call; any other goes row by row, each row checked against the bound.
+    A plain record (no extras, exception, stack or span) is packed from its call site's packed
+    fields (``rows``, kept in ``sites`` from batch to batch); any other through ``to_wire``
+    and msgpack, checked against the bound.
     """
-    rows, plain = _rows(items, limits, on_error)
-    if plain and rows:
-        frame = _one_frame([row for _, row in rows], header(), max_batch_bytes)
-        if frame is not None:
-            return [SentFrame(rows[-1][0][Q.SEQ], frame)]
-    return _frames_row_by_row(rows, max_batch_bytes, header, on_error)
+    if sites is None:
+        sites = SiteCache()
+    frames: list[SentFrame] = []
+    batch: list[bytes] = []
+    size = last_seq = 0
+    for seq, row in _packed_rows(items, limits, max_batch_bytes, sites, on_error):
+        if batch and size + len(row) > max_batch_bytes:
+            frames.append(SentFrame(last_seq, encode_message_with_records(header(), batch)))
+            batch, size = [], 0
+        batch.append(row)
+        size += len(row)
+        last_seq = seq
+    if batch:
+        frames.append(SentFrame(last_seq, encode_message_with_records(header(), batch)))
+    return frames
 
 
-def _rows(
-    items: list[QueuedRecord], limits: WireLimits, on_error: Callable[[QueuedRecord, Exception], None]
-) -> tuple[list[tuple[QueuedRecord, list[Any]]], bool]:
-    """The wire rows of ``items`` (those that can be rendered), and whether all are plain.
-
-    A plain record (no kept LogRecord, no span, a str message that fits) gets its row here
-    without a call to ``to_wire``, which gives the same row: this runs for every record.
-    """
+def _packed_rows(
+    items: list[QueuedRecord],
+    limits: WireLimits,
+    max_row_bytes: int,
+    sites: SiteCache,
+    on_error: Callable[[QueuedRecord, Exception], None],
+) -> list[tuple[int, bytes]]:
+    """(sequence number, packed row) of each item that can be rendered and encoded, in order."""
     observed_ns = time.time_ns()  # when the sender took the batch
     max_body_chars = limits.max_body_bytes // 4
-    rows: list[tuple[QueuedRecord, list[Any]]] = []
-    plain = True
+    known, no_site = sites.sites, rows.NO_SITE
+    head = rows.NO_HEAD
+    str_headers = rows.STR_HEADERS
+    min_ns, max_ns = rows.packed_times(observed_ns)
+    observed = rows.packed_uint64(observed_ns) if min_ns <= max_ns else b""
+    packed: list[tuple[int, bytes]] = []
+    packer: msgpack.Packer | None = None  # made for the first record that needs it: it costs a record
     for item in items:
         seq, _, levelno, created, level, name, msg, args, ctx, path, func, line, thread, tname, kept = item
         try:
-            if kept is None and ctx is None and msg.__class__ is str and level.__class__ is str:
+            # A plain record goes by the bytes of its call site (``rows``): this runs for every record.
+            if kept is None and ctx is None and msg.__class__ is str:
                 body = msg if args is None else msg % args
-                if len(body) <= max_body_chars and 0 <= levelno < 64:
-                    attributes = {
-                        CODE_FILE_PATH: path,
-                        CODE_FUNCTION_NAME: func,
-                        CODE_LINE_NUMBER: line,
-                        THREAD_ID: thread,
-                        THREAD_NAME: tname,
-                    }
-                    row = [seq, int(created * 1e9), observed_ns, _SEVERITY_NUMBER[levelno], level, body, name]
-                    row.extend((attributes, None, None, 0, None, levelno))
-                    rows.append((item, row))
-                    continue
-            plain = plain and kept is None
-            rows.append((item, to_wire(item, limits, observed_ns)))
+                time_ns = int(created * 1e9)
+                site = known.get((levelno, level, name, path, func, line, thread, tname))
+                if site is None:
+                    site = sites.add((levelno, level, name, path, func, line, thread, tname))
+                if not head.low <= seq < head.high:
+                    head = rows.row_head(seq)
+                fits = len(body) <= max_body_chars and min_ns <= time_ns <= max_ns
+                if fits and site is not no_site and head.code:
+                    try:
+                        data = body.encode()
+                    except UnicodeEncodeError:  # lone surrogates: pack_row scrubs them
+                        data = None
+                    if data is not None:
+                        n = len(data)
+                        row = b"".join(
+                            (
+                                head.prefix,
+                                head.pack(seq, _UINT64, time_ns),
+                                observed,
+                                site.before_body,
+                                str_headers[n] if n < 256 else rows.str_header(n),
+                                data,
+                                site.after_body,
+                            )
+                        )
+                        if len(row) <= max_row_bytes:
+                            packed.append((seq, row))
+                            continue
+            if packer is None:
+                packer = msgpack.Packer(use_bin_type=True)
+            packed.append((seq, pack_row(packer, to_wire(item, limits, observed_ns), max_row_bytes)))
         except Exception as error:
+            if packer is not None:
+                packer.reset()
             on_error(item, error)
-    return rows, plain
-
-
-def _one_frame(rows: list[list[Any]], header: dict[str, Any], max_batch_bytes: int) -> bytes | None:
-    """The batch as one frame, or None if it is too big or needs the careful path (bad text)."""
-    try:
-        frame = encode_message({**header, "records": rows})
-    except Exception:  # lone surrogates and the like: the row-by-row path scrubs them
-        return None
-    return frame if len(frame) <= max_batch_bytes else None
-
-
-def _frames_row_by_row(
-    rows: list[tuple[QueuedRecord, list[Any]]],
-    max_batch_bytes: int,
-    header: Callable[[], dict[str, Any]],
-    on_error: Callable[[QueuedRecord, Exception], None],
-) -> list[SentFrame]:
-    frames: list[SentFrame] = []
-    packed: list[bytes] = []
-    size = 0
-    last = 0
-    packer = msgpack.Packer(use_bin_type=True)  # one per batch: making one costs as much as a record
-    for item, row in rows:
-        try:
-            body = pack_row(packer, row, max_batch_bytes)
-        except Exception as error:
-            packer.reset()
-            on_error(item, error)
-            continue
-        if packed and size + len(body) > max_batch_bytes:
-            frames.append(SentFrame(last, encode_message_with_records(header(), packed)))
-            packed, size = [], 0
-        packed.append(body)
-        size += len(body)
-        last = item[Q.SEQ]
-    if packed:
-        frames.append(SentFrame(last, encode_message_with_records(header(), packed)))
-    return frames
+    return packed
 
 
 def _stringify(value: Any, max_length: int) -> str:

@@ -21,13 +21,14 @@ from collections.abc import Callable
 from otel_plugin_logs.config.errors import ConfigError
 from otel_plugin_logs.config.fields import resolve
 from otel_plugin_logs.config.runner import RunnerConfig
-from otel_plugin_logs.runner import intake
+from otel_plugin_logs.runner import intake, trace_context
+from otel_plugin_logs.runner.buffer import QueuedRecord
 from otel_plugin_logs.runner.clock import SystemClock
 from otel_plugin_logs.runner.ledger import Ledger
 from otel_plugin_logs.runner.sender import AckHook, Sender
 from otel_plugin_logs.runner.transport import Transport, UnixSocketTransport, as_transport
 from otel_plugin_logs.wire.drops import DropReason
-from otel_plugin_logs.wire.exit_counter import ExitCounter, open_for_stream
+from otel_plugin_logs.wire.exit_counter import ACCEPTED_WORD, ExitCounter, open_for_stream, scratch_words
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every plugin start
 if TYPE_CHECKING:
@@ -105,7 +106,7 @@ class RunnerLogHandler(logging.Handler):
         self._sender.on_ack = on_ack
         self._sender.on_encode_error = self._report_bad_record
         self._exit_counter: ExitCounter | None = None
-        self._exit_counter_tried = False
+        self._exit_words: memoryview | None = None  # the counter's words; scratch ones without a counter
 
     # --- the hot path --------------------------------------------------------------------
 
@@ -119,69 +120,66 @@ class RunnerLogHandler(logging.Handler):
                 return False
             if isinstance(result, logging.LogRecord):  # Python 3.12+: a filter's modified copy
                 record = result
-        self._accept(record)
+        self.capture(record, True)
         return True
 
-    def capture(self, record: logging.LogRecord) -> bool:
-        """Take a record from the capture hook: this handler's level and filters, then emit.
-
-        Returns whether the record is now the bridge's to deliver (or to count): the console
-        gate hides the plugin's own console output of exactly those records.
-        """
-        if record.levelno < self.level:
-            return False
-        if self.filters:
-            result: Any = self.filter(record)
-            if not result:
-                return False
-            if isinstance(result, logging.LogRecord):
-                record = result
-        return self._accept(record)
-
     def emit(self, record: logging.LogRecord) -> None:
-        self._accept(record)
+        self.capture(record, True)
 
-    def _accept(self, record: logging.LogRecord) -> bool:
+    def capture(self, record: logging.LogRecord, checked: bool = False) -> bool:
+        """Take a record: this handler's level and filters (unless ``checked``), then queue it.
+
+        The capture hook's target and ``emit``'s body, in one call. Returns whether the record
+        is now the bridge's to deliver (or to count): the console gate hides the plugin's own
+        console output of exactly those records.
+        """
+        if not checked:
+            if record.levelno < self.level:
+                return False
+            if self.filters:
+                return self._capture_filtered(record)
         try:
             name = record.name
             wanted = self._wanted.get(name)
             if wanted is None:
                 wanted = self._wants(name)
             sender = self._sender
-            if not wanted or record.thread == sender.ident:
+            thread = record.thread
+            if not wanted or thread == sender.ident:
                 return False  # filtered, or something the sender called logged: never loop back
             # Taken outside the lock: rendering a message runs the plugin's code, which may log.
-            fields = intake.take(record)
+            size, msg, args, kept = intake.message_of(record)
+            # Every field is read here, where an odd record's error is caught: the lock only numbers it.
+            lv, t, ln = record.levelno, record.created, record.levelname
+            path, func, line = record.pathname, record.funcName, record.lineno
+            tname, ctx = record.threadName, trace_context.capture_context()
         except Exception:
             self.handleError(record)
             return False
         ledger = self._ledger
-        buffer = ledger.buffer
-        with ledger.lock:
+        buffer, window, lock = ledger.buffer, ledger.window, ledger.lock
+        shed = None
+        lock.acquire()  # not `with`: it costs twice as much, and nothing in the block raises
+        try:
             seq = ledger.last_seq = ledger.last_seq + 1
-            counter = self._exit_counter
-            if counter is None and not self._exit_counter_tried:
-                counter = self._open_exit_counter()
-            if counter is not None:
-                counter.set(seq)  # survives a hard exit: the host counts what never arrived
-            item = (seq, *fields)
+            words = self._exit_words
+            if words is None:
+                words = self._open_exit_counter()
+            words[ACCEPTED_WORD] = seq  # survives a hard exit: the host counts what never arrived
+            item = (seq, size, lv, t, ln, name, msg, args, ctx, path, func, line, thread, tname, kept)
             if sender.deadline is not None:  # closing; checked under the lock: shutdown's drain has it or not
                 ledger.dropped[DropReason.SHUTDOWN] += 1
-                shed = [item]
-                wake = False
+                shed, wake = [item], False
             else:
                 queued = buffer.append(item)
-                shed = []
-                held = ledger.window.held_bytes
-                if queued > self._max_records or buffer.size_bytes + held > self._max_bytes:
-                    shed = buffer.shed(held)
-                    ledger.dropped[DropReason.QUEUE_FULL] += len(shed)
-                    if sender.connected:
-                        shed = []  # a host is there: it hears of them as counts, not lines
+                if queued > self._max_records or buffer.size_bytes + window.held_bytes > self._max_bytes:
+                    shed = self._shed(ledger)
                 # Sent at once when the sender is idle, so little waits in this process when
                 # it dies; under load the sender is busy and records batch up.
                 wake = ledger.sender_idle or queued == self._batch_records
                 ledger.sender_idle = False
+        finally:
+            lock.release()
         if shed:  # written outside the lock: stderr may block when nobody reads it
             sender.give_up(shed)
         if wake or sender.thread is None:  # (after shutdown no thread is started)
@@ -189,19 +187,29 @@ class RunnerLogHandler(logging.Handler):
             sender.wake()
         return True
 
+    def _capture_filtered(self, record: logging.LogRecord) -> bool:
+        result: Any = self.filter(record)
+        if not result:
+            return False
+        return self.capture(result if isinstance(result, logging.LogRecord) else record, True)
+
+    def _shed(self, ledger: Ledger) -> list[QueuedRecord]:
+        """Over a bound (lock held): shed by severity, counted; what to write to stderr."""
+        shed = ledger.buffer.shed(ledger.window.held_bytes)
+        ledger.dropped[DropReason.QUEUE_FULL] += len(shed)
+        return [] if self._sender.connected else shed  # a host is there: it hears of them as counts
+
     def _report_bad_record(self, record: logging.LogRecord) -> None:
         # Looked up at each call: a plugin (or a test) may replace handleError on the instance.
         self.handleError(record)
 
-    def _open_exit_counter(self) -> ExitCounter | None:
-        """The exit counter of this stream, made on its first record (lock held); once."""
-        if self._exit_counter_tried:
-            return None
-        self._exit_counter_tried = True
+    def _open_exit_counter(self) -> memoryview:
+        """The exit counter of this stream, made on its first record (lock held), as words to write."""
         self._exit_counter = open_for_stream(
             self._config.socket_path, self._config.token, self._ledger.stream
         )
-        return self._exit_counter
+        self._exit_words = scratch_words() if self._exit_counter is None else self._exit_counter.words
+        return self._exit_words
 
     def _wants(self, name: str) -> bool:
         """Whether records of logger ``name`` are forwarded; cached (and the cache bounded)."""

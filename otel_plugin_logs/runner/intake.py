@@ -46,11 +46,38 @@ _STRUCTLOG_KEY_BYTES: Final = 64  # per key of a structlog event dict's copy: sl
 
 def take(record: logging.LogRecord) -> tuple[Any, ...]:
     """The fields of the queued form of ``record`` after ``Q.SEQ`` (prefixed when it is queued)."""
+    size, message, kept_args, kept = message_of(record)
+    return (
+        size,
+        record.levelno,
+        record.created,
+        record.levelname,
+        record.name,
+        message,
+        kept_args,
+        trace_context.capture_context(),
+        record.pathname,
+        record.funcName,
+        record.lineno,
+        record.thread,
+        record.threadName,
+        kept,
+    )
+
+
+def message_of(
+    record: logging.LogRecord,
+) -> tuple[int, Any, tuple[Any, ...] | None, logging.LogRecord | None]:
+    """What the queue keeps of a record's message: ``(Q.SIZE_BYTES, Q.MESSAGE, Q.ARGS, Q.RECORD)``.
+
+    The size is the whole queued record's (``QUEUED_FIXED_BYTES`` included). This may run the
+    plugin's code (``__str__`` of an argument): the caller holds no lock.
+    """
     msg = record.msg
     args: Any = record.args
     kept_args: tuple[Any, ...] | None = None
-    if msg.__class__ is str and (not args or args.__class__ is tuple):
-        message: Any = msg
+    message: Any = msg
+    if msg.__class__ is str and args.__class__ is tuple:
         # Text sizes inline (not through _text_bytes): this runs for every record.
         size = _STR_BYTES + len(msg) if msg.isascii() else _WIDE_STR_BYTES + 4 * len(msg)
         if args:
@@ -73,7 +100,6 @@ def take(record: logging.LogRecord) -> tuple[Any, ...]:
     else:
         message = record.getMessage()
         size = _text_bytes(message)
-    kept: logging.LogRecord | None = None
     # Extras make the attribute dict longer than a plain record's: has_extras only then.
     if (
         record.exc_info
@@ -81,24 +107,8 @@ def take(record: logging.LogRecord) -> tuple[Any, ...]:
         or record.stack_info
         or (len(record.__dict__) > _PLAIN_RECORD_FIELDS and has_extras(record))
     ):
-        kept = record
-        size += _record_bytes(record)
-    return (
-        QUEUED_FIXED_BYTES + size,
-        record.levelno,
-        record.created,
-        record.levelname,
-        record.name,
-        message,
-        kept_args,
-        trace_context.capture_context(),
-        record.pathname,
-        record.funcName,
-        record.lineno,
-        record.thread,
-        record.threadName,
-        kept,
-    )
+        return QUEUED_FIXED_BYTES + size + _record_bytes(record), message, kept_args, record
+    return QUEUED_FIXED_BYTES + size, message, kept_args, None
 
 
 def _text_bytes(text: Any) -> int:

@@ -26,6 +26,7 @@ from otel_plugin_logs.runner.fallback import (
     write_stderr,
 )
 from otel_plugin_logs.runner.ledger import Ledger
+from otel_plugin_logs.runner.rows import SiteCache
 from otel_plugin_logs.runner.transport import Transport, TransportError, TransportRejected
 from otel_plugin_logs.wire import messages
 from otel_plugin_logs.wire.drops import DropReason
@@ -87,6 +88,7 @@ class Sender:
         self._clock = clock
         self._plugin_version = plugin_version
         self._limits = WireLimits.of(config)
+        self._sites = SiteCache()  # call sites' packed fields, from batch to batch
         self._batch_records = config.max_batch_records
         self._batch_bytes = min(1024 * 1024, config.max_frame_bytes // 4)
         self._max_window_bytes = min(config.max_queue_bytes * 3 // 4, MAX_WINDOW_BYTES)
@@ -144,8 +146,7 @@ class Sender:
             self.ident = thread.ident
 
     def _run(self) -> None:
-        ledger = self._ledger
-        window = ledger.window
+        ledger, window = self._ledger, self._ledger.window
         lingering = False
         while True:
             waiting_for_acks = len(window) > 0 and self.connected
@@ -261,7 +262,7 @@ class Sender:
     # --- batches -------------------------------------------------------------------------
 
     def _send_queued(self) -> None:
-        ledger = self._ledger
+        ledger, sites = self._ledger, self._sites
         while ledger.buffer.count:
             if ledger.window.held_bytes > self._max_window_bytes and not self.closing:
                 return  # the host is behind; let records wait (and shed by priority) here
@@ -269,9 +270,10 @@ class Sender:
                 items = ledger.buffer.take(self._batch_records)
             if not items:
                 return
-            # All frames are built and kept before any is sent: if the connection breaks
-            # half-way, the rest is already in the resend window instead of lost.
-            frames = build_frames(items, self._limits, self._batch_bytes, self._header, self._encode_failed)
+            # All frames are kept before any is sent: a break half-way leaves the rest in the resend window.
+            frames = build_frames(
+                items, self._limits, self._batch_bytes, self._header, self._encode_failed, sites
+            )
             with ledger.lock:
                 ledger.window.add(frames, items[-1][Q.SEQ])
             for frame in frames:

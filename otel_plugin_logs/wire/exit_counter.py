@@ -42,7 +42,7 @@ else:
 MAGIC: Final = b"OPLEXIT1"
 FILE_BYTES: Final = 32
 _LAYOUT: Final = struct.Struct("<8sQQQ")
-_ACCEPTED_INDEX: Final = 2  # in the page viewed as u64 words
+ACCEPTED_WORD: Final = 2  # the index of ``accepted`` in the page viewed as u64 words
 _ACCOUNTED_OFFSET: Final = 24
 SUFFIX: Final = ".exit"
 DIR_NAME: Final = "exit"
@@ -79,14 +79,24 @@ class ExitCounter:
         self._words = memoryview(self._map).cast("Q")
         self.path = path
 
+    @property
+    def words(self) -> memoryview:
+        """The page as u64 words: ``words[ACCEPTED_WORD] = n`` is ``set(n)`` without a call (the hot path)."""
+        return self._words
+
     def set(self, accepted: int) -> None:
-        self._words[_ACCEPTED_INDEX] = accepted
+        self._words[ACCEPTED_WORD] = accepted
 
     def release(self) -> None:
         """Unmap (the file stays for the host to read)."""
         with contextlib.suppress(BufferError, ValueError):
             self._words.release()
             self._map.close()
+
+
+def scratch_words() -> memoryview:
+    """Words laid out as a counter's, in private memory: written where the host keeps no counter."""
+    return memoryview(bytearray(FILE_BYTES)).cast("Q")
 
 
 def open_for_stream(socket_path: str, token: str, stream: int) -> ExitCounter | None:

@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from otel_plugin_logs import InMemoryTransport, RunnerLogHandler
 from otel_plugin_logs.config.runner import RunnerConfig
 from otel_plugin_logs.runner import intake
-from otel_plugin_logs.runner.encoding import WireLimits, build_frames, to_wire
+from otel_plugin_logs.runner.encoding import WireLimits, build_frames, pack_row, to_wire
 from otel_plugin_logs.wire.framing import encode_message_with_records
 from otel_plugin_logs.wire.records import Rec
 
@@ -80,16 +80,26 @@ def _calls(log: logging.Logger, text: Callable[[str], str], number: Callable[[in
         log.error("inside a span %s", text("dave"))
 
 
-def _rows(wrap_text: Callable[[str], str], wrap_number: Callable[[int], int]) -> list[list[Any]]:
+def _rows(
+    wrap_text: Callable[[str], str], wrap_number: Callable[[int], int], after: int = 0
+) -> list[list[Any]]:
+    """The rows of ``_calls`` (run fields left out), logged after ``after`` other records."""
     host = Host()
     handler = RunnerLogHandler(InMemoryTransport(host))
     log = logging.getLogger("fast.path")
     log.handlers[:] = [handler]
     log.setLevel(logging.INFO)
     log.propagate = False
+    warm_up = logging.getLogger("fast.warm-up")
+    warm_up.handlers[:] = [handler]
+    warm_up.setLevel(logging.INFO)
+    warm_up.propagate = False
+    for i in range(after):
+        warm_up.info("warm-up %d", i)
     _calls(log, wrap_text, wrap_number)
     assert handler.shutdown(5000)
-    return [[value for index, value in enumerate(row) if index not in _RUN_FIELDS] for row in host.rows]
+    rows = host.rows[after:]
+    return [[value for index, value in enumerate(row) if index not in _RUN_FIELDS] for row in rows]
 
 
 def _same(value: Any) -> Any:
@@ -102,6 +112,14 @@ def test_kept_arguments_give_the_same_wire_rows_as_rendering_at_the_call() -> No
     fast, rendered = [_rows(text, number) for text, number in ((_same, _same), (Text, Number))]
     assert len(fast) == 11
     assert fast == rendered
+
+
+def test_records_packed_by_call_site_give_the_rows_of_the_general_path() -> None:
+    """Logged past sequence number 128 (plain rows packed from their site's bytes), every kind of
+    record (plain, mutable argument, extras, exception, stack, traced) decodes to the same row."""
+    general, by_site = _rows(_same, _same), _rows(_same, _same, after=200)
+    assert len(by_site) == 11
+    assert by_site == general
 
 
 def test_rows_carry_the_text_as_logged() -> None:
@@ -244,3 +262,31 @@ def test_a_plain_batch_frame_carries_the_rows_to_wire_makes() -> None:
         assert got[: Rec.OBSERVED_TIME] + got[Rec.OBSERVED_TIME + 1 :] == (
             want[: Rec.OBSERVED_TIME] + want[Rec.OBSERVED_TIME + 1 :]
         )
+
+
+def _record(body: str, seq: int, **fields: Any) -> logging.LogRecord:
+    record = logging.LogRecord("fast.sites", logging.INFO, __file__, 11, body, None, None, func="site")
+    record.__dict__.update(fields)
+    return record
+
+
+# Sequence numbers at each edge of msgpack's int formats; bodies at each edge of its str formats.
+_EDGE_SEQS = (1, 127, 128, 255, 256, 65_535, 65_536, 2**32 - 1, 2**32, 2**40)
+_EDGE_BODIES = ("", "a" * 31, "b" * 32, "c" * 255, "d" * 256, "e" * 16_384, "é ü ß", "😀" * 40, "lone \udc80")
+
+
+def test_plain_rows_packed_by_site_are_byte_for_byte_msgpacks_of_the_row() -> None:
+    """Rows packed from their site's bytes equal the general path's (``to_wire`` + msgpack), at every edge."""
+    records = [_record(body, 0) for body in _EDGE_BODIES]
+    records += [_record("custom level", 0, levelno=25, levelname="Level 25"), _record("odd", 0, levelno=99)]
+    records += [_record("no thread", 0, thread=None, threadName=None), _record("early", 0, created=1.5)]
+    # Every record at every sequence number: sites repeat, as in a burst.
+    items = [(seq, *intake.take(record)) for seq in _EDGE_SEQS for record in records]
+    limits = WireLimits.of(RunnerConfig())
+    errors: list[Exception] = []
+    frames = build_frames(items, limits, 1 << 23, lambda: {"t": "batch"}, lambda item, e: errors.append(e))
+    assert len(frames) == 1 and not errors
+    observed = msgpack.unpackb(frames[0].frame[4:], raw=False)["records"][0][Rec.OBSERVED_TIME]
+    packer = msgpack.Packer(use_bin_type=True)
+    expected = [pack_row(packer, to_wire(item, limits, observed), 1 << 23) for item in items]
+    assert frames[0].frame == encode_message_with_records({"t": "batch"}, expected)
