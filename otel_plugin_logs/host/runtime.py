@@ -101,4 +101,3 @@ class RuntimeDir:
         else:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.socket_path)
-
