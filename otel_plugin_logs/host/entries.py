@@ -12,6 +12,7 @@ import math
 import sys
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any, Final
 
 from pydantic import (
@@ -26,6 +27,7 @@ from pydantic import (
 
 from otel_plugin_logs.conventions import BRIDGE_SCOPE_NAME
 from otel_plugin_logs.export.model import ENTRY_OVERHEAD_BYTES, Entry, built_entry, value_memory_bytes
+from otel_plugin_logs.export.otlp import attribute_bytes, encode_record, encode_record_from
 from otel_plugin_logs.wire.records import (
     BODY_ORIGINAL_BYTES,
     EXCEPTION_MESSAGE,
@@ -52,6 +54,9 @@ _SMALL_INT: Final = 2**30  # one 30-bit digit
 _SMALL_INT_BYTES: Final = sys.getsizeof(1)
 _BOOL_BYTES: Final = sys.getsizeof(True)
 _FLOAT_BYTES: Final = sys.getsizeof(0.5)
+_BYTES_BYTES: Final = sys.getsizeof(b"")  # a bytes object is this plus its length
+_CLEAN_PAIRS_LIMIT: Final = 16_384
+_MAX_CACHED_PAIR_BYTES: Final = 512
 
 
 # A dict filled by insertion alone (as the attributes are) has a size set by its length.
@@ -80,15 +85,29 @@ def clean_text(value: str, max_length: int) -> str:
     return value
 
 
-class Limits:
-    """The per-record caps the host enforces, from its config and the OTel attribute limits."""
+@dataclass(frozen=True, slots=True)
+class CleanPair:
+    """An attribute found clean under one ``Limits``: its KeyValue and what its key and value hold."""
 
-    __slots__ = ("max_attribute_count", "max_attribute_length", "max_body_bytes")
+    encoded: bytes  # as LogRecord.attributes (field 6)
+    memory_bytes: int  # sys.getsizeof of the key plus that of the value
+
+
+class Limits:
+    """The per-record caps the host enforces, from its config and the OTel attribute limits.
+
+    Fixed once made: ``clean_pairs`` remembers the pairs found clean under these caps.
+    """
+
+    __slots__ = ("clean_pairs", "max_attribute_count", "max_attribute_length", "max_body_bytes")
 
     def __init__(self, max_body_bytes: int, max_attribute_length: int, max_attribute_count: int) -> None:
         self.max_body_bytes = max_body_bytes
         self.max_attribute_length = max_attribute_length
         self.max_attribute_count = max_attribute_count
+        # (key, value's class, value) → the pair checked and encoded: most records repeat their
+        # attributes (code location, thread, a few extras), so most pairs are checked only once.
+        self.clean_pairs: dict[tuple[str, type, Any], CleanPair] = {}
 
 
 def _clean_value(value: Any, max_length: int) -> Any:
@@ -113,15 +132,27 @@ def _clean_nested(value: Any, max_length: int) -> Any:
     return value
 
 
-def build_entry(record: Any, limits: Limits, now_ns: int | None = None) -> tuple[Entry, int, str | None]:
-    """A validated wire record → (export entry, stdlib level, exception stack trace or None)."""
+def build_entry(
+    record: Any, limits: Limits, now_ns: int | None = None, *, uid_prefix: str | None = None
+) -> tuple[Entry, int, str | None]:
+    """A validated wire record → (export entry, stdlib level, exception stack trace or None).
+
+    With ``uid_prefix`` the entry also gets its ``log.record.uid`` (the prefix, then its sequence
+    number in hex) and its protobuf encoding, ``Entry.encoded``, counted in its memory.
+    """
     seq, time_ns, observed_ns, sev_number, sev_text, body, logger, raw_attributes = record[:8]
     trace_id, span_id, flags, exception, levelno = record[8:]
     now = time.time_ns() if now_ns is None else now_ns
-    attributes, dropped, memory = _clean_attributes(raw_attributes, limits)
+    attributes, dropped, memory, parts = _clean_attributes(raw_attributes, limits)
     if not 0 < observed_ns <= now + _FUTURE_TOLERANCE_NANOS:
         observed_ns = now
-    if not 0 < time_ns <= now + _FUTURE_TOLERANCE_NANOS:
+    odd_time = not 0 < time_ns <= now + _FUTURE_TOLERANCE_NANOS
+    odd_body = not body.isascii() or len(body) > limits.max_body_bytes  # most bodies are short ASCII
+    if odd_time or odd_body or exception is not None:
+        parts = None  # attributes are added below: the record is encoded from the dict
+        if attributes is raw_attributes:  # the wire's dict, taken as it was: not ours to change
+            attributes = dict(attributes)
+    if odd_time:
         if len(attributes) < limits.max_attribute_count:
             memory += _put(
                 attributes,
@@ -129,7 +160,7 @@ def build_entry(record: Any, limits: Limits, now_ns: int | None = None) -> tuple
                 time_ns if INT64_MIN <= time_ns <= INT64_MAX else str(time_ns),
             )
         time_ns = observed_ns
-    if not body.isascii() or len(body) > limits.max_body_bytes:  # most bodies are short ASCII text
+    if odd_body:
         body = clean_text(body, len(body))
         body, original = truncate_utf8(body, limits.max_body_bytes)
         if original and BODY_ORIGINAL_BYTES not in attributes:
@@ -169,7 +200,19 @@ def build_entry(record: Any, limits: Limits, now_ns: int | None = None) -> tuple
         dropped,
         _memory_bytes(body, attributes, memory),
     )
+    if uid_prefix is not None:
+        _encode(entry, f"{uid_prefix}{seq:016x}", parts)
     return entry, level, stacktrace
+
+
+def _encode(entry: Entry, uid: str, attribute_parts: list[bytes] | None) -> None:
+    """Give ``entry`` its uid and its encoding (from its attributes' KeyValues when known)."""
+    entry.uid = uid
+    if attribute_parts is None:
+        encoded = entry.encoded = encode_record(entry)
+    else:
+        encoded = entry.encoded = encode_record_from(entry, attribute_parts)
+    entry.memory_bytes += _BYTES_BYTES + len(encoded)
 
 
 def _memory_bytes(body: str, attributes: dict[str, Any], summed: int) -> int:
@@ -206,44 +249,79 @@ def _put(attributes: dict[str, Any], key: str, value: Any) -> int:
     return _REPLACED if replaced else _getsizeof(key) + value_memory_bytes(value)
 
 
-def _clean_attributes(raw: Mapping[str, Any], limits: Limits) -> tuple[dict[str, Any], int, int]:
-    """(attributes within the limits, how many were dropped, the memory of their keys and values).
+def _clean_attributes(
+    raw: Mapping[str, Any], limits: Limits
+) -> tuple[dict[str, Any], int, int, list[bytes] | None]:
+    """(attributes within the limits, how many were dropped, the memory of their keys and values,
+    each pair's KeyValue or None).
 
     The memory is ``value_memory_bytes``'s count, summed here while each value is at hand; it
     is negative when two keys were cleaned to one name (the caller then counts the result).
     """
     if len(raw) <= limits.max_attribute_count:
-        plain = _plain_attributes(raw, limits.max_attribute_length)
+        plain = _plain_attributes(raw, limits)
         if plain is not None:
             return plain
-    return _cleaned_attributes(raw, limits)
+    attributes, dropped, memory = _cleaned_attributes(raw, limits)
+    return attributes, dropped, memory, None
 
 
-def _plain_attributes(raw: Mapping[str, Any], max_len: int) -> tuple[dict[str, Any], int, int] | None:
-    """``_cleaned_attributes``' result when nothing needs cleaning (short ASCII keys, plain scalars),
-    from a pass that only checks and counts (a quarter cheaper); None as soon as something does."""
+def _plain_attributes(
+    raw: Mapping[str, Any], limits: Limits
+) -> tuple[dict[str, Any], int, int, list[bytes]] | None:
+    """``_clean_attributes``' result when nothing needs cleaning (short ASCII keys, plain scalars),
+    from one pass that checks, counts and encodes; None as soon as something needs cleaning.
+
+    A pair in ``limits.clean_pairs`` was checked already: a hit is one lookup. The wire's dict
+    is kept as it is (no copy): nothing else holds it.
+    """
+    pairs = limits.clean_pairs
+    get = pairs.get
     memory = 0
-    for key, value in raw.items():
-        if not key or len(key) > _MAX_KEY_LENGTH or not key.isascii():
+    parts = []
+    try:
+        for key, value in raw.items():
+            pair = get((key, value.__class__, value))
+            if pair is None:
+                pair = _checked_pair(pairs, key, value, limits.max_attribute_length)
+                if pair is None:
+                    return None
+            memory += pair.memory_bytes
+            parts.append(pair.encoded)
+    except TypeError:  # a list or map value cannot be a cache key: it is not a plain pair
+        return None
+    return (raw if raw.__class__ is dict else dict(raw)), 0, memory, parts
+
+
+def _checked_pair(
+    pairs: dict[tuple[str, type, Any], CleanPair], key: str, value: Any, max_len: int
+) -> CleanPair | None:
+    """The pair as ``CleanPair`` when it needs no cleaning (and remembered if small), else None."""
+    if not key or len(key) > _MAX_KEY_LENGTH or not key.isascii():
+        return None
+    kind = value.__class__
+    if kind is str:
+        if len(value) > max_len or not value.isascii():
             return None
-        # The constant of the pair's two ASCII strings is added once for all pairs, below.
-        kind = value.__class__
-        if kind is str:
-            if len(value) > max_len or not value.isascii():
-                return None
-            memory += len(key) + len(value)
-        elif kind is int:
-            if not INT64_MIN <= value <= INT64_MAX:
-                return None
-            small = value and -_SMALL_INT < value < _SMALL_INT
-            memory += len(key) + (_SMALL_INT_BYTES if small else _getsizeof(value)) - _ASCII_STR_BYTES
-        elif kind is bool:
-            memory += len(key) + _BOOL_BYTES - _ASCII_STR_BYTES
-        elif kind is float and math.isfinite(value):
-            memory += len(key) + _FLOAT_BYTES - _ASCII_STR_BYTES
-        else:
+        memory = _ASCII_STR_BYTES + len(value)
+    elif kind is int:
+        if not INT64_MIN <= value <= INT64_MAX:
             return None
-    return dict(raw), 0, memory + 2 * _ASCII_STR_BYTES * len(raw)
+        small = value and -_SMALL_INT < value < _SMALL_INT
+        memory = _SMALL_INT_BYTES if small else _getsizeof(value)
+    elif kind is bool:
+        memory = _BOOL_BYTES
+    elif kind is float and math.isfinite(value):
+        memory = _FLOAT_BYTES
+    else:
+        return None
+    pair = CleanPair(attribute_bytes(key, value), _ASCII_STR_BYTES + len(key) + memory)
+    # -0.0 equals 0.0 as a key but not as a double: zeros are checked each time.
+    if len(pair.encoded) < _MAX_CACHED_PAIR_BYTES and (kind is not float or value):
+        if len(pairs) >= _CLEAN_PAIRS_LIMIT:
+            pairs.clear()
+        pairs[(key, kind, value)] = pair
+    return pair
 
 
 def _cleaned_attributes(raw: Mapping[str, Any], limits: Limits) -> tuple[dict[str, Any], int, int]:
