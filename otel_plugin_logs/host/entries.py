@@ -55,7 +55,10 @@ _SMALL_INT_BYTES: Final = sys.getsizeof(1)
 _BOOL_BYTES: Final = sys.getsizeof(True)
 _FLOAT_BYTES: Final = sys.getsizeof(0.5)
 _BYTES_BYTES: Final = sys.getsizeof(b"")  # a bytes object is this plus its length
-_CLEAN_PAIRS_LIMIT: Final = 16_384
+_ZERO_TRACE_ID: Final = bytes(16)
+_ZERO_SPAN_ID: Final = bytes(8)
+# The clean-pair cache's bound: a few MiB at most, far more pairs than a plugin's call sites repeat.
+_CLEAN_PAIRS_LIMIT: Final = 4096
 _MAX_CACHED_PAIR_BYTES: Final = 512
 
 
@@ -140,10 +143,15 @@ def build_entry(
     With ``uid_prefix`` the entry also gets its ``log.record.uid`` (the prefix, then its sequence
     number in hex) and its protobuf encoding, ``Entry.encoded``, counted in its memory.
     """
-    seq, time_ns, observed_ns, sev_number, sev_text, body, logger, raw_attributes = record[:8]
+    (seq, time_ns, observed_ns, sev_number, sev_text, body, logger, raw_attributes) = record[:8]
     trace_id, span_id, flags, exception, levelno = record[8:]
     now = time.time_ns() if now_ns is None else now_ns
-    attributes, dropped, memory, parts = _clean_attributes(raw_attributes, limits)
+    plain = (
+        _plain_attributes(raw_attributes, limits)
+        if len(raw_attributes) <= limits.max_attribute_count
+        else None
+    )
+    attributes, dropped, memory, parts = plain or _clean_attributes(raw_attributes, limits)
     if not 0 < observed_ns <= now + _FUTURE_TOLERANCE_NANOS:
         observed_ns = now
     odd_time = not 0 < time_ns <= now + _FUTURE_TOLERANCE_NANOS
@@ -175,9 +183,9 @@ def build_entry(
     text = sev_text if sev_text and len(sev_text) <= _MAX_SEVERITY_TEXT and sev_text.isprintable() else ""
     if not text:
         text = _level_text(level)
-    if trace_id is not None and (len(trace_id) != 16 or not any(trace_id)):
+    if trace_id is not None and (len(trace_id) != 16 or trace_id == _ZERO_TRACE_ID):
         trace_id = None
-    if span_id is not None and (len(span_id) != 8 or not any(span_id)):
+    if span_id is not None and (len(span_id) != 8 or span_id == _ZERO_SPAN_ID):
         span_id = None
     if trace_id is None or span_id is None:
         trace_id = span_id = None
