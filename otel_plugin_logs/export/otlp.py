@@ -243,13 +243,20 @@ def _scope(name: str) -> bytes:
 def group(items: Iterable[tuple[ResourceInfo, Entry]]) -> dict[ResourceInfo, dict[str, list[Entry]]]:
     """Group by resource, then scope, keeping the order of first appearance and of records."""
     groups: dict[ResourceInfo, dict[str, list[Entry]]] = {}
+    last_resource: ResourceInfo | None = None
+    last_scope = ""
+    bucket: list[Entry] = []
     for resource, entry in items:
-        scopes = groups.get(resource)
-        if scopes is None:
-            scopes = groups[resource] = {}
-        bucket = scopes.get(entry.scope)
-        if bucket is None:
-            bucket = scopes[entry.scope] = []
+        scope = entry.scope
+        # Runs of one plugin's records from one logger are the rule: their bucket is at hand.
+        if resource is not last_resource or scope != last_scope:
+            scopes = groups.get(resource)
+            if scopes is None:
+                scopes = groups[resource] = {}
+            found = scopes.get(scope)
+            if found is None:
+                found = scopes[scope] = []
+            bucket, last_resource, last_scope = found, resource, scope
         bucket.append(entry)
     return groups
 

@@ -209,7 +209,9 @@ def build_entry(
         _memory_bytes(body, attributes, memory),
     )
     if uid_prefix is not None:
-        _encode(entry, f"{uid_prefix}{seq:016x}", parts)
+        # f"{seq:016x}", at a third of the cost (a runner's sequence numbers are positive int64s)
+        uid = uid_prefix + (seq.to_bytes(8, "big").hex() if 0 <= seq <= UINT64_MAX else f"{seq:016x}")
+        _encode(entry, uid, parts)
     return entry, level, stacktrace
 
 
