@@ -48,9 +48,9 @@ class ResourceInfo:
 
 # --- protobuf wire format ---------------------------------------------------------------
 
-_pack_fixed64: Final = struct.Struct("<Q").pack
 _pack_fixed32: Final = struct.Struct("<I").pack
 _pack_double: Final = struct.Struct("<d").pack
+_pack_tagged_fixed64: Final = struct.Struct("<BQ").pack  # a one-byte tag, then its fixed64
 
 
 def _varint(value: int) -> bytes:
@@ -205,8 +205,7 @@ def _record(entry: Entry, attribute_parts: list[bytes], event_name: str) -> byte
     severity = _SEVERITIES.get((entry.severity_number, entry.severity_text))
     if severity is None:
         severity = _severity(entry.severity_number, entry.severity_text)
-    parts = [b"\x09", _pack_fixed64(entry.time), severity, value]
-    parts += attribute_parts
+    parts = [_pack_tagged_fixed64(0x09, entry.time), severity, value, *attribute_parts]
     uid = entry.uid
     if uid:  # unique per record: kept out of the pair cache; the host's are all 32 characters
         parts.append(
@@ -228,7 +227,7 @@ def _record(entry: Entry, attribute_parts: list[bytes], event_name: str) -> byte
         if span_id:
             parts.append(b"\x52\x08" + span_id)
     if entry.observed_time:
-        parts += (b"\x59", _pack_fixed64(entry.observed_time))
+        parts.append(_pack_tagged_fixed64(0x59, entry.observed_time))
     if event_name:
         parts.append(_ld(b"\x62", event_name.encode("utf-8", "surrogatepass")))  # field 12
     payload = b"".join(parts)
