@@ -140,6 +140,18 @@ def clean_attributes(
     return attributes, dropped, memory, None
 
 
+def unchanged_attributes(
+    raw: Mapping[str, Any], limits: Limits, *, encoded: bool
+) -> tuple[dict[str, Any], int, int, list[bytes] | None] | None:
+    """``clean_attributes``' result when nothing needs cleaning, else None: with each pair's
+    KeyValue when the record is ``encoded`` (``plain_attributes``), else ``checked_attributes``'."""
+    if len(raw) > limits.max_attribute_count:
+        return None
+    if encoded:
+        return plain_attributes(raw, limits)
+    return checked_attributes(raw, limits.max_attribute_length)
+
+
 def plain_attributes(
     raw: Mapping[str, Any], limits: Limits
 ) -> tuple[dict[str, Any], int, int, list[bytes]] | None:
@@ -165,6 +177,35 @@ def plain_attributes(
     except TypeError:  # a list or map value cannot be a cache key: it is not a plain pair
         return None
     return (raw if raw.__class__ is dict else dict(raw)), 0, memory, parts
+
+
+def checked_attributes(raw: Mapping[str, Any], max_len: int) -> tuple[dict[str, Any], int, int, None] | None:
+    """``plain_attributes`` without the cache (nothing encoded, nothing remembered): for a host
+    whose sink does not take protobuf, so that what it keeps does not grow with the runners it saw
+    (each runner brings its own thread ids). None as soon as something needs cleaning."""
+    memory = 0
+    for key, value in raw.items():
+        if not key or len(key) > MAX_KEY_LENGTH or not key.isascii():
+            return None
+        # The constant of the pair's two ASCII strings is added once for all pairs, below.
+        kind = value.__class__
+        if kind is str:
+            if len(value) > max_len or not value.isascii():
+                return None
+            memory += len(key) + len(value)
+        elif kind is int:
+            if not INT64_MIN <= value <= INT64_MAX:
+                return None
+            small = value and -_SMALL_INT < value < _SMALL_INT
+            memory += len(key) + (_SMALL_INT_BYTES if small else _getsizeof(value)) - _ASCII_STR_BYTES
+        elif kind is bool:
+            memory += len(key) + _BOOL_BYTES - _ASCII_STR_BYTES
+        elif kind is float and math.isfinite(value):
+            memory += len(key) + _FLOAT_BYTES - _ASCII_STR_BYTES
+        else:
+            return None
+    kept = raw if raw.__class__ is dict else dict(raw)
+    return kept, 0, memory + 2 * _ASCII_STR_BYTES * len(raw), None
 
 
 def _checked_pair(

@@ -32,8 +32,8 @@ from otel_plugin_logs.host.attributes import (
     clean_attributes,
     clean_text,
     entry_memory_bytes,
-    plain_attributes,
     put_attribute,
+    unchanged_attributes,
 )
 from otel_plugin_logs.wire.records import (
     BODY_ORIGINAL_BYTES,
@@ -80,8 +80,7 @@ def build_entry(
     (seq, time_ns, observed_ns, sev_number, sev_text, body, logger, raw_attributes) = record[:8]
     trace_id, span_id, flags, exception, levelno = record[8:]
     now = time.time_ns() if now_ns is None else now_ns
-    countable = len(raw_attributes) <= limits.max_attribute_count
-    plain = plain_attributes(raw_attributes, limits) if countable else None
+    plain = unchanged_attributes(raw_attributes, limits, encoded=uid_prefix is not None)
     attributes, dropped, memory, parts = plain or clean_attributes(raw_attributes, limits)
     if not 0 < observed_ns <= now + _FUTURE_TOLERANCE_NANOS:
         observed_ns = now
