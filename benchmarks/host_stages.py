@@ -3,6 +3,10 @@
 Frames come from a real ``RunnerLogHandler`` (``encode.make_frames``); each stage runs the
 host's own functions over the whole batch, repeated, and the median per record is printed.
 Run: ``.venv/bin/python -m benchmarks.host_stages [records] [repeats]``.
+
+A host whose sink sends protobuf builds and encodes in one step ("build_entry, encoded"), then
+cuts and sends what it encoded ("encode_request, encoded", "encoded_bytes, encoded"); the rows
+without "encoded" are the path of the other sinks (JSON file, SDK exporters, a user's own).
 """
 
 from __future__ import annotations
@@ -47,8 +51,10 @@ def stages(count: int) -> tuple[int, dict[str, Callable[[], Any]]]:
     built = [build_entry(r, limits, now) for r in records]
     for entry, _, _ in built:
         entry.uid = f"{'0' * 16}{entry.seq:016x}"
+    encoded = [build_entry(r, limits, now, uid_prefix="0" * 16)[0] for r in records]
     resource = resource_info()
     pairs = [(resource, entry) for entry, _, _ in built]
+    encoded_pairs = [(resource, entry) for entry in encoded]
     otel = {"plugin": "bench", "plugin_version": None, "runner_pid": 4242, "resource": resource.attributes}
 
     class Discard(logging.Handler):
@@ -77,9 +83,12 @@ def stages(count: int) -> tuple[int, dict[str, Callable[[], Any]]]:
         "decode (msgpack)": lambda: decode_message(body),
         "validate (header + records)": lambda: validate_records(BatchHeader.model_validate(message).records),
         "build_entry": lambda: [build_entry(r, limits, now) for r in records],
+        "build_entry, encoded": lambda: [build_entry(r, limits, now, uid_prefix="0" * 16) for r in records],
         "size_estimate": lambda: [e.size_estimate() for e, _, _ in built],
         "encode_request": lambda: encode_request(pairs),
+        "encode_request, encoded": lambda: encode_request(encoded_pairs),
         "encoded_bytes (batch cutting)": lambda: [encoded_bytes(e) for e, _, _ in built],
+        "encoded_bytes, encoded": lambda: [encoded_bytes(e) for e in encoded],
         "replay (a discarding handler)": lambda: [replayer.replay(e, lv, st, otel) for e, lv, st in built],
         "replay (no handler)": lambda: [quiet.replay(e, lv, st, otel) for e, lv, st in built],
         "console format": lambda: [formatter.format(r) for r in made],

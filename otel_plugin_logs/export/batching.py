@@ -3,7 +3,9 @@
 Collectors refuse a request above a size (gRPC's default 4 MiB, answered OUT_OF_RANGE or
 RESOURCE_EXHAUSTED; HTTP 413). The queue's byte bound counts memory, which says little about
 the encoded size (a CJK character is 2 bytes in memory and 3 in UTF-8), so batches are cut by
-an upper bound of each record's protobuf size instead. A record that alone exceeds a request
+each record's protobuf size instead: exact for a record encoded already (``Entry.encoded``, when
+the sink sends protobuf), else an upper bound; each resource and scope wrapper is counted once
+per request, bounded (``RequestSize``). A record that alone exceeds a request
 is cut down (body truncated with a marker and its original size, then attributes dropped and
 counted) rather than sent whole; a request refused anyway is split in halves, and a single
 record refused is cut down once more, then dropped and counted: never retried forever.
@@ -23,6 +25,8 @@ _RECORD_OVERHEAD_BYTES: Final = 96
 _UID_KEY_BYTES: Final = len(RECORD_UID_ATTRIBUTE)
 _FIELD_OVERHEAD_BYTES: Final = 12  # tag and length varints of one key/value pair, at most
 _GROUP_OVERHEAD_BYTES: Final = 32  # a ResourceLogs or ScopeLogs wrapper's tags and lengths
+# A ScopeLogs wrapper around its records: three tags and three length varints (5 bytes at most).
+_SCOPE_GROUP_BYTES: Final = 18
 _MIN_RECORD_BYTES: Final = 1024
 # Error codes (as the sinks report them) meaning "this request is too big", not "try later".
 _TOO_LARGE_PREFIXES: Final = ("RESOURCE_EXHAUSTED",)
@@ -53,7 +57,9 @@ def value_bytes(value: Any) -> int:
 
 
 def encoded_bytes(entry: Entry) -> int:
-    """An upper bound of the record's size inside an OTLP protobuf request."""
+    """The record's size inside an OTLP protobuf request: exact once encoded, else an upper bound."""
+    if entry.encoded:
+        return len(entry.encoded)
     body = entry.body
     size = _RECORD_OVERHEAD_BYTES + _text_bytes(entry.severity_text) + _text_bytes(entry.scope)
     size += _text_bytes(body) if body.__class__ is str else value_bytes(body)
@@ -78,6 +84,36 @@ def encoded_bytes(entry: Entry) -> int:
 def resource_bytes(resource: ResourceInfo) -> int:
     """What a resource adds to a request, once per request it appears in."""
     return len(resource.pb) + _GROUP_OVERHEAD_BYTES
+
+
+class RequestSize:
+    """The size of a request being filled, record by record: each record's ``encoded_bytes``, and
+    each resource's and each of its scopes' wrappers the first time they appear."""
+
+    __slots__ = ("_scopes", "total_bytes")
+
+    def __init__(self) -> None:
+        self._scopes: dict[ResourceInfo, set[str]] = {}
+        self.total_bytes = 0
+
+    def cost(self, resource: ResourceInfo, entry: Entry) -> int:
+        """What adding the record would add to the request."""
+        encoded = entry.encoded
+        size = len(encoded) if encoded else encoded_bytes(entry)
+        scopes = self._scopes.get(resource)
+        if scopes is None:
+            return size + resource_bytes(resource) + _text_bytes(entry.scope) + _SCOPE_GROUP_BYTES
+        if entry.scope not in scopes:
+            return size + _text_bytes(entry.scope) + _SCOPE_GROUP_BYTES
+        return size
+
+    def add(self, resource: ResourceInfo, entry: Entry, cost: int) -> None:
+        """Count the record in, at the ``cost`` it was given."""
+        scopes = self._scopes.get(resource)
+        if scopes is None:
+            scopes = self._scopes[resource] = set()
+        scopes.add(entry.scope)
+        self.total_bytes += cost
 
 
 def fit_record(entry: Entry, max_bytes: int) -> Entry:

@@ -23,13 +23,16 @@ class Entry:
     Build it with keywords: ``Entry(seq=..., time=..., ...)``, or ``new_entry(...)`` on the hot
     path; the positional order is kept for older callers. ``memory_bytes`` is the record's
     memory as ``measured_memory_bytes`` counts it: given by a builder that computed it, else
-    computed on first use.
+    computed on first use. ``encoded`` is the record's OTLP protobuf (a ScopeLogs.log_records
+    element), written once by a host whose sink sends protobuf (b"" otherwise); its bytes are
+    part of ``memory_bytes``.
     """
 
     __slots__ = (
         "attributes",
         "body",
         "dropped_attributes",
+        "encoded",
         "event_name",
         "flags",
         "memory_bytes",
@@ -77,6 +80,7 @@ class Entry:
         self.event_name = event_name
         self.memory_bytes = memory_bytes
         self.uid = ""  # log.record.uid, set by the host when it enqueues the record for export
+        self.encoded = b""
 
     def size_estimate(self) -> int:
         """Bytes this record holds in memory (what the export queue's byte bound counts)."""
@@ -163,6 +167,7 @@ def built_entry(
     entry.event_name = ""
     entry.memory_bytes = memory_bytes
     entry.uid = ""
+    entry.encoded = b""
     return entry
 
 

@@ -24,7 +24,7 @@ from typing import Any, Final
 
 from otel_plugin_logs.export.model import Entry
 
-__all__ = ["Entry", "ResourceInfo", "encode_json_line", "encode_request"]
+__all__ = ["Entry", "ResourceInfo", "encode_json_line", "encode_record", "encode_request"]
 
 # A plugin names an event with ``extra={"event.name": ...}``: the host lifts it into the
 # LogRecord's event_name (proto field 12, OTLP/JSON ``eventName``), so runners need nothing new.
@@ -48,9 +48,9 @@ class ResourceInfo:
 
 # --- protobuf wire format ---------------------------------------------------------------
 
-_pack_fixed64: Final = struct.Struct("<Q").pack
 _pack_fixed32: Final = struct.Struct("<I").pack
 _pack_double: Final = struct.Struct("<d").pack
+_pack_tagged_fixed64: Final = struct.Struct("<BQ").pack  # a one-byte tag, then its fixed64
 
 
 def _varint(value: int) -> bytes:
@@ -119,7 +119,8 @@ def _attribute(key: str, value: Any) -> bytes:
             if len(_kv_cache) >= _KV_CACHE_LIMIT:
                 _kv_cache.clear()
             encoded = _ld(b"\x32", _kv_body(key, value))
-            if len(encoded) < 512:
+            # -0.0 equals 0.0 as a key but not as a double: zeros are encoded each time.
+            if len(encoded) < 512 and (kind is not float or value):
                 _kv_cache[cache_key] = encoded
         return encoded
     return _ld(b"\x32", _kv_body(key, value))
@@ -162,7 +163,35 @@ def exported_attributes(entry: Entry) -> Iterable[tuple[str, Any]]:
     return attributes
 
 
-def _log_record(entry: Entry) -> bytes:
+def encode_record(entry: Entry) -> bytes:
+    """The record's protobuf LogRecord, tagged as a ScopeLogs.log_records element."""
+    attributes = entry.attributes
+    event_name = event_name_of(entry) if entry.event_name or EVENT_NAME_ATTRIBUTE in attributes else ""
+    items: Iterable[tuple[str, Any]] = attributes.items()
+    if event_name and EVENT_NAME_ATTRIBUTE in attributes:
+        items = [(k, v) for k, v in items if k != EVENT_NAME_ATTRIBUTE]
+    # The pair cache's lookup inline: a call per attribute is a good part of a record's cost.
+    get = _kv_cache.get
+    try:
+        parts = [get((k, v.__class__, v)) or _attribute(k, v) for k, v in items]
+    except TypeError:  # a list or map value cannot be a cache key: each pair on its own
+        parts = [_attribute(k, v) for k, v in items]
+    return _record(entry, parts, event_name)
+
+
+def encode_record_from(entry: Entry, attribute_parts: list[bytes]) -> bytes:
+    """``encode_record`` given each attribute's KeyValue (``attribute_bytes``), in the dict's order."""
+    if entry.event_name or EVENT_NAME_ATTRIBUTE in entry.attributes:  # lifted out: encoded from the dict
+        return encode_record(entry)
+    return _record(entry, attribute_parts, "")
+
+
+def attribute_bytes(key: str, value: Any) -> bytes:
+    """One attribute as a LogRecord.attributes (field 6) KeyValue."""
+    return _ld(b"\x32", _kv_body(key, value))
+
+
+def _record(entry: Entry, attribute_parts: list[bytes], event_name: str) -> bytes:
     body = entry.body
     if body.__class__ is str:
         data = body.encode("utf-8", "surrogatepass")
@@ -176,19 +205,7 @@ def _log_record(entry: Entry) -> bytes:
     severity = _SEVERITIES.get((entry.severity_number, entry.severity_text))
     if severity is None:
         severity = _severity(entry.severity_number, entry.severity_text)
-    parts = [b"\x09", _pack_fixed64(entry.time), severity, value]
-    attributes = entry.attributes
-    event_name = event_name_of(entry) if entry.event_name or EVENT_NAME_ATTRIBUTE in attributes else ""
-    items: Iterable[tuple[str, Any]] = attributes.items()
-    if event_name and EVENT_NAME_ATTRIBUTE in attributes:
-        items = [(k, v) for k, v in items if k != EVENT_NAME_ATTRIBUTE]
-    # The pair cache's lookup inline: a call per attribute is a good part of a record's cost.
-    get = _kv_cache.get
-    try:
-        parts += [get((k, v.__class__, v)) or _attribute(k, v) for k, v in items]
-    except TypeError:  # a list or map value cannot be a cache key: each pair on its own
-        del parts[4:]
-        parts += [_attribute(k, v) for k, v in items]
+    parts = [_pack_tagged_fixed64(0x09, entry.time), severity, value, *attribute_parts]
     uid = entry.uid
     if uid:  # unique per record: kept out of the pair cache; the host's are all 32 characters
         parts.append(
@@ -210,7 +227,7 @@ def _log_record(entry: Entry) -> bytes:
         if span_id:
             parts.append(b"\x52\x08" + span_id)
     if entry.observed_time:
-        parts += (b"\x59", _pack_fixed64(entry.observed_time))
+        parts.append(_pack_tagged_fixed64(0x59, entry.observed_time))
     if event_name:
         parts.append(_ld(b"\x62", event_name.encode("utf-8", "surrogatepass")))  # field 12
     payload = b"".join(parts)
@@ -225,13 +242,20 @@ def _scope(name: str) -> bytes:
 def group(items: Iterable[tuple[ResourceInfo, Entry]]) -> dict[ResourceInfo, dict[str, list[Entry]]]:
     """Group by resource, then scope, keeping the order of first appearance and of records."""
     groups: dict[ResourceInfo, dict[str, list[Entry]]] = {}
+    last_resource: ResourceInfo | None = None
+    last_scope = ""
+    bucket: list[Entry] = []
     for resource, entry in items:
-        scopes = groups.get(resource)
-        if scopes is None:
-            scopes = groups[resource] = {}
-        bucket = scopes.get(entry.scope)
-        if bucket is None:
-            bucket = scopes[entry.scope] = []
+        scope = entry.scope
+        # Runs of one plugin's records from one logger are the rule: their bucket is at hand.
+        if resource is not last_resource or scope != last_scope:
+            scopes = groups.get(resource)
+            if scopes is None:
+                scopes = groups[resource] = {}
+            found = scopes.get(scope)
+            if found is None:
+                found = scopes[scope] = []
+            bucket, last_resource, last_scope = found, resource, scope
         bucket.append(entry)
     return groups
 
@@ -241,7 +265,7 @@ def encode_request(items: Iterable[tuple[ResourceInfo, Entry]]) -> bytes:
     out = []
     for resource, scopes in group(items).items():
         scope_logs = [
-            _ld(b"\x12", _scope(scope) + b"".join([_log_record(e) for e in entries]))
+            _ld(b"\x12", _scope(scope) + b"".join([e.encoded or encode_record(e) for e in entries]))
             for scope, entries in scopes.items()
         ]
         out.append(_ld(b"\x0a", _ld(b"\x0a", resource.pb) + b"".join(scope_logs)))

@@ -27,6 +27,8 @@ _HTTP_RETRYABLE: Final = frozenset({408, 429, 502, 503, 504})
 class OtlpGrpcSink:
     """OTLP/gRPC through the SDK's exporter, fed the bytes ``encode_request`` wrote."""
 
+    takes_protobuf = True  # the host encodes each record as it builds it
+
     def __init__(self, endpoint: str | None = None, timeout_seconds: float | None = None) -> None:
         self._exporter = GrpcBytesExporter(endpoint, timeout_seconds)
         self.description = f"OTLP/gRPC {self._exporter.endpoint}".strip()
@@ -61,6 +63,7 @@ class OtlpHttpSink:
         json_encoding: bool = False,
     ) -> None:
         self._json = json_encoding
+        self.takes_protobuf = not json_encoding
         content_type = JSON_CONTENT_TYPE if json_encoding else ""
         self._exporter = HttpBytesExporter(endpoint, timeout_seconds, content_type)
         self.description = f"OTLP/HTTP{'/JSON' if json_encoding else ''} {self._exporter.endpoint}"

@@ -21,9 +21,13 @@ from dataclasses import dataclass
 from typing import Final
 
 from otel_plugin_logs.config.host import HostConfig
-from otel_plugin_logs.export.batching import encoded_bytes, fit_record, refused_as_too_large, resource_bytes
+from otel_plugin_logs.export.batching import (
+    RequestSize,
+    encoded_bytes,
+    fit_record,
+    refused_as_too_large,
+)
 from otel_plugin_logs.export.items import Item
-from otel_plugin_logs.export.otlp import ResourceInfo
 from otel_plugin_logs.export.sinks import Outcome, Sink
 
 _log = logging.getLogger("otel_plugin_logs.export")
@@ -82,6 +86,9 @@ class ExportPipeline:
         before_export: Callable[[Sequence[Item]], None] | None = None,
     ) -> None:
         self.sink = sink
+        # A sink whose class says ``takes_protobuf = True`` exports ``encode_request``'s bytes:
+        # its records are worth encoding once, as they are built (``Entry.encoded``).
+        self.takes_protobuf = getattr(sink, "takes_protobuf", False) is True
         self._settle = settle
         self._before_export = before_export
         self._max_records = config.export_max_queue_records
@@ -253,22 +260,21 @@ class ExportPipeline:
     def _take(self) -> list[Item]:
         """The next request: up to the batch's records and its encoded bytes (lock held)."""
         batch: list[Item] = []
-        size = 0
-        resources: set[ResourceInfo] = set()
+        size = RequestSize()
         queue = self._queue
         limit = self._request_limit
         while queue and len(batch) < self._batch_records:
             item = queue[0]
             resource = item.resource
-            cost = encoded_bytes(item.entry) + (0 if resource in resources else resource_bytes(resource))
-            if batch and size + cost > limit:
+            cost = size.cost(resource, item.entry)
+            if batch and size.total_bytes + cost > limit:
                 break
             queue.popleft()
             if cost > limit:  # alone larger than a request: cut down, never sent whole
-                item = item.with_entry(fit_record(item.entry, limit - resource_bytes(resource)))
+                wrappers = cost - encoded_bytes(item.entry)  # the resource and scope around it
+                item = item.with_entry(fit_record(item.entry, limit - wrappers))
             batch.append(item)
-            resources.add(resource)
-            size += cost
+            size.add(resource, item.entry, cost)
         self._in_flight = len(batch)
         return batch
 

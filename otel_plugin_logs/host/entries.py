@@ -8,7 +8,6 @@ in an attribute) or rejects it with a reason.
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from collections.abc import Mapping
@@ -25,7 +24,17 @@ from pydantic import (
 )
 
 from otel_plugin_logs.conventions import BRIDGE_SCOPE_NAME
-from otel_plugin_logs.export.model import ENTRY_OVERHEAD_BYTES, Entry, built_entry, value_memory_bytes
+from otel_plugin_logs.export.model import Entry, built_entry
+from otel_plugin_logs.export.otlp import encode_record, encode_record_from
+from otel_plugin_logs.host.attributes import (
+    MAX_KEY_LENGTH,
+    Limits,
+    clean_attributes,
+    clean_text,
+    entry_memory_bytes,
+    put_attribute,
+    unchanged_attributes,
+)
 from otel_plugin_logs.wire.records import (
     BODY_ORIGINAL_BYTES,
     EXCEPTION_MESSAGE,
@@ -34,106 +43,60 @@ from otel_plugin_logs.wire.records import (
     INT64_MAX,
     INT64_MIN,
     UINT64_MAX,
-    coerce_value,
     severity_number,
     truncate_utf8,
 )
 from otel_plugin_logs.wire.validate import Level, Name
 
+__all__ = [  # Limits and clean_text live in host.attributes; the host's modules take them from here
+    "LEGACY_ENTRIES",
+    "MAX_LEGACY_ENTRIES",
+    "ORIGINAL_TIME_ATTRIBUTE",
+    "LegacyBatch",
+    "LegacyEntry",
+    "Limits",
+    "build_entry",
+    "clean_text",
+    "sanitize_counters",
+    "validate_legacy_entries",
+]
+
 ORIGINAL_TIME_ATTRIBUTE: Final = "otel_plugin_logs.original_time_unix_nano"
 _FUTURE_TOLERANCE_NANOS: Final = 3600 * 10**9
-_MAX_KEY_LENGTH: Final = 256
 _MAX_SCOPE_LENGTH: Final = 256
 _MAX_SEVERITY_TEXT: Final = 32
-_getsizeof: Final = sys.getsizeof
-# What sys.getsizeof says of scalars on this interpreter, measured once.
-_ASCII_STR_BYTES: Final = sys.getsizeof("")
-_SMALL_INT: Final = 2**30  # one 30-bit digit
-_SMALL_INT_BYTES: Final = sys.getsizeof(1)
-_BOOL_BYTES: Final = sys.getsizeof(True)
-_FLOAT_BYTES: Final = sys.getsizeof(0.5)
+_BYTES_BYTES: Final = sys.getsizeof(b"")  # a bytes object is this plus its length
+_ZERO_TRACE_ID: Final = bytes(16)
+_ZERO_SPAN_ID: Final = bytes(8)
 
 
-# A dict filled by insertion alone (as the attributes are) has a size set by its length.
-def _inserted(count: int) -> dict[str, int]:
-    filled: dict[str, int] = {}
-    for n in range(count):
-        filled[str(n)] = n
-    return filled
+def build_entry(
+    record: Any, limits: Limits, now_ns: int | None = None, *, uid_prefix: str | None = None
+) -> tuple[Entry, int, str | None]:
+    """A validated wire record → (export entry, stdlib level, exception stack trace or None).
 
-
-_DICT_BYTES: Final = tuple(sys.getsizeof(_inserted(n)) for n in range(160))
-# Far below any real count: a sum that includes it stays negative, "recount".
-_REPLACED: Final = -(2**62)
-
-
-def clean_text(value: str, max_length: int) -> str:
-    """Text safe to carry on: lone surrogates (non-UTF-8 input) replaced, length capped."""
-    if len(value) > max_length:
-        value = value[:max_length]
-    if value.isascii():  # O(1) in CPython: most text needs no check at all
-        return value
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        value = value.encode("utf-8", "replace").decode("utf-8")
-    return value
-
-
-class Limits:
-    """The per-record caps the host enforces, from its config and the OTel attribute limits."""
-
-    __slots__ = ("max_attribute_count", "max_attribute_length", "max_body_bytes")
-
-    def __init__(self, max_body_bytes: int, max_attribute_length: int, max_attribute_count: int) -> None:
-        self.max_body_bytes = max_body_bytes
-        self.max_attribute_length = max_attribute_length
-        self.max_attribute_count = max_attribute_count
-
-
-def _clean_value(value: Any, max_length: int) -> Any:
-    coerced = coerce_value(value, max_length)
-    if coerced.__class__ is str:
-        return clean_text(coerced, max_length + 16)
-    if isinstance(coerced, dict | list):
-        return _clean_nested(coerced, max_length)
-    return coerced
-
-
-def _clean_nested(value: Any, max_length: int) -> Any:
-    if isinstance(value, dict):
-        # Empty keys are invalid attribute keys (the SDK drops them); keep the value under "_".
-        return {
-            (clean_text(k, _MAX_KEY_LENGTH) or "_"): _clean_nested(v, max_length) for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [_clean_nested(v, max_length) for v in value]
-    if value.__class__ is str:
-        return clean_text(value, max_length + 16)
-    return value
-
-
-def build_entry(record: Any, limits: Limits, now_ns: int | None = None) -> tuple[Entry, int, str | None]:
-    """A validated wire record → (export entry, stdlib level, exception stack trace or None)."""
-    seq, time_ns, observed_ns, sev_number, sev_text, body, logger, raw_attributes = record[:8]
+    With ``uid_prefix`` it also gets its uid (the prefix, then ``seq`` in hex) and its encoding.
+    """
+    (seq, time_ns, observed_ns, sev_number, sev_text, body, logger, raw_attributes) = record[:8]
     trace_id, span_id, flags, exception, levelno = record[8:]
     now = time.time_ns() if now_ns is None else now_ns
-    attributes, dropped, memory = _clean_attributes(raw_attributes, limits)
+    plain = unchanged_attributes(raw_attributes, limits, encoded=uid_prefix is not None)
+    attributes, dropped, memory, parts = plain or clean_attributes(raw_attributes, limits)
     if not 0 < observed_ns <= now + _FUTURE_TOLERANCE_NANOS:
         observed_ns = now
-    if not 0 < time_ns <= now + _FUTURE_TOLERANCE_NANOS:
+    odd_time = not 0 < time_ns <= now + _FUTURE_TOLERANCE_NANOS
+    odd_body = not body.isascii() or len(body) > limits.max_body_bytes  # most bodies are short ASCII
+    if odd_time or odd_body or exception is not None:
+        parts = None  # attributes are added below: the record is encoded from the dict
+        if attributes is raw_attributes:  # the wire's dict, taken as it was: not ours to change
+            attributes = dict(attributes)
+    if odd_time:
         if len(attributes) < limits.max_attribute_count:
-            memory += _put(
-                attributes,
-                ORIGINAL_TIME_ATTRIBUTE,
-                time_ns if INT64_MIN <= time_ns <= INT64_MAX else str(time_ns),
-            )
+            memory += put_attribute(attributes, ORIGINAL_TIME_ATTRIBUTE, _time_value(time_ns))
         time_ns = observed_ns
-    if not body.isascii() or len(body) > limits.max_body_bytes:  # most bodies are short ASCII text
-        body = clean_text(body, len(body))
-        body, original = truncate_utf8(body, limits.max_body_bytes)
-        if original and BODY_ORIGINAL_BYTES not in attributes:
-            memory += _put(attributes, BODY_ORIGINAL_BYTES, original)
+    if odd_body:
+        body, added = _clean_body(body, attributes, limits.max_body_bytes)
+        memory += added
     stacktrace = None
     if exception is not None:
         added, stacktrace = _add_exception(attributes, exception, limits.max_attribute_length)
@@ -141,19 +104,11 @@ def build_entry(record: Any, limits: Limits, now_ns: int | None = None) -> tuple
     level = levelno if 0 <= levelno <= 1000 else (0 if levelno < 0 else 1000)
     if sev_number == 0 and level > 0:
         sev_number = severity_number(level)
-    text = sev_text if sev_text and len(sev_text) <= _MAX_SEVERITY_TEXT and sev_text.isprintable() else ""
-    if not text:
-        text = _level_text(level)
-    if trace_id is not None and (len(trace_id) != 16 or not any(trace_id)):
-        trace_id = None
-    if span_id is not None and (len(span_id) != 8 or not any(span_id)):
-        span_id = None
-    if trace_id is None or span_id is None:
-        trace_id = span_id = None
+    usable = sev_text and len(sev_text) <= _MAX_SEVERITY_TEXT and sev_text.isprintable()
+    text = sev_text if usable else _level_text(level)
+    if trace_id is None or span_id is None or not _valid_ids(trace_id, span_id):
+        trace_id = span_id = None  # half a context is none
         flags = 0
-    scope = logger if logger.isascii() and len(logger) <= _MAX_SCOPE_LENGTH else clean_text(logger, 256)
-    if scope.startswith(BRIDGE_SCOPE_NAME):  # the bridge's notices: a runner cannot speak as the bridge
-        scope = "runner:" + scope
     entry = built_entry(
         seq,
         time_ns,
@@ -161,27 +116,57 @@ def build_entry(record: Any, limits: Limits, now_ns: int | None = None) -> tuple
         sev_number,
         text,
         body,
-        scope,
+        _scope(logger),
         attributes,
         trace_id,
         span_id,
         flags & 0xFF,
         dropped,
-        _memory_bytes(body, attributes, memory),
+        entry_memory_bytes(body, attributes, memory),
     )
+    if uid_prefix is not None:
+        # f"{seq:016x}", at a third of the cost (a runner's sequence numbers are positive int64s)
+        uid = uid_prefix + (seq.to_bytes(8, "big").hex() if 0 <= seq <= UINT64_MAX else f"{seq:016x}")
+        _encode(entry, uid, parts)
     return entry, level, stacktrace
 
 
-def _memory_bytes(body: str, attributes: dict[str, Any], summed: int) -> int:
-    """The entry's memory, given what its attributes' keys and values sum to (negative: recount)."""
-    if summed < 0:  # a key was written twice: count what is there
-        summed = value_memory_bytes(attributes)
+def _valid_ids(trace_id: bytes, span_id: bytes) -> bool:
+    """Ids of the right lengths, neither all zeros (W3C: an invalid context)."""
+    if len(trace_id) != 16 or len(span_id) != 8:
+        return False
+    return trace_id != _ZERO_TRACE_ID and span_id != _ZERO_SPAN_ID
+
+
+def _time_value(time_ns: int) -> int | str:
+    """A timestamp as an attribute value: an int64, or its text beyond."""
+    return time_ns if INT64_MIN <= time_ns <= INT64_MAX else str(time_ns)
+
+
+def _clean_body(body: str, attributes: dict[str, Any], max_bytes: int) -> tuple[str, int]:
+    """(the body made valid UTF-8 and cut to ``max_bytes``, the memory of the attribute it added)."""
+    body = clean_text(body, len(body))
+    body, original = truncate_utf8(body, max_bytes)
+    if original and BODY_ORIGINAL_BYTES not in attributes:
+        return body, put_attribute(attributes, BODY_ORIGINAL_BYTES, original)
+    return body, 0
+
+
+def _scope(logger: str) -> str:
+    scope = logger if logger.isascii() and len(logger) <= _MAX_SCOPE_LENGTH else clean_text(logger, 256)
+    if scope.startswith(BRIDGE_SCOPE_NAME):  # the bridge's notices: a runner cannot speak as the bridge
+        scope = "runner:" + scope
+    return scope
+
+
+def _encode(entry: Entry, uid: str, attribute_parts: list[bytes] | None) -> None:
+    """Give ``entry`` its uid and its encoding (from its attributes' KeyValues when known)."""
+    entry.uid = uid
+    if attribute_parts is None:
+        encoded = entry.encoded = encode_record(entry)
     else:
-        size = len(attributes)
-        summed += _DICT_BYTES[size] if size < len(_DICT_BYTES) else _getsizeof(attributes)
-    return (
-        ENTRY_OVERHEAD_BYTES + (_ASCII_STR_BYTES + len(body) if body.isascii() else _getsizeof(body)) + summed
-    )
+        encoded = entry.encoded = encode_record_from(entry, attribute_parts)
+    entry.memory_bytes += _BYTES_BYTES + len(encoded)
 
 
 def _add_exception(attributes: dict[str, Any], exception: Any, max_length: int) -> tuple[int, str | None]:
@@ -190,107 +175,13 @@ def _add_exception(attributes: dict[str, Any], exception: Any, max_length: int) 
     memory = 0
     stacktrace = None
     if kind:
-        memory += _put(attributes, EXCEPTION_TYPE, clean_text(kind, _MAX_KEY_LENGTH))
+        memory += put_attribute(attributes, EXCEPTION_TYPE, clean_text(kind, MAX_KEY_LENGTH))
     if message:
-        memory += _put(attributes, EXCEPTION_MESSAGE, clean_text(message, max_length))
+        memory += put_attribute(attributes, EXCEPTION_MESSAGE, clean_text(message, max_length))
     if stack:
         stacktrace = clean_text(stack, max(max_length, 64 * 1024))
-        memory += _put(attributes, EXCEPTION_STACKTRACE, stacktrace)
+        memory += put_attribute(attributes, EXCEPTION_STACKTRACE, stacktrace)
     return memory, stacktrace
-
-
-def _put(attributes: dict[str, Any], key: str, value: Any) -> int:
-    """Set an attribute; the memory it adds, or a large negative count when it replaced one."""
-    replaced = key in attributes
-    attributes[key] = value
-    return _REPLACED if replaced else _getsizeof(key) + value_memory_bytes(value)
-
-
-def _clean_attributes(raw: Mapping[str, Any], limits: Limits) -> tuple[dict[str, Any], int, int]:
-    """(attributes within the limits, how many were dropped, the memory of their keys and values).
-
-    The memory is ``value_memory_bytes``'s count, summed here while each value is at hand; it
-    is negative when two keys were cleaned to one name (the caller then counts the result).
-    """
-    if len(raw) <= limits.max_attribute_count:
-        plain = _plain_attributes(raw, limits.max_attribute_length)
-        if plain is not None:
-            return plain
-    return _cleaned_attributes(raw, limits)
-
-
-def _plain_attributes(raw: Mapping[str, Any], max_len: int) -> tuple[dict[str, Any], int, int] | None:
-    """``_cleaned_attributes``' result when nothing needs cleaning (short ASCII keys, plain scalars),
-    from a pass that only checks and counts (a quarter cheaper); None as soon as something does."""
-    memory = 0
-    for key, value in raw.items():
-        if not key or len(key) > _MAX_KEY_LENGTH or not key.isascii():
-            return None
-        # The constant of the pair's two ASCII strings is added once for all pairs, below.
-        kind = value.__class__
-        if kind is str:
-            if len(value) > max_len or not value.isascii():
-                return None
-            memory += len(key) + len(value)
-        elif kind is int:
-            if not INT64_MIN <= value <= INT64_MAX:
-                return None
-            small = value and -_SMALL_INT < value < _SMALL_INT
-            memory += len(key) + (_SMALL_INT_BYTES if small else _getsizeof(value)) - _ASCII_STR_BYTES
-        elif kind is bool:
-            memory += len(key) + _BOOL_BYTES - _ASCII_STR_BYTES
-        elif kind is float and math.isfinite(value):
-            memory += len(key) + _FLOAT_BYTES - _ASCII_STR_BYTES
-        else:
-            return None
-    return dict(raw), 0, memory + 2 * _ASCII_STR_BYTES * len(raw)
-
-
-def _cleaned_attributes(raw: Mapping[str, Any], limits: Limits) -> tuple[dict[str, Any], int, int]:
-    """``_clean_attributes`` of any attributes: keys and values cleaned, their count capped."""
-    attributes: dict[str, Any] = {}
-    dropped = memory = 0
-    max_len = limits.max_attribute_length
-    budget = limits.max_attribute_count
-    for key, value in raw.items():
-        if len(attributes) >= budget:
-            dropped += 1
-            continue
-        name = key
-        if not key or len(key) > _MAX_KEY_LENGTH:
-            name = clean_text(key, _MAX_KEY_LENGTH) or "_"
-            if name in attributes:
-                memory = _REPLACED
-        # sys.getsizeof costs several times a len(): an ASCII str is its length plus a constant.
-        memory += _ASCII_STR_BYTES + len(name) if name.isascii() else _getsizeof(name)
-        kind = value.__class__
-        # Most values are short ASCII strings and plain numbers: they need no cleaning.
-        if kind is str:
-            if len(value) <= max_len and value.isascii():
-                attributes[name] = value
-                memory += _ASCII_STR_BYTES + len(value)
-                continue
-        elif kind is int:
-            if INT64_MIN <= value <= INT64_MAX:
-                attributes[name] = value
-                small = value and -_SMALL_INT < value < _SMALL_INT
-                memory += _SMALL_INT_BYTES if small else _getsizeof(value)
-                continue
-        elif kind is bool:
-            attributes[name] = value
-            memory += _BOOL_BYTES
-            continue
-        elif kind is float and math.isfinite(value):
-            attributes[name] = value
-            memory += _FLOAT_BYTES
-            continue
-        try:
-            cleaned = _clean_value(value, max_len)
-        except RecursionError:
-            cleaned = "<too deeply nested>"
-        attributes[name] = cleaned
-        memory += value_memory_bytes(cleaned)
-    return attributes, dropped, memory
 
 
 def _level_text(levelno: int) -> str:

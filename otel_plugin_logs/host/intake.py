@@ -82,7 +82,12 @@ class Intake:
                 self._ledger.advance(stream)
             return
         limits = self._limits
-        built = [build_entry(record, limits, now_ns) for record in fresh]
+        pipeline = self.pipeline
+        if pipeline is not None and pipeline.takes_protobuf:  # encoded once, here, with its uid
+            prefix = stream.key.record_uid_prefix(plugin.name)
+            built = [build_entry(record, limits, now_ns, uid_prefix=prefix) for record in fresh]
+        else:
+            built = [build_entry(record, limits, now_ns) for record in fresh]
         replayed = stream.plugin.replayer.replay_all(built, stream.otel) if self._config.replay else 0
         self._enqueue(stream, ticket, [entry for entry, _, _ in built], replayed)
 
@@ -157,7 +162,8 @@ class Intake:
         resource = stream.resource
         items = []
         for entry in entries:
-            entry.uid = f"{prefix}{entry.seq:016x}"
+            if not entry.uid:  # given at build time when the record was encoded
+                entry.uid = f"{prefix}{entry.seq:016x}"
             items.append(Item(resource, entry, ticket, entry.size_estimate()))  # Item.of, inline
         refused = pipeline.offer(items)
         if refused:
