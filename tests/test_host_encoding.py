@@ -198,3 +198,16 @@ def test_requests_are_cut_by_the_exact_encoded_size_and_stay_under_the_limit() -
     # the cut-down record) is within a record and a few wrappers of the limit.
     tight = [size for size in sink.sizes[:-1] if size > limit - largest - 256]
     assert len(tight) >= len(sink.sizes) - 3, sink.sizes
+
+
+@pytest.mark.parametrize(
+    "attributes", [{"": None, "_": None}, {"_": 1, "": 2}, {"x" * 300: "a", "x" * 256: "b"}]
+)
+def test_a_cleaned_key_that_meets_another_key_is_counted_once(attributes: dict[str, Any]) -> None:
+    """Two keys that become one name (in either order) are counted as the one the entry holds."""
+    from otel_plugin_logs.export.model import measured_memory_bytes
+
+    (record,) = validate_records([_record(1, attributes=attributes)])[0]
+    entry = build_entry(record, LIMITS)[0]
+    assert not entry.encoded and len(entry.attributes) == 1
+    assert entry.size_estimate() == measured_memory_bytes(entry.body, entry.attributes)

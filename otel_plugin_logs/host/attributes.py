@@ -245,6 +245,7 @@ def _cleaned_attributes(raw: Mapping[str, Any], limits: Limits) -> tuple[dict[st
     dropped = memory = 0
     max_len = limits.max_attribute_length
     budget = limits.max_attribute_count
+    renamed = False  # raw keys are distinct: only a cleaned one can make two keys one name
     for key, value in raw.items():
         if len(attributes) >= budget:
             dropped += 1
@@ -252,8 +253,11 @@ def _cleaned_attributes(raw: Mapping[str, Any], limits: Limits) -> tuple[dict[st
         name = key
         if not key or len(key) > MAX_KEY_LENGTH:
             name = clean_text(key, MAX_KEY_LENGTH) or "_"
-            if name in attributes:
-                memory = _REPLACED
+            renamed = True
+        # A name written twice (a cleaned key meeting a key spelled as it was cleaned to, in
+        # either order) is counted once: the sum is marked for a recount.
+        if renamed and name in attributes:
+            memory = _REPLACED
         # sys.getsizeof costs several times a len(): an ASCII str is its length plus a constant.
         memory += _ASCII_STR_BYTES + len(name) if name.isascii() else _getsizeof(name)
         kind = value.__class__
