@@ -225,3 +225,56 @@ def test_the_runner_path_to_exit_loads_no_costly_module(
     booted = set(ast.literal_eval(booted_file.read_text()))
     assert {"otel_plugin_logs.runner.sender", "otel_plugin_logs.runner.transport"} <= booted
     assert not (booted - plain) & RUNNER_PATH_EXCLUDED_MODULES
+
+
+FREEZE_PROBE = """
+import gc
+mine = [object()]
+print(gc.get_freeze_count() > 0, any(o is mine for o in gc.get_objects()))
+"""
+
+
+def test_the_bootstrap_freezes_the_start_up_objects_and_nothing_of_the_plugin(tmp_path: Path) -> None:
+    """Under auto-install the interpreter's start-up objects are frozen; what the plugin makes is collected as usual."""
+    result = subprocess.run(
+        [PYTHON, "-c", FREEZE_PROBE], env=_runner_env(tmp_path), capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.split() == ["True", "True"], result.stderr
+
+
+def test_freezing_the_start_up_objects_can_be_turned_off(tmp_path: Path) -> None:
+    """OTEL_PLUGIN_LOGS_FREEZE_STARTUP_OBJECTS=false leaves the collector as the interpreter set it."""
+    env = {**_runner_env(tmp_path), "OTEL_PLUGIN_LOGS_FREEZE_STARTUP_OBJECTS": "false"}
+    result = subprocess.run([PYTHON, "-c", FREEZE_PROBE], env=env, capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == ["False", "True"], result.stderr
+
+
+CYCLE_WITH_FINALIZER = """
+import logging, os, sys
+logging.getLogger("cycle").warning("a record, so the runner is in place")
+
+class Holder:
+    def __init__(self, path):
+        self.me = self  # a reference cycle: only the collector frees it
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+
+    def __del__(self):
+        os.write(self.fd, b"finalized")
+
+holder = Holder(sys.argv[1])
+del holder
+"""
+
+
+def test_a_reference_cycle_the_plugin_made_is_still_finalized_at_exit(tmp_path: Path) -> None:
+    """With the start-up objects frozen, a cycle the plugin made is still collected at exit: its finalizer runs."""
+    target = tmp_path / "out.txt"
+    result = subprocess.run(
+        [PYTHON, "-c", CYCLE_WITH_FINALIZER, str(target)],
+        env=_runner_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert target.read_bytes() == b"finalized"

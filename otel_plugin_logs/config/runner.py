@@ -36,6 +36,9 @@ ENV_PLUGIN_NAME: Final = PREFIX + "PLUGIN_NAME"
 ENV_AUTO_INSTALL: Final = PREFIX + "AUTO_INSTALL"
 # Under auto-install, whether a plugin's logging.basicConfig() still adds its stderr handler.
 ENV_KEEP_CONSOLE: Final = PREFIX + "KEEP_CONSOLE"
+# Under auto-install, whether the bootstrap freezes the interpreter's start-up objects (read by
+# the bootstrap itself, before any plugin code runs; declared here so it is listed and checked).
+ENV_FREEZE_STARTUP_OBJECTS: Final = PREFIX + "FREEZE_STARTUP_OBJECTS"
 
 
 # Settings both sides read, declared once (each class gets its own declaration object).
@@ -169,5 +172,15 @@ class RunnerConfig(Settings):
         parse_bool,
         "Under auto-install, let the plugin's own console output of the records the bridge carries "
         "reach the host's stderr capture too (off: the host shows each record once).",
+        "true or false",
+    )
+    freeze_startup_objects: bool = setting(
+        True,
+        ENV_FREEZE_STARTUP_OBJECTS,
+        parse_bool,
+        "Under auto-install, move the objects that exist before the plugin's code runs (the "
+        "interpreter's start-up) out of the garbage collector's reach (gc.freeze): every full "
+        "collection, and the ones at exit, then skips them (a plugin exits ~8 ms sooner). "
+        "Nothing the plugin creates is frozen.",
         "true or false",
     )

@@ -96,6 +96,14 @@ def _otel_plugin_logs_bootstrap() -> None:
 
         otel_plugin_logs_die_with_parent.arm_from_environment()
     if os.environ.get("OTEL_PLUGIN_LOGS_AUTO_INSTALL") == "1" and _otel_plugin_logs_find_package():
+        # Before any plugin code (and before a shadowed sitecustomize): what exists now is the
+        # interpreter's start-up, alive until exit. Frozen, no collection walks it again, and
+        # the exit's collections cost a plugin ~8 ms less. Words as config.fields.parse_bool's.
+        freeze = os.environ.get("OTEL_PLUGIN_LOGS_FREEZE_STARTUP_OBJECTS", "true").strip().lower()
+        if freeze not in ("0", "false", "no", "off", ""):
+            import gc
+
+            gc.freeze()
         if "logging" in sys.modules:
             _otel_plugin_logs_install()
         else:
