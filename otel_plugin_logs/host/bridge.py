@@ -323,17 +323,7 @@ class HostLogBridge:
 
     def _take_batch(self, plugin: str, payload: bytes | Mapping[str, Any], pid: int | None) -> int:
         """``handle_batch`` without counting a refusal (the legacy path counts its own)."""
-        message = (
-            decode_message(payload, self.config.max_frame_bytes)
-            if isinstance(payload, bytes)
-            else dict(payload)
-        )
-        try:
-            header = BatchHeader.model_validate(message)
-        except ValidationError as error:
-            raise ProtocolError("malformed_batch", first_error(error)) from None
-        if header.t not in (BATCH, BYE):
-            raise ProtocolError("unexpected_frame", f"expected a batch, got {header.t[:32]!r}")
+        header = rpc_batch_header(payload, self.config.max_frame_bytes)
         return self._parts.intake.take_rpc_batch(plugin, header, pid or 0)
 
     def handle_legacy_batch(
@@ -384,6 +374,18 @@ class HostLogBridge:
         or in its handshake may be theirs, so those are waited for too.
         """
         return self._parts.drain.wait_for_plugin(name, timeout_seconds)
+
+
+def rpc_batch_header(payload: bytes | Mapping[str, Any], max_frame_bytes: int) -> BatchHeader:
+    """The batch a runtime's own RPC handed over, validated; ``ProtocolError`` if it is not one."""
+    message = decode_message(payload, max_frame_bytes) if isinstance(payload, bytes) else dict(payload)
+    try:
+        header = BatchHeader.model_validate(message)
+    except ValidationError as error:
+        raise ProtocolError("malformed_batch", first_error(error)) from None
+    if header.t not in (BATCH, BYE):
+        raise ProtocolError("unexpected_frame", f"expected a batch, got {header.t[:32]!r}")
+    return header
 
 
 __all__ = ["HostLogBridge", "HostState", "PluginProcess"]
