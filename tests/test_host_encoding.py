@@ -211,3 +211,12 @@ def test_a_cleaned_key_that_meets_another_key_is_counted_once(attributes: dict[s
     entry = build_entry(record, LIMITS)[0]
     assert not entry.encoded and len(entry.attributes) == 1
     assert entry.size_estimate() == measured_memory_bytes(entry.body, entry.attributes)
+
+
+def test_a_record_that_needs_cleaning_leaves_no_pair_behind_when_nothing_is_encoded() -> None:
+    """A host whose sink takes no protobuf remembers no attribute pair, even for a record with a list value."""
+    limits = Limits(4096, 256, 8)
+    for seq in range(1, 50):
+        (record,) = validate_records([_record(seq, attributes={"n": seq, "tags": ["a", "b"]})])[0]
+        build_entry(record, limits)
+    assert limits.clean_pairs == {}

@@ -127,15 +127,13 @@ def clean_attributes(
     raw: Mapping[str, Any], limits: Limits
 ) -> tuple[dict[str, Any], int, int, list[bytes] | None]:
     """(attributes within the limits, how many were dropped, the memory of their keys and values,
-    each pair's KeyValue or None).
+    None: no pair encoded), for attributes ``unchanged_attributes`` found in need of cleaning.
 
     The memory is ``value_memory_bytes``'s count, summed here while each value is at hand; it
     is negative when two keys were cleaned to one name (the caller then counts the result).
+    Nothing is remembered here: a host whose sink does not take protobuf must not fill the pair
+    cache, and for one that does the check already failed on this record.
     """
-    if len(raw) <= limits.max_attribute_count:
-        plain = plain_attributes(raw, limits)
-        if plain is not None:
-            return plain
     attributes, dropped, memory = _cleaned_attributes(raw, limits)
     return attributes, dropped, memory, None
 
