@@ -183,52 +183,45 @@ def checked_attributes(raw: Mapping[str, Any], max_len: int) -> tuple[dict[str, 
     (each runner brings its own thread ids). None as soon as something needs cleaning."""
     memory = 0
     for key, value in raw.items():
-        if not key or len(key) > MAX_KEY_LENGTH or not key.isascii():
+        pair_bytes = plain_pair_bytes(key, value, max_len)
+        if pair_bytes is None:
             return None
-        # The constant of the pair's two ASCII strings is added once for all pairs, below.
-        kind = value.__class__
-        if kind is str:
-            if len(value) > max_len or not value.isascii():
-                return None
-            memory += len(key) + len(value)
-        elif kind is int:
-            if not INT64_MIN <= value <= INT64_MAX:
-                return None
-            small = value and -_SMALL_INT < value < _SMALL_INT
-            memory += len(key) + (_SMALL_INT_BYTES if small else _getsizeof(value)) - _ASCII_STR_BYTES
-        elif kind is bool:
-            memory += len(key) + _BOOL_BYTES - _ASCII_STR_BYTES
-        elif kind is float and math.isfinite(value):
-            memory += len(key) + _FLOAT_BYTES - _ASCII_STR_BYTES
-        else:
-            return None
+        memory += pair_bytes
     kept = raw if raw.__class__ is dict else dict(raw)
-    return kept, 0, memory + 2 * _ASCII_STR_BYTES * len(raw), None
+    return kept, 0, memory, None
 
 
-def _checked_pair(
-    pairs: dict[tuple[str, type, Any], CleanPair], key: str, value: Any, max_len: int
-) -> CleanPair | None:
-    """The pair as ``CleanPair`` when it needs no cleaning (and remembered if small), else None."""
+def plain_pair_bytes(key: str, value: Any, max_len: int) -> int | None:
+    """The memory of a pair (key and value) that needs no cleaning: a short ASCII key and a plain
+    scalar within the limits; None when it needs cleaning. One definition for both checks."""
     if not key or len(key) > MAX_KEY_LENGTH or not key.isascii():
         return None
     kind = value.__class__
     if kind is str:
         if len(value) > max_len or not value.isascii():
             return None
-        memory = _ASCII_STR_BYTES + len(value)
-    elif kind is int:
+        return 2 * _ASCII_STR_BYTES + len(key) + len(value)
+    if kind is int:
         if not INT64_MIN <= value <= INT64_MAX:
             return None
         small = value and -_SMALL_INT < value < _SMALL_INT
-        memory = _SMALL_INT_BYTES if small else _getsizeof(value)
-    elif kind is bool:
-        memory = _BOOL_BYTES
-    elif kind is float and math.isfinite(value):
-        memory = _FLOAT_BYTES
-    else:
+        return _ASCII_STR_BYTES + len(key) + (_SMALL_INT_BYTES if small else _getsizeof(value))
+    if kind is bool:
+        return _ASCII_STR_BYTES + len(key) + _BOOL_BYTES
+    if kind is float and math.isfinite(value):
+        return _ASCII_STR_BYTES + len(key) + _FLOAT_BYTES
+    return None
+
+
+def _checked_pair(
+    pairs: dict[tuple[str, type, Any], CleanPair], key: str, value: Any, max_len: int
+) -> CleanPair | None:
+    """The pair as ``CleanPair`` when it needs no cleaning (and remembered if small), else None."""
+    memory = plain_pair_bytes(key, value, max_len)
+    if memory is None:
         return None
-    pair = CleanPair(attribute_bytes(key, value), _ASCII_STR_BYTES + len(key) + memory)
+    kind = value.__class__
+    pair = CleanPair(attribute_bytes(key, value), memory)
     # -0.0 equals 0.0 as a key but not as a double: zeros are checked each time.
     if len(pair.encoded) < _MAX_CACHED_PAIR_BYTES and (kind is not float or value):
         if len(pairs) >= _CLEAN_PAIRS_LIMIT:
